@@ -1,0 +1,36 @@
+# The two commands a newcomer runs (see README.md): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck bench clean install
+
+$(BIN)/crm: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/crm
+
+install: $(BIN)/crm
+
+demo: install
+	$(BIN)/crm demo
+
+test: install
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/mypy src
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check src tests examples benchmarks
+
+typecheck: install
+	$(BIN)/mypy src
+
+bench: install
+	$(BIN)/python benchmarks/commands.py
+	$(BIN)/python benchmarks/projections.py
+	$(BIN)/python benchmarks/relay.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""crm-core adapters."""

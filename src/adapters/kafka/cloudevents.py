@@ -1,0 +1,266 @@
+"""Domain events as Kafka records: CloudEvents 1.0 (binary or structured) or Debezium outbox.
+
+Consumers on a shared bus should not need our Python classes, so each event travels in an
+open, documented format. ``binary`` (the default) puts the CloudEvents attributes in
+``ce_*`` headers and the event's JSON payload, untouched, in the value: consumers that only
+want the data read the value, routers read headers without parsing JSON. ``structured``
+puts one ``application/cloudevents+json`` document in the value. ``debezium`` mimics the
+Debezium outbox event router (headers ``id``, ``aggregatetype``, ``aggregateid``, ``type``;
+value = payload) for teams that already consume it. In every mode the key is the aggregate
+id, so one aggregate's events stay in one partition, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.kafka.errors import InboundMessageError
+from adapters.kafka.eventtypes import EventType
+from crm_domain.eventmodel import DomainEvent
+
+SPEC_VERSION = "1.0"
+JSON = "application/json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+#: Fields every stored event has; they travel as CloudEvents attributes, not in ``data``.
+ENVELOPE_FIELDS = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "timestamp",
+        "metadata",
+        "event_id",
+        "occurred_at",
+        "originator_topic",  # eventsourcing's class path of a created aggregate: internal
+    }
+)
+
+#: Metadata keys (see ``crm_domain.context``) and the CloudEvents extension each becomes.
+METADATA_EXTENSIONS = {
+    "correlation_id": "correlationid",
+    "causation_id": "causationid",
+    "actor": "actor",
+    "source_system": "sourcesystem",
+    "command_id": "commandid",
+}
+
+
+class MessageFormat(StrEnum):
+    """How an event is laid out in a Kafka record."""
+
+    BINARY = "binary"
+    STRUCTURED = "structured"
+    DEBEZIUM = "debezium"
+
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    """What is handed to the producer: key, value and headers (topic chosen by routing)."""
+
+    key: bytes
+    value: bytes
+    headers: Headers = field(default_factory=list)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event as read back from Kafka (either content mode)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: str = Field(pattern=r"^1\.0$")
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: AwareDatetime | None = None
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    data: Any = None
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """Attributes beyond the core ones (correlationid, actor, ...)."""
+        return dict(self.model_extra or {})
+
+
+def event_data(event: DomainEvent, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The event's own payload as JSON-ready values (envelope fields left out)."""
+    fields = set(type(event).model_fields) - ENVELOPE_FIELDS - set(exclude)
+    data: dict[str, Any] = event.model_dump(mode="json", include=fields)
+    return data
+
+
+def _time(event: DomainEvent) -> datetime:
+    """When it happened: business time if the event has one, else when it was recorded."""
+    occurred: datetime | None = getattr(event, "occurred_at", None)
+    return occurred if occurred is not None else event.timestamp
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def cloudevent_attributes(
+    event: DomainEvent,
+    event_type: EventType,
+    source: str,
+    *,
+    redacted: Sequence[str] = (),
+    dataschema: str | None = None,
+) -> dict[str, str | int]:
+    """Context attributes and extensions of one event (everything but ``data``)."""
+    attrs: dict[str, str | int] = {
+        "specversion": SPEC_VERSION,
+        "id": str(event.event_id),
+        "source": source,
+        "type": event_type.type,
+        "subject": str(event.originator_id),
+        "time": _rfc3339(_time(event)),
+        "datacontenttype": JSON,
+    }
+    if dataschema:
+        attrs["dataschema"] = dataschema
+    for key, extension in METADATA_EXTENSIONS.items():
+        value = event.metadata.get(key)
+        if value:
+            attrs[extension] = value
+    attrs["aggregatetype"] = event_type.aggregate
+    attrs["aggregateversion"] = event.originator_version
+    attrs["recordedtime"] = _rfc3339(event.timestamp)
+    if redacted:
+        attrs["redacted"] = ",".join(sorted(redacted))
+    return attrs
+
+
+class EventEncoder:
+    """Turns a stored domain event into a :class:`KafkaRecord` in one :class:`MessageFormat`."""
+
+    def __init__(
+        self,
+        source: str,
+        message_format: MessageFormat = MessageFormat.BINARY,
+        schema_base_uri: str | None = None,
+    ) -> None:
+        self.source = source
+        self.format = MessageFormat(message_format)
+        self.schema_base_uri = schema_base_uri.rstrip("/") if schema_base_uri else None
+
+    def encode(
+        self, event: DomainEvent, event_type: EventType, redacted: Sequence[str] = ()
+    ) -> KafkaRecord:
+        key = str(event.originator_id).encode()
+        data = event_data(event, exclude=redacted)
+        dataschema = (
+            f"{self.schema_base_uri}/{event_type.type}.json" if self.schema_base_uri else None
+        )
+        if self.format is MessageFormat.DEBEZIUM:
+            return KafkaRecord(key, orjson.dumps(data), self._debezium_headers(event, event_type))
+        attrs = cloudevent_attributes(
+            event, event_type, self.source, redacted=redacted, dataschema=dataschema
+        )
+        if self.format is MessageFormat.STRUCTURED:
+            document = {**attrs, "data": data}
+            return KafkaRecord(
+                key,
+                orjson.dumps(document),
+                [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
+            )
+        headers: Headers = [("content-type", JSON.encode())]
+        headers.extend(
+            (f"ce_{name}", str(value).encode())
+            for name, value in attrs.items()
+            if name != "datacontenttype"
+        )
+        return KafkaRecord(key, orjson.dumps(data), headers)
+
+    def _debezium_headers(self, event: DomainEvent, event_type: EventType) -> Headers:
+        headers: Headers = [
+            ("id", str(event.event_id).encode()),
+            ("aggregatetype", event_type.aggregate.encode()),
+            ("aggregateid", str(event.originator_id).encode()),
+            ("type", event_type.type.encode()),
+        ]
+        headers.extend(
+            (key, value.encode())
+            for key, value in event.metadata.items()
+            if key in METADATA_EXTENSIONS
+        )
+        return headers
+
+
+def _header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in headers:
+        if value is not None:
+            result[name.lower()] = value.decode("utf-8")
+    return result
+
+
+def decode_cloudevent(
+    value: bytes | None, headers: Iterable[tuple[str, bytes | None]] = ()
+) -> CloudEvent:
+    """Read a CloudEvent from a Kafka record in binary or structured content mode.
+
+    Raises :class:`InboundMessageError` when the record is neither, or is invalid.
+    """
+    header_map = _header_map(headers)
+    content_type = header_map.get("content-type", "")
+    try:
+        if "ce_specversion" in header_map:
+            attrs: dict[str, Any] = {
+                name[3:]: text for name, text in header_map.items() if name.startswith("ce_")
+            }
+            if content_type:
+                attrs["datacontenttype"] = content_type
+            if value is not None:
+                attrs["data"] = orjson.loads(value) if _is_json(content_type) else value
+            return CloudEvent.model_validate(attrs)
+        if content_type.startswith("application/cloudevents+json") or (
+            not content_type and value is not None and value[:1] == b"{"
+        ):
+            document = orjson.loads(value or b"")
+            if not isinstance(document, dict) or "specversion" not in document:
+                raise InboundMessageError("JSON value is not a structured-mode CloudEvent")
+            return CloudEvent.model_validate(document)
+    except orjson.JSONDecodeError as exc:
+        raise InboundMessageError(f"CloudEvent value is not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        raise InboundMessageError(
+            f"invalid CloudEvent: {exc.error_count()} problem(s): "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            errors=[dict(e) for e in exc.errors(include_url=False)],
+        ) from exc
+    raise InboundMessageError(
+        "record is not a CloudEvent: no ce_specversion header and no "
+        "application/cloudevents+json value"
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return base == JSON or base.endswith("+json") or base == ""
+
+
+def decode_debezium(
+    value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
+) -> tuple[Mapping[str, str], Any]:
+    """The outbox headers and the payload of a Debezium-layout record."""
+    header_map = _header_map(headers)
+    missing = [h for h in ("id", "aggregatetype", "aggregateid", "type") if h not in header_map]
+    if missing:
+        raise InboundMessageError(f"not a Debezium outbox record: missing header(s) {missing}")
+    try:
+        payload = orjson.loads(value or b"null")
+    except orjson.JSONDecodeError as exc:
+        raise InboundMessageError(f"outbox payload is not valid JSON: {exc}") from exc
+    return header_map, payload

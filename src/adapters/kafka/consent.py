@@ -1,0 +1,178 @@
+"""Marketing never receives a customer's personal data without consent for that purpose.
+
+How the relay knows consent: the event log is the truth, and the relay reads it in order.
+:class:`ConsentLedger` folds ``ConsentGranted``/``ConsentWithdrawn`` into "customer -> purpose
+-> channels" as the relay passes them, so every event is judged by the consent in force *at
+that event's position in the log* (not by today's state, which would leak an event logged
+before a withdrawal, or hide one logged after a grant). Nothing extra is stored: on start
+the ledger is rebuilt from the consent events up to the relay's tracked position, so it
+can never disagree with the log. Reading the ``Customer`` aggregate instead would cost a
+repository read per event and give the state at read time, not at the event.
+
+:class:`ConsentRule` decides per route and event: publish whole, publish with the personal
+fields removed (``strip``; the CloudEvent's ``redacted`` extension names them), or drop.
+Which fields are personal is declared per event type in :data:`PERSONAL_FIELDS`; an event
+type routed to a guarded topic that is not declared there is treated as wholly personal
+and dropped without consent, so a new event type cannot leak by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from uuid import UUID
+
+from eventsourcing.application import Application
+
+from adapters.kafka.eventtypes import EventType, EventTypeRegistry
+from adapters.kafka.routing import Route, WithoutConsent
+from crm_domain.eventmodel import DomainEvent
+
+#: Fields holding personal data (names, contact details, free text about the person), per
+#: unversioned event type. An empty set means "no personal data in this event".
+PERSONAL_FIELDS: Mapping[str, frozenset[str]] = {
+    "crm.customer.registered": frozenset({"name", "contact"}),
+    "crm.customer.profile_corrected": frozenset({"name", "contact", "reason"}),
+    "crm.customer.contact_logged": frozenset(
+        {"participants", "summary", "commitments", "next_step"}
+    ),
+    "crm.customer.lifecycle_stage_changed": frozenset({"reason"}),
+    "crm.customer.segment_assigned": frozenset(),
+    "crm.customer.grade_assigned": frozenset(),
+    "crm.customer.consent_granted": frozenset(),
+    "crm.customer.consent_withdrawn": frozenset({"reason"}),
+    "crm.customer.campaign_response_recorded": frozenset(),
+    "crm.customer.satisfaction_recorded": frozenset({"comment"}),
+    "crm.customer.deactivated": frozenset({"reason"}),
+    "crm.customer.reactivated": frozenset({"reason"}),
+}
+
+CONSENT_GRANTED = "crm.customer.consent_granted"
+CONSENT_WITHDRAWN = "crm.customer.consent_withdrawn"
+
+
+class ConsentLedger:
+    """Consent per customer, purpose and channel, as of the last event applied."""
+
+    def __init__(self) -> None:
+        self._granted: dict[UUID, dict[str, set[str]]] = {}
+
+    def apply(self, event: DomainEvent, event_type: EventType) -> None:
+        """Fold one event in; events other than consent changes are ignored."""
+        if event_type.name not in (CONSENT_GRANTED, CONSENT_WITHDRAWN):
+            return
+        purpose = _text(getattr(event, "purpose", ""))
+        channel = _text(getattr(event, "channel", ""))
+        purposes = self._granted.setdefault(event.originator_id, {})
+        if event_type.name == CONSENT_GRANTED:
+            purposes.setdefault(purpose, set()).add(channel)
+            return
+        channels = purposes.get(purpose, set())
+        channels.discard(channel)
+        if not channels:
+            purposes.pop(purpose, None)
+        if not purposes:
+            self._granted.pop(event.originator_id, None)
+
+    def has_consent(self, customer_id: UUID, purpose: str, channel: str | None = None) -> bool:
+        """True if the customer consents to ``purpose`` (on ``channel``, or on any channel)."""
+        channels = self._granted.get(customer_id, {}).get(purpose, set())
+        return bool(channels) if channel is None else channel in channels
+
+    def channels(self, customer_id: UUID, purpose: str) -> frozenset[str]:
+        return frozenset(self._granted.get(customer_id, {}).get(purpose, set()))
+
+    def __len__(self) -> int:
+        return len(self._granted)
+
+    @classmethod
+    def rebuild(
+        cls,
+        app: Application[UUID],
+        registry: EventTypeRegistry,
+        upto: int | None,
+        page_size: int = 1000,
+    ) -> ConsentLedger:
+        """The ledger as of notification ``upto`` (inclusive), from the stored consent events."""
+        ledger = cls()
+        if not upto:
+            return ledger
+        for event in _consent_events(app, registry, upto, page_size):
+            event_type = registry.of(event)
+            if event_type is not None:
+                ledger.apply(event, event_type)
+        return ledger
+
+
+def _consent_events(
+    app: Application[UUID], registry: EventTypeRegistry, upto: int, page_size: int
+) -> Iterator[DomainEvent]:
+    topics = [
+        et.topic for et in registry if et.name in (CONSENT_GRANTED, CONSENT_WITHDRAWN)
+    ]
+    start = 0
+    while True:
+        page = app.recorder.select_notifications(
+            start=start, limit=page_size, stop=upto, topics=topics, inclusive_of_start=False
+        )
+        for notification in page:
+            event = app.mapper.to_domain_event(notification)
+            if isinstance(event, DomainEvent):
+                yield event
+        if len(page) < page_size:
+            return
+        start = page[-1].id
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one event on one route."""
+
+    publish: bool
+    redact: tuple[str, ...] = ()
+    reason: str = ""
+
+
+PUBLISH = Decision(publish=True)
+
+
+class ConsentRule:
+    """Applies a route's consent requirement to an event, using the ledger."""
+
+    def __init__(self, personal_fields: Mapping[str, frozenset[str]] = PERSONAL_FIELDS) -> None:
+        self.personal_fields = dict(personal_fields)
+
+    def decide(
+        self, route: Route, event: DomainEvent, event_type: EventType, ledger: ConsentLedger
+    ) -> Decision:
+        purpose = route.consent_purpose
+        if purpose is None:
+            return PUBLISH
+        if event_type.aggregate == "customer" and ledger.has_consent(event.originator_id, purpose):
+            return PUBLISH
+        personal = self.personal_fields.get(event_type.name)
+        if personal is None:
+            return Decision(
+                publish=False,
+                reason=f"{event_type.name} has no personal-data declaration; "
+                f"not published to {route.topic} without {purpose!r} consent",
+            )
+        present = tuple(sorted(f for f in personal if _has_value(event, f)))
+        if not present:
+            return PUBLISH
+        if route.without_consent is WithoutConsent.DROP:
+            return Decision(
+                publish=False, reason=f"no {purpose!r} consent: personal data in {present}"
+            )
+        return Decision(publish=True, redact=present, reason=f"no {purpose!r} consent")
+
+
+def _text(value: object) -> str:
+    """An enum's value, or the string itself."""
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
+def _has_value(event: DomainEvent, field: str) -> bool:
+    value = getattr(event, field, None)
+    return value not in (None, "", [], {}, ())

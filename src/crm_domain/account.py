@@ -1,0 +1,891 @@
+"""The ``Account`` aggregate: the commercial relationship with a customer.
+
+A B2B company with its contacts (the decision unit), or a consumer's account. It owns
+the sales side: opportunities moving through the pipeline, versioned quotes (one active
+per opportunity: "three reps gave me three different quotes" must not happen), orders
+that ERP confirms before they are promised, invoices and payments, the credit limit.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import event
+from pydantic import AwareDatetime, Field
+
+from crm_domain.errors import (
+    AccountClosedError,
+    ActiveQuoteExistsError,
+    ContactRoleError,
+    EntityNotFoundError,
+    InvalidCommandError,
+    OpportunityClosedError,
+    OrderStateError,
+    PipelineRuleError,
+    QuoteStateError,
+    RuleViolationError,
+)
+from crm_domain.eventmodel import Aggregate, Entity, SnapshotState
+from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
+from crm_domain.values import (
+    AccountTier,
+    CompanySize,
+    KeyAccountCriterion,
+    Money,
+    NonEmptyStr,
+    OrderLine,
+    OrderRejectionReason,
+    OrderStatus,
+    QuoteStatus,
+)
+
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Probability = Annotated[Decimal, Field(ge=0, le=1)]
+DiscountPct = Annotated[Decimal, Field(ge=0, le=100)]
+
+
+class AccountContact(Entity):
+    """A person (a customer of kind individual) at the account, with their role."""
+
+    customer_id: UUID
+    role: str
+    decision_maker: bool = False
+
+
+class Opportunity(Entity):
+    opportunity_id: UUID
+    name: str
+    amount: Money | None
+    expected_close: date
+    stage: str
+    probability: Decimal
+    owner: str
+    opened_at: AwareDatetime
+    closed_at: AwareDatetime | None = None
+    won: bool | None = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_at is not None
+
+
+class Quote(Entity):
+    quote_id: UUID
+    opportunity_id: UUID
+    version: int
+    amount: Money
+    discount_pct: Decimal
+    valid_until: date
+    status: QuoteStatus = QuoteStatus.ACTIVE
+
+
+class Order(Entity):
+    order_id: UUID
+    lines: list[OrderLine]
+    total: Money
+    status: OrderStatus = OrderStatus.PLACED
+    opportunity_id: UUID | None = None
+    quote_id: UUID | None = None
+    placed_at: AwareDatetime
+
+
+class Invoice(Entity):
+    invoice_id: UUID
+    order_id: UUID | None
+    amount: Money
+    paid: Decimal = Decimal(0)
+
+    @property
+    def is_paid(self) -> bool:
+        return self.paid >= self.amount.amount
+
+
+class AccountState(SnapshotState):
+    customer_id: UUID
+    name: str
+    industry: str
+    size: CompanySize
+    tier: AccountTier
+    active: bool
+    key_account: KeyAccountCriterion | None
+    manager: str | None
+    contacts: dict[UUID, AccountContact]
+    opportunities: dict[UUID, Opportunity]
+    quotes: dict[UUID, Quote]
+    orders: dict[UUID, Order]
+    invoices: dict[UUID, Invoice]
+    payments_received: dict[str, Decimal]
+    credit_limit: Money | None
+
+
+class Account(Aggregate):
+    """A commercial relationship: contacts, pipeline, quotes, orders, money."""
+
+    snapshot_state = AccountState
+
+    # ----- events -------------------------------------------------------------------
+    class Opened(Aggregate.Created):
+        customer_id: UUID
+        name: Name
+        industry: Label
+        size: CompanySize
+        tier: AccountTier
+
+    class ClassificationChanged(Aggregate.Event):
+        industry: Label
+        size: CompanySize
+        tier: AccountTier
+
+    class Closed(Aggregate.Event):
+        reason: NonEmptyStr
+
+    class KeyAccountDesignated(Aggregate.Event):
+        criterion: KeyAccountCriterion
+        note: str = ""
+
+    class KeyAccountRevoked(Aggregate.Event):
+        reason: NonEmptyStr
+
+    class ContactAdded(Aggregate.Event):
+        customer_id: UUID
+        role: Label
+        decision_maker: bool = False
+
+    class ContactRemoved(Aggregate.Event):
+        customer_id: UUID
+        reason: NonEmptyStr
+
+    class ManagerAssigned(Aggregate.Event):
+        manager: Label
+        previous_manager: str | None
+        reason: NonEmptyStr
+
+    class OpportunityOpened(Aggregate.Event):
+        opportunity_id: UUID
+        name: Name
+        amount: Money | None
+        expected_close: date
+        stage: Label
+        probability: Probability
+        owner: Label
+
+    class OpportunityStaged(Aggregate.Event):
+        opportunity_id: UUID
+        from_stage: Label
+        to_stage: Label
+        probability: Probability
+        forecast_category: Label
+
+    class OpportunityRevised(Aggregate.Event):
+        opportunity_id: UUID
+        amount: Money | None
+        expected_close: date
+        reason: str = ""
+
+    class OpportunityWon(Aggregate.Event):
+        opportunity_id: UUID
+        from_stage: Label
+        to_stage: Label
+        amount: Money
+        reason: NonEmptyStr
+        competitor: str | None = None
+
+    class OpportunityLost(Aggregate.Event):
+        opportunity_id: UUID
+        from_stage: Label
+        to_stage: Label
+        reason: NonEmptyStr
+        competitor: str | None = None
+
+    class QuoteIssued(Aggregate.Event):
+        quote_id: UUID
+        opportunity_id: UUID
+        version: int
+        amount: Money
+        discount_pct: DiscountPct
+        valid_until: date
+        supersedes: UUID | None = None
+
+    class QuoteAccepted(Aggregate.Event):
+        quote_id: UUID
+        opportunity_id: UUID
+
+    class QuoteExpired(Aggregate.Event):
+        quote_id: UUID
+        opportunity_id: UUID
+
+    class OrderPlaced(Aggregate.Event):
+        order_id: UUID
+        lines: Annotated[list[OrderLine], Field(min_length=1)]
+        total: Money
+        opportunity_id: UUID | None = None
+        quote_id: UUID | None = None
+
+    class OrderConfirmationRequested(Aggregate.Event):
+        order_id: UUID
+        total: Money
+
+    class OrderConfirmed(Aggregate.Event):
+        order_id: UUID
+        erp_reference: str = ""
+
+    class OrderRejected(Aggregate.Event):
+        order_id: UUID
+        reason: OrderRejectionReason
+        detail: str = ""
+
+    class OrderShipped(Aggregate.Event):
+        order_id: UUID
+        shipment_ref: str = ""
+
+    class OrderDelivered(Aggregate.Event):
+        order_id: UUID
+
+    class OrderReturned(Aggregate.Event):
+        order_id: UUID
+        reason: NonEmptyStr
+
+    class InvoiceIssued(Aggregate.Event):
+        invoice_id: UUID
+        order_id: UUID | None
+        amount: Money
+        due_date: date | None = None
+        reference: str = ""
+
+    class PaymentReceived(Aggregate.Event):
+        payment_id: UUID
+        amount: Money
+        invoice_id: UUID | None = None
+        reference: str = ""
+
+    class CreditLimitSet(Aggregate.Event):
+        limit: Money
+        previous_limit: Money | None
+
+    # ----- creation -----------------------------------------------------------------
+    @event(Opened)
+    def __init__(
+        self,
+        customer_id: UUID,
+        name: str,
+        industry: str,
+        size: CompanySize,
+        tier: AccountTier,
+    ) -> None:
+        self.customer_id = customer_id
+        self.name = name
+        self.industry = industry
+        self.size = CompanySize(size)
+        self.tier = AccountTier(tier)
+        self.active = True
+        self.key_account: KeyAccountCriterion | None = None
+        self.manager: str | None = None
+        self.contacts: dict[UUID, AccountContact] = {}
+        self.opportunities: dict[UUID, Opportunity] = {}
+        self.quotes: dict[UUID, Quote] = {}
+        self.orders: dict[UUID, Order] = {}
+        self.invoices: dict[UUID, Invoice] = {}
+        self.payments_received: dict[str, Decimal] = {}
+        self.credit_limit: Money | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        customer_id: UUID,
+        name: str,
+        industry: str = "unspecified",
+        size: CompanySize | str = CompanySize.SMALL,
+        tier: AccountTier | str = AccountTier.STANDARD,
+    ) -> Account:
+        return cls(
+            customer_id=customer_id,
+            name=name,
+            industry=industry,
+            size=size,  # type: ignore[arg-type]
+            tier=tier,  # type: ignore[arg-type]
+        )
+
+    # ----- lookups and guards -------------------------------------------------------
+    def _require_active(self) -> None:
+        if not self.active:
+            raise AccountClosedError(f"account {self.name} is closed")
+
+    def opportunity(self, opportunity_id: UUID) -> Opportunity:
+        try:
+            return self.opportunities[opportunity_id]
+        except KeyError:
+            raise EntityNotFoundError("opportunity", opportunity_id, self.id) from None
+
+    def quote(self, quote_id: UUID) -> Quote:
+        try:
+            return self.quotes[quote_id]
+        except KeyError:
+            raise EntityNotFoundError("quote", quote_id, self.id) from None
+
+    def order(self, order_id: UUID) -> Order:
+        try:
+            return self.orders[order_id]
+        except KeyError:
+            raise EntityNotFoundError("order", order_id, self.id) from None
+
+    def invoice(self, invoice_id: UUID) -> Invoice:
+        try:
+            return self.invoices[invoice_id]
+        except KeyError:
+            raise EntityNotFoundError("invoice", invoice_id, self.id) from None
+
+    def active_quote(self, opportunity_id: UUID) -> Quote | None:
+        for q in self.quotes.values():
+            if q.opportunity_id == opportunity_id and q.status is QuoteStatus.ACTIVE:
+                return q
+        return None
+
+    def _open_opportunity(self, opportunity_id: UUID, step: str) -> Opportunity:
+        opp = self.opportunity(opportunity_id)
+        if opp.is_closed:
+            raise OpportunityClosedError(
+                f"cannot {step} opportunity {opp.name!r}: it is closed ({opp.stage})"
+            )
+        return opp
+
+    # ----- account profile ----------------------------------------------------------
+    def reclassify(
+        self,
+        *,
+        industry: str | None = None,
+        size: CompanySize | str | None = None,
+        tier: AccountTier | str | None = None,
+    ) -> None:
+        self._require_active()
+        self._reclassify(
+            industry=industry if industry is not None else self.industry,
+            size=size if size is not None else self.size,
+            tier=tier if tier is not None else self.tier,
+        )
+
+    @event(ClassificationChanged)
+    def _reclassify(self, industry: str, size: CompanySize | str, tier: AccountTier | str) -> None:
+        self.industry = industry
+        self.size = CompanySize(size)
+        self.tier = AccountTier(tier)
+
+    def close(self, *, reason: str) -> None:
+        self._require_active()
+        if any(not o.is_closed for o in self.opportunities.values()):
+            raise RuleViolationError("close or lose the open opportunities before closing")
+        self._close(reason=reason)
+
+    @event(Closed)
+    def _close(self, reason: str) -> None:
+        self.active = False
+
+    def designate_key_account(
+        self, *, criterion: KeyAccountCriterion | str, note: str = ""
+    ) -> None:
+        self._require_active()
+        self._designate(criterion=criterion, note=note)
+
+    @event(KeyAccountDesignated)
+    def _designate(self, criterion: KeyAccountCriterion | str, note: str) -> None:
+        self.key_account = KeyAccountCriterion(criterion)
+
+    def revoke_key_account(self, *, reason: str) -> None:
+        if self.key_account is None:
+            raise RuleViolationError(f"account {self.name} is not a key account")
+        self._revoke(reason=reason)
+
+    @event(KeyAccountRevoked)
+    def _revoke(self, reason: str) -> None:
+        self.key_account = None
+
+    def add_contact(self, *, customer_id: UUID, role: str, decision_maker: bool = False) -> None:
+        self._require_active()
+        if customer_id in self.contacts:
+            raise ContactRoleError(f"{customer_id} is already a contact of {self.name}")
+        self._add_contact(customer_id=customer_id, role=role, decision_maker=decision_maker)
+
+    @event(ContactAdded)
+    def _add_contact(self, customer_id: UUID, role: str, decision_maker: bool) -> None:
+        self.contacts[customer_id] = AccountContact(
+            customer_id=customer_id, role=role, decision_maker=decision_maker
+        )
+
+    def remove_contact(self, *, customer_id: UUID, reason: str) -> None:
+        if customer_id not in self.contacts:
+            raise EntityNotFoundError("contact", customer_id, self.id)
+        self._remove_contact(customer_id=customer_id, reason=reason)
+
+    @event(ContactRemoved)
+    def _remove_contact(self, customer_id: UUID, reason: str) -> None:
+        del self.contacts[customer_id]
+
+    def assign_manager(self, *, manager: str, reason: str) -> None:
+        self._require_active()
+        if manager == self.manager:
+            raise RuleViolationError(f"{manager} already manages account {self.name}")
+        self._assign_manager(manager=manager, previous_manager=self.manager, reason=reason)
+
+    @event(ManagerAssigned)
+    def _assign_manager(self, manager: str, previous_manager: str | None, reason: str) -> None:
+        self.manager = manager
+
+    def set_credit_limit(self, *, limit: Money) -> None:
+        self._set_credit_limit(limit=limit, previous_limit=self.credit_limit)
+
+    @event(CreditLimitSet)
+    def _set_credit_limit(self, limit: Money, previous_limit: Money | None) -> None:
+        self.credit_limit = limit
+
+    # ----- opportunities ------------------------------------------------------------
+    def open_opportunity(
+        self,
+        *,
+        name: str,
+        expected_close: date,
+        owner: str,
+        amount: Money | None = None,
+        pipeline: Pipeline = DEFAULT_PIPELINE,
+    ) -> UUID:
+        self._require_active()
+        first = pipeline.first
+        opportunity_id = uuid4()
+        self._open_opp(
+            opportunity_id=opportunity_id,
+            name=name,
+            amount=amount,
+            expected_close=expected_close,
+            stage=first.name,
+            probability=first.probability,
+            owner=owner,
+        )
+        return opportunity_id
+
+    @event(OpportunityOpened)
+    def _open_opp(
+        self,
+        opportunity_id: UUID,
+        name: str,
+        amount: Money | None,
+        expected_close: date,
+        stage: str,
+        probability: Decimal,
+        owner: str,
+    ) -> None:
+        self.opportunities[opportunity_id] = Opportunity(
+            opportunity_id=opportunity_id,
+            name=name,
+            amount=amount,
+            expected_close=expected_close,
+            stage=stage,
+            probability=probability,
+            owner=owner,
+            opened_at=self.occurred_on,
+        )
+
+    def stage_opportunity(
+        self, opportunity_id: UUID, *, stage: str, pipeline: Pipeline = DEFAULT_PIPELINE
+    ) -> None:
+        """Move an open opportunity to another open stage (win/lose close it)."""
+        opp = self._open_opportunity(opportunity_id, "stage")
+        target = pipeline.stage(stage)
+        if target.closed:
+            raise PipelineRuleError(
+                f"stage {stage!r} closes the opportunity: use win or lose, with a reason"
+            )
+        if target.name == opp.stage:
+            raise PipelineRuleError(f"opportunity {opp.name!r} is already in stage {stage!r}")
+        self._stage(
+            opportunity_id=opportunity_id,
+            from_stage=opp.stage,
+            to_stage=target.name,
+            probability=target.probability,
+            forecast_category=target.forecast_category,
+        )
+
+    @event(OpportunityStaged)
+    def _stage(
+        self,
+        opportunity_id: UUID,
+        from_stage: str,
+        to_stage: str,
+        probability: Decimal,
+        forecast_category: str,
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        opp.stage = to_stage
+        opp.probability = probability
+
+    def revise_opportunity(
+        self,
+        opportunity_id: UUID,
+        *,
+        amount: Money | None = None,
+        expected_close: date | None = None,
+        reason: str = "",
+    ) -> None:
+        opp = self._open_opportunity(opportunity_id, "revise")
+        if amount is None and expected_close is None:
+            raise InvalidCommandError("a revision must change the amount or the close date")
+        self._revise(
+            opportunity_id=opportunity_id,
+            amount=amount if amount is not None else opp.amount,
+            expected_close=expected_close if expected_close is not None else opp.expected_close,
+            reason=reason,
+        )
+
+    @event(OpportunityRevised)
+    def _revise(
+        self, opportunity_id: UUID, amount: Money | None, expected_close: date, reason: str
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        opp.amount = amount
+        opp.expected_close = expected_close
+
+    def win_opportunity(
+        self,
+        opportunity_id: UUID,
+        *,
+        reason: str,
+        competitor: str | None = None,
+        pipeline: Pipeline = DEFAULT_PIPELINE,
+    ) -> None:
+        """Close won. Needs an amount: a deal without a value cannot be booked."""
+        opp = self._open_opportunity(opportunity_id, "win")
+        if opp.amount is None or opp.amount.amount <= 0:
+            raise PipelineRuleError(
+                f"cannot close opportunity {opp.name!r} won without an amount; revise it first"
+            )
+        self._win(
+            opportunity_id=opportunity_id,
+            from_stage=opp.stage,
+            to_stage=pipeline.won_stage.name,
+            amount=opp.amount,
+            reason=reason,
+            competitor=competitor,
+        )
+
+    @event(OpportunityWon)
+    def _win(
+        self,
+        opportunity_id: UUID,
+        from_stage: str,
+        to_stage: str,
+        amount: Money,
+        reason: str,
+        competitor: str | None,
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        opp.stage = to_stage
+        opp.probability = Decimal(1)
+        opp.won = True
+        opp.closed_at = self.occurred_on
+
+    def lose_opportunity(
+        self,
+        opportunity_id: UUID,
+        *,
+        reason: str,
+        competitor: str | None = None,
+        pipeline: Pipeline = DEFAULT_PIPELINE,
+    ) -> None:
+        opp = self._open_opportunity(opportunity_id, "lose")
+        self._lose(
+            opportunity_id=opportunity_id,
+            from_stage=opp.stage,
+            to_stage=pipeline.lost_stage.name,
+            reason=reason,
+            competitor=competitor,
+        )
+        active = self.active_quote(opportunity_id)
+        if active is not None:
+            self._expire_quote(quote_id=active.quote_id, opportunity_id=opportunity_id)
+
+    @event(OpportunityLost)
+    def _lose(
+        self,
+        opportunity_id: UUID,
+        from_stage: str,
+        to_stage: str,
+        reason: str,
+        competitor: str | None,
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        opp.stage = to_stage
+        opp.probability = Decimal(0)
+        opp.won = False
+        opp.closed_at = self.occurred_on
+
+    # ----- quotes -------------------------------------------------------------------
+    def issue_quote(
+        self,
+        opportunity_id: UUID,
+        *,
+        amount: Money,
+        valid_until: date,
+        discount_pct: Decimal | int | str = Decimal(0),
+    ) -> UUID:
+        """Issue the first quote; at most one active quote per opportunity."""
+        self._open_opportunity(opportunity_id, "quote")
+        active = self.active_quote(opportunity_id)
+        if active is not None:
+            raise ActiveQuoteExistsError(opportunity_id, active.quote_id)
+        versions = [q.version for q in self.quotes.values() if q.opportunity_id == opportunity_id]
+        quote_id = uuid4()
+        self._issue_quote(
+            quote_id=quote_id,
+            opportunity_id=opportunity_id,
+            version=max(versions, default=0) + 1,
+            amount=amount,
+            discount_pct=Decimal(str(discount_pct)),
+            valid_until=valid_until,
+            supersedes=None,
+        )
+        return quote_id
+
+    def revise_quote(
+        self,
+        quote_id: UUID,
+        *,
+        amount: Money,
+        valid_until: date,
+        discount_pct: Decimal | int | str = Decimal(0),
+    ) -> UUID:
+        """Issue a new version of an active quote; the old one is superseded."""
+        old = self.quote(quote_id)
+        if old.status is not QuoteStatus.ACTIVE:
+            raise QuoteStateError(f"quote {quote_id} is {old.status.value}; only an active quote")
+        self._open_opportunity(old.opportunity_id, "quote")
+        new_id = uuid4()
+        self._issue_quote(
+            quote_id=new_id,
+            opportunity_id=old.opportunity_id,
+            version=old.version + 1,
+            amount=amount,
+            discount_pct=Decimal(str(discount_pct)),
+            valid_until=valid_until,
+            supersedes=quote_id,
+        )
+        return new_id
+
+    @event(QuoteIssued)
+    def _issue_quote(
+        self,
+        quote_id: UUID,
+        opportunity_id: UUID,
+        version: int,
+        amount: Money,
+        discount_pct: Decimal,
+        valid_until: date,
+        supersedes: UUID | None,
+    ) -> None:
+        if supersedes is not None:
+            self.quotes[supersedes].status = QuoteStatus.SUPERSEDED
+        self.quotes[quote_id] = Quote(
+            quote_id=quote_id,
+            opportunity_id=opportunity_id,
+            version=version,
+            amount=amount,
+            discount_pct=discount_pct,
+            valid_until=valid_until,
+        )
+
+    def accept_quote(self, quote_id: UUID) -> None:
+        quote = self.quote(quote_id)
+        if quote.status is not QuoteStatus.ACTIVE:
+            raise QuoteStateError(f"cannot accept quote {quote_id}: it is {quote.status.value}")
+        self._accept_quote(quote_id=quote_id, opportunity_id=quote.opportunity_id)
+
+    @event(QuoteAccepted)
+    def _accept_quote(self, quote_id: UUID, opportunity_id: UUID) -> None:
+        self.quotes[quote_id].status = QuoteStatus.ACCEPTED
+
+    def expire_quote(self, quote_id: UUID) -> None:
+        quote = self.quote(quote_id)
+        if quote.status is not QuoteStatus.ACTIVE:
+            raise QuoteStateError(f"cannot expire quote {quote_id}: it is {quote.status.value}")
+        self._expire_quote(quote_id=quote_id, opportunity_id=quote.opportunity_id)
+
+    @event(QuoteExpired)
+    def _expire_quote(self, quote_id: UUID, opportunity_id: UUID) -> None:
+        self.quotes[quote_id].status = QuoteStatus.EXPIRED
+
+    # ----- orders -------------------------------------------------------------------
+    def place_order(
+        self,
+        *,
+        lines: list[OrderLine],
+        opportunity_id: UUID | None = None,
+        quote_id: UUID | None = None,
+    ) -> UUID:
+        """Place an order; it is only promised once ERP confirms it."""
+        self._require_active()
+        if not lines:
+            raise InvalidCommandError("an order needs at least one line")
+        currencies = {line.unit_price.currency for line in lines}
+        if len(currencies) != 1:
+            raise InvalidCommandError(f"order lines mix currencies: {sorted(currencies)}")
+        if opportunity_id is not None:
+            self.opportunity(opportunity_id)
+        if quote_id is not None and self.quote(quote_id).status is not QuoteStatus.ACCEPTED:
+            raise QuoteStateError(f"quote {quote_id} is not accepted")
+        total = Money(amount=sum((ln.total for ln in lines), Decimal(0)), currency=currencies.pop())
+        order_id = uuid4()
+        self._place_order(
+            order_id=order_id,
+            lines=lines,
+            total=total,
+            opportunity_id=opportunity_id,
+            quote_id=quote_id,
+        )
+        return order_id
+
+    @event(OrderPlaced)
+    def _place_order(
+        self,
+        order_id: UUID,
+        lines: list[OrderLine],
+        total: Money,
+        opportunity_id: UUID | None,
+        quote_id: UUID | None,
+    ) -> None:
+        self.orders[order_id] = Order(
+            order_id=order_id,
+            lines=lines,
+            total=total,
+            opportunity_id=opportunity_id,
+            quote_id=quote_id,
+            placed_at=self.occurred_on,
+        )
+
+    def _order_in(self, order_id: UUID, step: str, *allowed: OrderStatus) -> Order:
+        order = self.order(order_id)
+        if order.status not in allowed:
+            raise OrderStateError(
+                f"cannot {step} order {order_id}: it is {order.status.value} "
+                f"(needs {' or '.join(s.value for s in allowed)})"
+            )
+        return order
+
+    def request_order_confirmation(self, order_id: UUID) -> None:
+        order = self._order_in(order_id, "request confirmation of", OrderStatus.PLACED)
+        self._request_confirmation(order_id=order_id, total=order.total)
+
+    @event(OrderConfirmationRequested)
+    def _request_confirmation(self, order_id: UUID, total: Money) -> None:
+        self.orders[order_id].status = OrderStatus.CONFIRMATION_REQUESTED
+
+    def confirm_order(self, order_id: UUID, *, erp_reference: str = "") -> None:
+        self._order_in(order_id, "confirm", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
+        self._confirm(order_id=order_id, erp_reference=erp_reference)
+
+    @event(OrderConfirmed)
+    def _confirm(self, order_id: UUID, erp_reference: str) -> None:
+        self.orders[order_id].status = OrderStatus.CONFIRMED
+
+    def reject_order(
+        self, order_id: UUID, *, reason: OrderRejectionReason | str, detail: str = ""
+    ) -> None:
+        self._order_in(order_id, "reject", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
+        self._reject(order_id=order_id, reason=reason, detail=detail)
+
+    @event(OrderRejected)
+    def _reject(self, order_id: UUID, reason: OrderRejectionReason | str, detail: str) -> None:
+        self.orders[order_id].status = OrderStatus.REJECTED
+
+    def ship_order(self, order_id: UUID, *, shipment_ref: str = "") -> None:
+        """Ship a confirmed order. An unconfirmed order is never shipped."""
+        self._order_in(order_id, "ship", OrderStatus.CONFIRMED)
+        self._ship(order_id=order_id, shipment_ref=shipment_ref)
+
+    @event(OrderShipped)
+    def _ship(self, order_id: UUID, shipment_ref: str) -> None:
+        self.orders[order_id].status = OrderStatus.SHIPPED
+
+    def deliver_order(self, order_id: UUID) -> None:
+        self._order_in(order_id, "deliver", OrderStatus.SHIPPED)
+        self._deliver(order_id=order_id)
+
+    @event(OrderDelivered)
+    def _deliver(self, order_id: UUID) -> None:
+        self.orders[order_id].status = OrderStatus.DELIVERED
+
+    def return_order(self, order_id: UUID, *, reason: str) -> None:
+        self._order_in(order_id, "return", OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+        self._return(order_id=order_id, reason=reason)
+
+    @event(OrderReturned)
+    def _return(self, order_id: UUID, reason: str) -> None:
+        self.orders[order_id].status = OrderStatus.RETURNED
+
+    # ----- invoices and payments ----------------------------------------------------
+    def issue_invoice(
+        self,
+        *,
+        amount: Money,
+        order_id: UUID | None = None,
+        due_date: date | None = None,
+        reference: str = "",
+        invoice_id: UUID | None = None,
+    ) -> UUID:
+        """Record an invoice (usually ERP's); ``invoice_id`` keeps ERP's identity if given."""
+        if order_id is not None:
+            self.order(order_id)
+        invoice_id = invoice_id or uuid4()
+        if invoice_id in self.invoices:
+            raise RuleViolationError(f"invoice {invoice_id} is already recorded")
+        self._invoice(
+            invoice_id=invoice_id,
+            order_id=order_id,
+            amount=amount,
+            due_date=due_date,
+            reference=reference,
+        )
+        return invoice_id
+
+    @event(InvoiceIssued)
+    def _invoice(
+        self,
+        invoice_id: UUID,
+        order_id: UUID | None,
+        amount: Money,
+        due_date: date | None,
+        reference: str,
+    ) -> None:
+        self.invoices[invoice_id] = Invoice(invoice_id=invoice_id, order_id=order_id, amount=amount)
+
+    def receive_payment(
+        self, *, amount: Money, invoice_id: UUID | None = None, reference: str = ""
+    ) -> UUID:
+        if amount.amount <= 0:
+            raise InvalidCommandError("a payment must be a positive amount")
+        if invoice_id is not None:
+            invoice = self.invoice(invoice_id)
+            if invoice.amount.currency != amount.currency:
+                raise InvalidCommandError(
+                    f"payment in {amount.currency} for an invoice in {invoice.amount.currency}"
+                )
+        payment_id = uuid4()
+        self._pay(payment_id=payment_id, amount=amount, invoice_id=invoice_id, reference=reference)
+        return payment_id
+
+    @event(PaymentReceived)
+    def _pay(
+        self, payment_id: UUID, amount: Money, invoice_id: UUID | None, reference: str
+    ) -> None:
+        cur = amount.currency
+        self.payments_received[cur] = self.payments_received.get(cur, Decimal(0)) + amount.amount
+        if invoice_id is not None:
+            self.invoices[invoice_id].paid += amount.amount
+
+    # ----- derived ------------------------------------------------------------------
+    def open_pipeline(self) -> list[Opportunity]:
+        return [o for o in self.opportunities.values() if not o.is_closed]
+
+    @property
+    def decision_unit(self) -> list[AccountContact]:
+        return [c for c in self.contacts.values() if c.decision_maker]

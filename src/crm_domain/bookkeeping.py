@@ -1,0 +1,102 @@
+"""Small aggregates that make rules hold across aggregates, in the same transaction.
+
+``CustomerCodeClaimed``: a customer code is unique because its claim is an aggregate
+whose id is derived from the code: two registrations with one code collide on the
+event store's unique (id, version) key, so exactly one commits.
+
+``CommandProcessed``: the result of a command with a command id, saved with the command's
+own events; a repeat finds it and returns the same result, storing nothing.
+
+Projections and the Kafka relay ignore these topics: they are not CRM facts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import event
+from eventsourcing.utils import get_topic, resolve_topic
+
+from crm_domain.eventmodel import Aggregate
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "https://crm-core.dev/ids")
+
+
+class CustomerCodeClaim(Aggregate):
+    """Claims one customer code for one customer."""
+
+    class Claimed(Aggregate.Created):
+        code: str
+        customer_id: UUID
+
+    @staticmethod
+    def create_id(code: str, **_: Any) -> UUID:
+        return CustomerCodeClaim.id_for(code)
+
+    @staticmethod
+    def id_for(code: str) -> UUID:
+        return uuid5(_NAMESPACE, "customer-code:" + code.strip().lower())
+
+    @event(Claimed)
+    def __init__(self, code: str, customer_id: UUID) -> None:
+        self.code = code
+        self.customer_id = customer_id
+
+
+class CommandProcessed(Aggregate):
+    """The recorded outcome of one idempotent command."""
+
+    class Recorded(Aggregate.Created):
+        command_id: str
+        command: str
+        result: dict[str, Any]
+
+    @staticmethod
+    def create_id(command_id: str, **_: Any) -> UUID:
+        return CommandProcessed.id_for(command_id)
+
+    @staticmethod
+    def id_for(command_id: str) -> UUID:
+        return uuid5(_NAMESPACE, "command:" + command_id)
+
+    @event(Recorded)
+    def __init__(self, command_id: str, command: str, result: dict[str, Any]) -> None:
+        self.command_id = command_id
+        self.command = command
+        self.result = result
+
+    def restore_result(self) -> Any:
+        return decode_result(self.result)
+
+
+def encode_result(value: Any) -> dict[str, Any]:
+    """A command result as JSON that :func:`decode_result` turns back into the same value."""
+    if value is None:
+        return {"type": "none"}
+    if isinstance(value, UUID):
+        return {"type": "uuid", "value": str(value)}
+    if isinstance(value, Enum):
+        return {"type": "enum", "topic": get_topic(type(value)), "value": value.value}
+    if isinstance(value, bool | int | str):
+        return {"type": "json", "value": value}
+    raise TypeError(f"cannot record a command result of type {type(value).__name__}")
+
+
+def decode_result(data: dict[str, Any]) -> Any:
+    kind = data["type"]
+    if kind == "none":
+        return None
+    if kind == "uuid":
+        return UUID(data["value"])
+    if kind == "enum":
+        return resolve_topic(data["topic"])(data["value"])
+    return data["value"]
+
+
+#: Topics of the bookkeeping events, for readers that only want CRM facts.
+BOOKKEEPING_TOPICS = (
+    get_topic(CustomerCodeClaim.Claimed),
+    get_topic(CommandProcessed.Recorded),
+)

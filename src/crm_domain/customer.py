@@ -1,0 +1,687 @@
+"""The ``Customer`` aggregate: a person, an enterprise or a government body.
+
+Holds what the rules need: profile, lifecycle stage, who owns the relationship, marketing
+consent per purpose and channel, and service tickets with their SLA state. Every
+interaction is a ``ContactLogged`` event, so the whole communication history survives a
+sales rep leaving. Nothing is deleted: customers are deactivated and corrected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import event
+from pydantic import AwareDatetime, Field
+
+from crm_domain.errors import (
+    ConsentRequiredError,
+    EntityNotFoundError,
+    InactiveCustomerError,
+    InvalidCommandError,
+    RuleViolationError,
+    SatisfactionNotAllowedError,
+    TicketStateError,
+)
+from crm_domain.eventmodel import Aggregate, Entity, Immutable, SnapshotState
+from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
+from crm_domain.values import (
+    Channel,
+    ContactDetails,
+    CustomerKind,
+    Direction,
+    NonEmptyStr,
+    Priority,
+    SatisfactionClass,
+    TicketKind,
+    TicketStatus,
+)
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+CustomerCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Label = Annotated[str, Field(min_length=1, max_length=100)]
+Score = Annotated[int, Field(ge=1, le=5)]
+
+
+class Commitment(Immutable):
+    """Something promised to the customer during a contact, by whom, and by when."""
+
+    description: NonEmptyStr
+    owner: Label
+    due: AwareDatetime | None = None
+
+
+class Ticket(Entity):
+    """A service ticket's current state (its history is in the events)."""
+
+    ticket_id: UUID
+    kind: TicketKind
+    priority: Priority
+    channel: Channel
+    subject: str
+    status: TicketStatus = TicketStatus.OPEN
+    opened_at: AwareDatetime
+    due_at: AwareDatetime
+    assignee: str | None = None
+    department: str | None = None
+    first_response_at: AwareDatetime | None = None
+    resolved_at: AwareDatetime | None = None
+    escalation_level: int = 0
+    breached: bool = False
+    reopen_count: int = 0
+
+
+class CustomerState(SnapshotState):
+    kind: CustomerKind
+    name: str
+    code: str
+    contact: ContactDetails
+    source_channel: str
+    parent_id: UUID | None
+    active: bool
+    lifecycle_stage: str
+    manager: str | None
+    support_owner: str | None
+    segment: str | None
+    grade: str | None
+    consents: dict[str, list[Channel]]
+    satisfaction: int | None
+    satisfaction_class: SatisfactionClass | None
+    tickets: dict[UUID, Ticket]
+    contacts_logged: int
+    last_contact_at: AwareDatetime | None
+
+
+class Customer(Aggregate):
+    """A customer of any kind, with the history of every dealing with them."""
+
+    snapshot_state = CustomerState
+
+    # ----- events -------------------------------------------------------------------
+    class Registered(Aggregate.Created):
+        kind: CustomerKind
+        name: Name
+        code: CustomerCode
+        contact: ContactDetails
+        source_channel: Label
+        lifecycle_stage: Label
+        parent_id: UUID | None = None
+
+    class ProfileCorrected(Aggregate.Event):
+        name: Name | None = None
+        kind: CustomerKind | None = None
+        contact: ContactDetails | None = None
+        reason: NonEmptyStr
+
+    class ParentOrganisationSet(Aggregate.Event):
+        parent_id: UUID | None
+
+    class Deactivated(Aggregate.Event):
+        reason: NonEmptyStr
+
+    class Reactivated(Aggregate.Event):
+        reason: NonEmptyStr
+
+    class LifecycleStageChanged(Aggregate.Event):
+        from_stage: Label
+        to_stage: Label
+        reason: NonEmptyStr
+
+    class ContactLogged(Aggregate.Event):
+        contact_id: UUID
+        channel: Channel
+        direction: Direction
+        participants: list[Label]
+        summary: NonEmptyStr
+        commitments: list[Commitment] = []
+        next_step: str | None = None
+        next_step_due: AwareDatetime | None = None
+        logged_by: Label
+        marketing_purpose: Label | None = None
+        account_id: UUID | None = None
+
+    class ManagerAssigned(Aggregate.Event):
+        manager: Label
+        previous_manager: str | None
+        reason: NonEmptyStr
+
+    class SupportOwnerAssigned(Aggregate.Event):
+        owner: Label
+        previous_owner: str | None
+        reason: NonEmptyStr
+
+    class SegmentAssigned(Aggregate.Event):
+        segment: Label
+        previous_segment: str | None
+
+    class GradeAssigned(Aggregate.Event):
+        grade: Label
+        previous_grade: str | None
+
+    class ConsentGranted(Aggregate.Event):
+        purpose: Label
+        channel: Channel
+
+    class ConsentWithdrawn(Aggregate.Event):
+        purpose: Label
+        channel: Channel
+        reason: str = ""
+
+    class SatisfactionRecorded(Aggregate.Event):
+        score: Score
+        classification: SatisfactionClass
+        ticket_id: UUID | None = None
+        comment: str = ""
+
+    class CampaignResponseRecorded(Aggregate.Event):
+        campaign_id: Label
+        response: Label
+        channel: Channel
+        registered: bool = False
+
+    class TicketOpened(Aggregate.Event):
+        ticket_id: UUID
+        kind: TicketKind
+        priority: Priority
+        channel: Channel
+        subject: NonEmptyStr
+        description: str = ""
+        due_at: AwareDatetime
+
+    class TicketAssigned(Aggregate.Event):
+        ticket_id: UUID
+        assignee: Label | None
+        department: Label | None
+
+    class TicketResponded(Aggregate.Event):
+        ticket_id: UUID
+        responder: Label
+        message: NonEmptyStr
+
+    class FieldVisitScheduled(Aggregate.Event):
+        ticket_id: UUID
+        visit_at: AwareDatetime
+        engineer: Label
+
+    class TicketEscalated(Aggregate.Event):
+        ticket_id: UUID
+        level: int
+        reason: NonEmptyStr
+        escalated_to: Label | None = None
+
+    class TicketResolved(Aggregate.Event):
+        ticket_id: UUID
+        answer: NonEmptyStr
+        knowledge_base_ref: str | None = None
+
+    class TicketReopened(Aggregate.Event):
+        ticket_id: UUID
+        reason: NonEmptyStr
+        due_at: AwareDatetime
+
+    class TicketClosed(Aggregate.Event):
+        ticket_id: UUID
+
+    class TicketSlaBreached(Aggregate.Event):
+        ticket_id: UUID
+        due_at: AwareDatetime
+        detected_at: AwareDatetime
+
+    # ----- creation -----------------------------------------------------------------
+    @event(Registered)
+    def __init__(
+        self,
+        kind: CustomerKind,
+        name: str,
+        code: str,
+        contact: ContactDetails,
+        source_channel: str,
+        lifecycle_stage: str,
+        parent_id: UUID | None = None,
+    ) -> None:
+        self.kind = CustomerKind(kind)
+        self.name = name
+        self.code = code
+        self.contact = contact
+        self.source_channel = source_channel
+        self.parent_id = parent_id
+        self.active = True
+        self.lifecycle_stage = lifecycle_stage
+        self.manager: str | None = None
+        self.support_owner: str | None = None
+        self.segment: str | None = None
+        self.grade: str | None = None
+        self.consents: dict[str, list[Channel]] = {}
+        self.satisfaction: int | None = None
+        self.satisfaction_class: SatisfactionClass | None = None
+        self.tickets: dict[UUID, Ticket] = {}
+        self.contacts_logged = 0
+        self.last_contact_at: datetime | None = None
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        kind: CustomerKind | str,
+        name: str,
+        code: str,
+        contact: ContactDetails | None = None,
+        source_channel: str = "direct",
+        parent_id: UUID | None = None,
+        lifecycle: LifecycleModel = DEFAULT_LIFECYCLE,
+    ) -> Customer:
+        return cls(
+            kind=kind,  # type: ignore[arg-type]
+            name=name,
+            code=code,
+            contact=contact or ContactDetails(),
+            source_channel=source_channel,
+            lifecycle_stage=lifecycle.initial,
+            parent_id=parent_id,
+        )
+
+    # ----- guards -------------------------------------------------------------------
+    def _require_active(self) -> None:
+        if not self.active:
+            raise InactiveCustomerError(f"customer {self.code} is deactivated")
+
+    def ticket(self, ticket_id: UUID) -> Ticket:
+        try:
+            return self.tickets[ticket_id]
+        except KeyError:
+            raise EntityNotFoundError("ticket", ticket_id, self.id) from None
+
+    def has_consent(self, purpose: str, channel: Channel | str) -> bool:
+        return Channel(channel) in self.consents.get(purpose, [])
+
+    @property
+    def open_tickets(self) -> list[Ticket]:
+        return [t for t in self.tickets.values() if t.status is TicketStatus.OPEN]
+
+    # ----- profile ------------------------------------------------------------------
+    def correct_profile(
+        self,
+        *,
+        reason: str,
+        name: str | None = None,
+        kind: CustomerKind | str | None = None,
+        contact: ContactDetails | None = None,
+    ) -> None:
+        """Correct what was wrong; the old values stay in the history."""
+        if name is None and kind is None and contact is None:
+            raise InvalidCommandError("a profile correction must change something")
+        self._correct(
+            name=name,
+            kind=kind,
+            contact=contact,
+            reason=reason,
+        )
+
+    @event(ProfileCorrected)
+    def _correct(
+        self,
+        name: str | None,
+        kind: CustomerKind | str | None,
+        contact: ContactDetails | None,
+        reason: str,
+    ) -> None:
+        if name is not None:
+            self.name = name
+        if kind is not None:
+            self.kind = CustomerKind(kind)
+        if contact is not None:
+            self.contact = contact
+
+    def set_parent_organisation(self, parent_id: UUID | None) -> None:
+        if parent_id == self.id:
+            raise RuleViolationError("a customer cannot be its own parent organisation")
+        self._set_parent(parent_id=parent_id)
+
+    @event(ParentOrganisationSet)
+    def _set_parent(self, parent_id: UUID | None) -> None:
+        self.parent_id = parent_id
+
+    def deactivate(self, *, reason: str) -> None:
+        self._require_active()
+        self._deactivate(reason=reason)
+
+    @event(Deactivated)
+    def _deactivate(self, reason: str) -> None:
+        self.active = False
+
+    def reactivate(self, *, reason: str) -> None:
+        if self.active:
+            raise RuleViolationError(f"customer {self.code} is already active")
+        self._reactivate(reason=reason)
+
+    @event(Reactivated)
+    def _reactivate(self, reason: str) -> None:
+        self.active = True
+
+    # ----- lifecycle ----------------------------------------------------------------
+    def change_lifecycle_stage(
+        self, *, to_stage: str, reason: str, lifecycle: LifecycleModel = DEFAULT_LIFECYCLE
+    ) -> None:
+        self._require_active()
+        lifecycle.check_transition(self.lifecycle_stage, to_stage)
+        self._change_stage(from_stage=self.lifecycle_stage, to_stage=to_stage, reason=reason)
+
+    @event(LifecycleStageChanged)
+    def _change_stage(self, from_stage: str, to_stage: str, reason: str) -> None:
+        self.lifecycle_stage = to_stage
+
+    # ----- interactions -------------------------------------------------------------
+    def log_contact(
+        self,
+        *,
+        channel: Channel | str,
+        direction: Direction | str,
+        summary: str,
+        logged_by: str,
+        participants: list[str] | None = None,
+        commitments: list[Commitment] | None = None,
+        next_step: str | None = None,
+        next_step_due: datetime | None = None,
+        marketing_purpose: str | None = None,
+        account_id: UUID | None = None,
+    ) -> UUID:
+        """Record an interaction. Outbound marketing needs consent for purpose and channel."""
+        self._require_active()
+        if (
+            marketing_purpose is not None
+            and Direction(direction) is Direction.OUTBOUND
+            and not self.has_consent(marketing_purpose, channel)
+        ):
+            raise ConsentRequiredError(marketing_purpose, Channel(channel).value)
+        if (
+            marketing_purpose is not None
+            and Direction(direction) is Direction.OUTBOUND
+            and any(t.kind is TicketKind.COMPLAINT for t in self.open_tickets)
+        ):
+            raise RuleViolationError(
+                f"customer {self.code} has an open complaint: no marketing until it is resolved"
+            )
+        contact_id = uuid4()
+        self._log_contact(
+            contact_id=contact_id,
+            channel=channel,
+            direction=direction,
+            participants=participants or [logged_by],
+            summary=summary,
+            commitments=commitments or [],
+            next_step=next_step,
+            next_step_due=next_step_due,
+            logged_by=logged_by,
+            marketing_purpose=marketing_purpose,
+            account_id=account_id,
+        )
+        return contact_id
+
+    @event(ContactLogged)
+    def _log_contact(
+        self,
+        contact_id: UUID,
+        channel: Channel | str,
+        direction: Direction | str,
+        participants: list[str],
+        summary: str,
+        commitments: list[Commitment],
+        next_step: str | None,
+        next_step_due: datetime | None,
+        logged_by: str,
+        marketing_purpose: str | None,
+        account_id: UUID | None,
+    ) -> None:
+        self.contacts_logged += 1
+        self.last_contact_at = self.occurred_on
+
+    # ----- ownership, segmentation, consent -----------------------------------------
+    def assign_manager(self, *, manager: str, reason: str) -> None:
+        """Assign or hand over the customer manager; the reason stays on record."""
+        self._require_active()
+        if manager == self.manager:
+            raise RuleViolationError(f"{manager} already manages customer {self.code}")
+        self._assign_manager(manager=manager, previous_manager=self.manager, reason=reason)
+
+    @event(ManagerAssigned)
+    def _assign_manager(self, manager: str, previous_manager: str | None, reason: str) -> None:
+        self.manager = manager
+
+    def assign_support_owner(self, *, owner: str, reason: str) -> None:
+        self._require_active()
+        self._assign_support(owner=owner, previous_owner=self.support_owner, reason=reason)
+
+    @event(SupportOwnerAssigned)
+    def _assign_support(self, owner: str, previous_owner: str | None, reason: str) -> None:
+        self.support_owner = owner
+
+    def assign_segment(self, *, segment: str) -> None:
+        self._require_active()
+        if segment == self.segment:
+            return
+        self._assign_segment(segment=segment, previous_segment=self.segment)
+
+    @event(SegmentAssigned)
+    def _assign_segment(self, segment: str, previous_segment: str | None) -> None:
+        self.segment = segment
+
+    def assign_grade(self, *, grade: str) -> None:
+        self._require_active()
+        if grade == self.grade:
+            return
+        self._assign_grade(grade=grade, previous_grade=self.grade)
+
+    @event(GradeAssigned)
+    def _assign_grade(self, grade: str, previous_grade: str | None) -> None:
+        self.grade = grade
+
+    def grant_consent(self, *, purpose: str, channel: Channel | str) -> None:
+        if self.has_consent(purpose, channel):
+            return
+        self._grant(purpose=purpose, channel=channel)
+
+    @event(ConsentGranted)
+    def _grant(self, purpose: str, channel: Channel | str) -> None:
+        self.consents.setdefault(purpose, []).append(Channel(channel))
+
+    def withdraw_consent(self, *, purpose: str, channel: Channel | str, reason: str = "") -> None:
+        if not self.has_consent(purpose, channel):
+            return
+        self._withdraw(purpose=purpose, channel=channel, reason=reason)
+
+    @event(ConsentWithdrawn)
+    def _withdraw(self, purpose: str, channel: Channel | str, reason: str) -> None:
+        remaining = [c for c in self.consents.get(purpose, []) if c is not Channel(channel)]
+        if remaining:
+            self.consents[purpose] = remaining
+        else:
+            self.consents.pop(purpose, None)
+
+    def record_campaign_response(
+        self, *, campaign_id: str, response: str, channel: Channel | str, registered: bool = False
+    ) -> None:
+        self._campaign_response(
+            campaign_id=campaign_id, response=response, channel=channel, registered=registered
+        )
+
+    @event(CampaignResponseRecorded)
+    def _campaign_response(
+        self, campaign_id: str, response: str, channel: Channel | str, registered: bool
+    ) -> None:
+        pass
+
+    # ----- satisfaction -------------------------------------------------------------
+    def record_satisfaction(
+        self, *, score: int, ticket_id: UUID | None = None, comment: str = ""
+    ) -> SatisfactionClass:
+        """Record a 1-5 score; about a ticket only once that ticket is resolved."""
+        if ticket_id is not None and self.ticket(ticket_id).status is TicketStatus.OPEN:
+            raise SatisfactionNotAllowedError(
+                f"ticket {ticket_id} is not resolved: ask for satisfaction after resolution"
+            )
+        if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+            raise InvalidCommandError(f"satisfaction score must be 1-5, got {score!r}")
+        classification = SatisfactionClass.of(score)
+        self._satisfaction(
+            score=score, classification=classification, ticket_id=ticket_id, comment=comment
+        )
+        return classification
+
+    @event(SatisfactionRecorded)
+    def _satisfaction(
+        self, score: int, classification: SatisfactionClass, ticket_id: UUID | None, comment: str
+    ) -> None:
+        self.satisfaction = score
+        self.satisfaction_class = SatisfactionClass(classification)
+
+    # ----- service tickets ----------------------------------------------------------
+    def open_ticket(
+        self,
+        *,
+        kind: TicketKind | str,
+        priority: Priority | str,
+        channel: Channel | str,
+        subject: str,
+        due_at: datetime,
+        description: str = "",
+    ) -> UUID:
+        """Open a ticket; ``due_at`` comes from the SLA policy (see :mod:`crm_domain.sla`)."""
+        self._require_active()
+        ticket_id = uuid4()
+        self._open_ticket(
+            ticket_id=ticket_id,
+            kind=kind,
+            priority=priority,
+            channel=channel,
+            subject=subject,
+            description=description,
+            due_at=due_at,
+        )
+        return ticket_id
+
+    @event(TicketOpened)
+    def _open_ticket(
+        self,
+        ticket_id: UUID,
+        kind: TicketKind | str,
+        priority: Priority | str,
+        channel: Channel | str,
+        subject: str,
+        description: str,
+        due_at: datetime,
+    ) -> None:
+        self.tickets[ticket_id] = Ticket(
+            ticket_id=ticket_id,
+            kind=kind,
+            priority=priority,
+            channel=channel,
+            subject=subject,
+            opened_at=self.occurred_on,
+            due_at=due_at,
+        )
+
+    def _open(self, ticket_id: UUID, step: str) -> Ticket:
+        ticket = self.ticket(ticket_id)
+        if ticket.status is not TicketStatus.OPEN:
+            raise TicketStateError(f"cannot {step} ticket {ticket_id}: it is {ticket.status.value}")
+        return ticket
+
+    def assign_ticket(
+        self, ticket_id: UUID, *, assignee: str | None = None, department: str | None = None
+    ) -> None:
+        if assignee is None and department is None:
+            raise InvalidCommandError("assign a ticket to a person, a department, or both")
+        self._open(ticket_id, "assign")
+        self._assign_ticket(ticket_id=ticket_id, assignee=assignee, department=department)
+
+    @event(TicketAssigned)
+    def _assign_ticket(self, ticket_id: UUID, assignee: str | None, department: str | None) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.assignee = assignee
+        ticket.department = department
+
+    def respond_to_ticket(self, ticket_id: UUID, *, responder: str, message: str) -> None:
+        self._open(ticket_id, "respond to")
+        self._respond(ticket_id=ticket_id, responder=responder, message=message)
+
+    @event(TicketResponded)
+    def _respond(self, ticket_id: UUID, responder: str, message: str) -> None:
+        ticket = self.tickets[ticket_id]
+        if ticket.first_response_at is None:
+            ticket.first_response_at = self.occurred_on
+
+    def schedule_field_visit(self, ticket_id: UUID, *, visit_at: datetime, engineer: str) -> None:
+        self._open(ticket_id, "schedule a visit for")
+        self._schedule_visit(ticket_id=ticket_id, visit_at=visit_at, engineer=engineer)
+
+    @event(FieldVisitScheduled)
+    def _schedule_visit(self, ticket_id: UUID, visit_at: datetime, engineer: str) -> None:
+        pass
+
+    def escalate_ticket(
+        self, ticket_id: UUID, *, reason: str, escalated_to: str | None = None
+    ) -> int:
+        ticket = self._open(ticket_id, "escalate")
+        level = ticket.escalation_level + 1
+        self._escalate(ticket_id=ticket_id, level=level, reason=reason, escalated_to=escalated_to)
+        return level
+
+    @event(TicketEscalated)
+    def _escalate(self, ticket_id: UUID, level: int, reason: str, escalated_to: str | None) -> None:
+        self.tickets[ticket_id].escalation_level = level
+
+    def resolve_ticket(
+        self, ticket_id: UUID, *, answer: str, knowledge_base_ref: str | None = None
+    ) -> None:
+        self._open(ticket_id, "resolve")
+        self._resolve(ticket_id=ticket_id, answer=answer, knowledge_base_ref=knowledge_base_ref)
+
+    @event(TicketResolved)
+    def _resolve(self, ticket_id: UUID, answer: str, knowledge_base_ref: str | None) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.status = TicketStatus.RESOLVED
+        ticket.resolved_at = self.occurred_on
+
+    def reopen_ticket(self, ticket_id: UUID, *, reason: str, due_at: datetime) -> None:
+        """Reopen a resolved ticket. A closed ticket stays closed: open a new one."""
+        ticket = self.ticket(ticket_id)
+        if ticket.status is not TicketStatus.RESOLVED:
+            raise TicketStateError(
+                f"cannot reopen ticket {ticket_id}: it is {ticket.status.value}; "
+                "only a resolved ticket can be reopened"
+            )
+        self._reopen(ticket_id=ticket_id, reason=reason, due_at=due_at)
+
+    @event(TicketReopened)
+    def _reopen(self, ticket_id: UUID, reason: str, due_at: datetime) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.status = TicketStatus.OPEN
+        ticket.resolved_at = None
+        ticket.due_at = due_at
+        ticket.breached = False
+        ticket.reopen_count += 1
+
+    def close_ticket(self, ticket_id: UUID) -> None:
+        ticket = self.ticket(ticket_id)
+        if ticket.status is not TicketStatus.RESOLVED:
+            raise TicketStateError(
+                f"cannot close ticket {ticket_id}: it is {ticket.status.value}; resolve it first"
+            )
+        self._close(ticket_id=ticket_id)
+
+    @event(TicketClosed)
+    def _close(self, ticket_id: UUID) -> None:
+        self.tickets[ticket_id].status = TicketStatus.CLOSED
+
+    def record_sla_breach(self, ticket_id: UUID, *, now: datetime) -> bool:
+        """Record that an open ticket passed its due time. Returns False if not (yet) due."""
+        ticket = self.ticket(ticket_id)
+        if ticket.status is not TicketStatus.OPEN or ticket.breached or now <= ticket.due_at:
+            return False
+        self._breach(ticket_id=ticket_id, due_at=ticket.due_at, detected_at=now)
+        return True
+
+    @event(TicketSlaBreached)
+    def _breach(self, ticket_id: UUID, due_at: datetime, detected_at: datetime) -> None:
+        self.tickets[ticket_id].breached = True

@@ -1,0 +1,167 @@
+"""Pydantic domain events on ``eventsourcing``'s declarative aggregates.
+
+This follows the pattern of the eventsourcing project's pydantic examples (aggregate7/8):
+events are frozen pydantic models, so every payload is validated when the event is
+created (before it can mutate an aggregate or be stored), and JSON Schema for
+published events comes straight from the models. Aggregates keep ``@event`` methods.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, cast
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    CanSnapshotAggregate,
+    datetime_now_with_tzinfo,
+)
+from eventsourcing.utils import get_topic, resolve_topic
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from crm_domain.context import current_metadata, current_occurred_at
+from crm_domain.errors import InvalidCommandError
+
+
+def invalid(exc: ValidationError) -> InvalidCommandError:
+    """Turn pydantic's error into ours, naming each bad field and why."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
+    return InvalidCommandError(
+        f"invalid {exc.title}: {problems}",
+        errors=[dict(e) for e in exc.errors(include_url=False)],
+    )
+
+
+class Immutable(BaseModel):
+    """A validated value: unknown fields are rejected, nothing changes after creation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Entity(BaseModel):
+    """State of an entity inside an aggregate (an opportunity, a ticket): validated, mutable."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DomainEvent(Immutable):
+    """Base of every stored event.
+
+    ``metadata`` holds actor, correlation id, causation id and source system, taken from
+    the :class:`~crm_domain.context.CommandContext` in force when the event was created.
+    ``event_id`` is the event's stable identity, used as the CloudEvents ``id``.
+    """
+
+    originator_id: UUID
+    originator_version: int
+    timestamp: AwareDatetime = Field(default_factory=datetime_now_with_tzinfo)
+    metadata: dict[str, str] = Field(default_factory=current_metadata)
+    event_id: UUID = Field(default_factory=uuid4)
+    #: Business time: when it happened (``timestamp`` is when it was recorded).
+    occurred_at: AwareDatetime = Field(default_factory=current_occurred_at)
+
+    #: Version of the payload shape. Bump it and add a static ``upcast_v1_v2(state)`` (and so
+    #: on) when a field changes: stored events are upcast on read, as in eventsourcing.
+    class_version: ClassVar[int] = 1
+
+
+class Aggregate(BaseAggregate[UUID]):
+    """Base class of the CRM aggregates (pydantic events, UUID ids).
+
+    An event whose payload fails validation raises :class:`InvalidCommandError` before it
+    touches the aggregate, so a rejected command leaves no trace.
+    """
+
+    @staticmethod
+    def create_id(*_: Any, **__: Any) -> UUID:
+        return uuid4()
+
+    @classmethod
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:
+        try:
+            return super()._create(event_class, id=id, **kwargs)
+        except ValidationError as exc:
+            raise invalid(exc) from exc
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        try:
+            super().trigger_event(event_class, **kwargs)
+        except ValidationError as exc:
+            raise invalid(exc) from exc
+
+    class Event(DomainEvent, CanMutateAggregate[UUID]):
+        def mutate(self, aggregate: Any) -> Any:
+            # Let @event method bodies read the business time of the event being applied.
+            if aggregate is not None:
+                aggregate.__dict__["_occurred_at"] = self.occurred_at
+            aggregate = super().mutate(aggregate)
+            aggregate.__dict__["_occurred_at"] = self.occurred_at
+            return aggregate
+
+    class Created(Event, CanInitAggregate[UUID]):
+        originator_topic: str
+
+    @property
+    def occurred_on(self) -> datetime:
+        """Business time of the last event applied (``modified_on`` is its record time)."""
+        value: datetime = self.__dict__.get("_occurred_at", self.modified_on)
+        return value
+
+
+class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
+    """Snapshot of an aggregate: ``state`` is validated against the aggregate's
+    ``snapshot_state`` model, so Decimals, UUIDs and datetimes come back typed."""
+
+    topic: str
+    state: dict[str, Any]
+
+    @classmethod
+    def take(cls, aggregate: Any) -> Snapshot:
+        agg_cls = type(aggregate)
+        state_model: type[BaseModel] = agg_cls.snapshot_state
+        public = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
+        public["created_on"] = aggregate.created_on
+        public["modified_on"] = aggregate.modified_on
+        state = state_model.model_validate(public).model_dump(mode="json")
+        return cls(
+            originator_id=aggregate.id,
+            originator_version=aggregate.version,
+            timestamp=datetime_now_with_tzinfo(),
+            topic=get_topic(agg_cls),
+            state=state,
+        )
+
+    def mutate(self, _: Any) -> Any:
+        agg_cls = cast(type[Any], resolve_topic(self.topic))
+        state_model: type[BaseModel] = agg_cls.snapshot_state
+        validated = state_model.model_validate(self.state)
+        values = {name: getattr(validated, name) for name in type(validated).model_fields}
+        created_on: datetime = values.pop("created_on")
+        modified_on: datetime = values.pop("modified_on")
+        aggregate = object.__new__(agg_cls)
+        aggregate.__dict__.update(
+            _id=self.originator_id,
+            _version=self.originator_version,
+            _created_on=created_on,
+            _modified_on=modified_on,
+            _pending_events=[],
+            **values,
+        )
+        return aggregate
+
+
+class SnapshotState(BaseModel):
+    """Typed attributes of an aggregate, for snapshots (one subclass per aggregate)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
+
+    created_on: AwareDatetime
+    modified_on: AwareDatetime
+
+
+TAggregate = TypeVar("TAggregate", bound=Aggregate)

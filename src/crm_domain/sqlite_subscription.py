@@ -1,0 +1,55 @@
+"""Let ``ProjectionRunner`` and the Kafka relay follow a SQLite store.
+
+eventsourcing 9.5's SQLite application recorder has no ``subscribe()``. SQLite has no
+LISTEN/NOTIFY, so the subscription is the library's own :class:`ListenNotifySubscription`
+woken on a short interval: each wake-up pulls whatever was committed since the last
+notification id. Selected with the factory's ``APPLICATION_RECORDER_TOPIC`` setting, so the
+stock runner works unchanged on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from threading import Event, Thread
+from typing import Any
+
+from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription, Subscription
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+#: Seconds between polls of the SQLite events table while a subscription waits.
+POLL_INTERVAL = 0.05
+
+
+class PollingSQLiteSubscription(ListenNotifySubscription[SQLiteApplicationRecorder]):
+    """Wakes the library's pull loop every :data:`POLL_INTERVAL` seconds until stopped."""
+
+    def __init__(
+        self, recorder: SQLiteApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> None:
+        self._stopping = Event()
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._poll_thread = Thread(target=self._poll, name="sqlite-subscription-poll", daemon=True)
+        self._poll_thread.start()
+
+    def _poll(self) -> None:
+        while not self._stopping.wait(POLL_INTERVAL):
+            self._has_been_notified.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        super().stop()
+
+    def __exit__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            self._poll_thread.join()
+
+
+class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    """The stock SQLite application recorder, plus ``subscribe()``."""
+
+    def subscribe(
+        self, gt: int | None = None, topics: Sequence[str] = ()
+    ) -> Subscription[ApplicationRecorder]:
+        return PollingSQLiteSubscription(recorder=self, gt=gt, topics=topics)

@@ -1,0 +1,6 @@
+"""SQL read models built from the CRM's event history, exactly once, rebuildable.
+
+Start with :func:`projections.runner.follow` (in-process catch-up),
+:func:`projections.rebuild.rebuild` and the query classes in each read-model module;
+``crm projections ...`` and ``crm report ...`` wrap them on the command line.
+"""

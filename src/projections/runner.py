@@ -1,0 +1,208 @@
+"""Catch-up: follow the CRM's notification log and keep the read models current.
+
+One runner for every backend: eventsourcing's :class:`ProjectionRunner`, subscribed to the
+application's recorder (PostgreSQL LISTEN/NOTIFY, the polling SQLite subscription from
+:mod:`crm_domain.sqlite_subscription`, or the in-memory recorder). The only change is the
+loop that feeds the projection: it hands over raw notifications and commits a batch when
+the subscription has nothing more buffered or the batch is full (see
+:mod:`projections.projection`). Use :func:`follow` in-process, or ``crm projections run``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from traceback import format_exc
+from types import FrameType
+from typing import Any, cast
+from warnings import warn
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Subscription
+from eventsourcing.projection import ApplicationSubscription, Projection, ProjectionRunner
+from eventsourcing.utils import EnvType
+
+from crm_domain.storage import StoreURL
+from projections.projection import DEFAULT_BATCH_SIZE, ReadModelProjection
+from projections.readmodel import ReadModel
+from projections.registry import select_read_models
+from projections.views import ReadModelView, view_class_for
+
+#: Environment prefix of the view's settings (the projection's name, upper-cased).
+VIEW_ENV_PREFIX = ReadModelProjection.name.upper()
+
+
+@dataclass(frozen=True)
+class ProjectionTarget:
+    """Where the events come from and where the read models go (by default: the same DB)."""
+
+    store_url: str
+    views_url: str | None = None
+
+    @property
+    def views_sqlalchemy_url(self) -> str:
+        if self.views_url:
+            return StoreURL.parse(self.views_url).sqlalchemy_url
+        return StoreURL.parse(self.store_url).sqlalchemy_url
+
+    def env(self) -> dict[str, str]:
+        """Settings for the application (events) and, prefixed, for the view (read models)."""
+        env = dict(StoreURL.parse(self.store_url).eventsourcing_env())
+        env[f"{VIEW_ENV_PREFIX}_PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
+        env[f"{VIEW_ENV_PREFIX}_SQLALCHEMY_URL"] = self.views_sqlalchemy_url
+        return env
+
+
+def crm_application_class() -> type[Application[Any]]:
+    """The CRM application (imported late so the projections load without it)."""
+    from crm_domain.application import CRM
+
+    return cast(type[Application[Any]], CRM)
+
+
+def sharing(app: Application[Any]) -> type[Application[Any]]:
+    """An application class whose instances read ``app``'s own recorder and mapper.
+
+    Lets a runner follow an application already open in this process, which is the only
+    way to follow an in-memory (``memory://``) store.
+    """
+
+    class SharedApplication(type(app)):  # type: ignore[misc]
+        name = app.name
+
+        def construct_mapper(self) -> Any:
+            return app.mapper
+
+        def construct_recorder(self) -> Any:
+            return app.recorder
+
+    return cast(type[Application[Any]], SharedApplication)
+
+
+def _has_more_buffered(subscription: Subscription[Any]) -> bool:
+    """True if the next notification is already in the subscription's memory.
+
+    Reads the state of eventsourcing's ``ListenNotifySubscription`` (all three backends use
+    it); any other subscription counts as empty, which only makes batches smaller.
+    """
+    notifications = getattr(subscription, "_notifications", None)
+    index = getattr(subscription, "_notifications_index", None)
+    queue = getattr(subscription, "_notifications_queue", None)
+    if notifications is None or index is None or queue is None:
+        return False
+    return bool(index < len(notifications) or not queue.empty())
+
+
+class ReadModelRunner(ProjectionRunner[Application[Any], ReadModelView]):
+    """eventsourcing's ``ProjectionRunner`` with a batching event loop."""
+
+    projection: ReadModelProjection
+
+    @staticmethod
+    def _process_events_loop(  # type: ignore[override]
+        subscription: ApplicationSubscription[Any],
+        projection: Projection[Any],
+        is_stopping: threading.Event,
+        runner: weakref.ReferenceType[ReadModelRunner],
+    ) -> None:
+        """Collect notifications; commit a batch whenever the subscription runs dry."""
+        try:
+            assert isinstance(projection, ReadModelProjection)
+            notifications = subscription.subscription
+            for notification in notifications:
+                projection.collect(subscription.name, notification, subscription.mapper)
+                if projection.batch_is_full or not _has_more_buffered(notifications):
+                    projection.flush()
+            projection.flush()
+        except BaseException as e:
+            _runner = runner()
+            if _runner is not None:
+                _runner._thread_error = e
+            else:  # pragma: no cover - the runner was garbage collected first
+                warn(f"runner gone before error could be assigned:\n{format_exc()}",
+                     RuntimeWarning, stacklevel=2)
+        finally:
+            is_stopping.set()
+
+    @property
+    def positions(self) -> dict[str, int | None]:
+        return self.view.positions(self.app_name)
+
+    def head(self) -> int:
+        """The id of the last notification in the application's log (0 if empty)."""
+        return int(self.app.recorder.max_notification_id() or 0)
+
+    def wait_until_current(self, timeout: float = 10.0) -> None:
+        """Block until every read model has applied the log as it was when called."""
+        head = self.head()
+        if head:
+            self.wait(head, timeout=timeout)
+
+
+def follow(
+    source: str | Application[Any],
+    *,
+    read_models: Sequence[str | type[ReadModel]] | None = None,
+    views_url: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    env: EnvType | None = None,
+) -> ReadModelRunner:
+    """Start a runner that keeps read models current; use it as a context manager.
+
+    ``source`` is a store URL, or an application open in this process (needed for
+    ``memory://``). ``views_url`` puts the read models in another database (default: the
+    event store's database; for an in-memory store, an in-memory SQLite database).
+    """
+    models = select_read_models(read_models)
+    if isinstance(source, Application):
+        app_class = sharing(source)
+        store_url = "memory://"
+        target = ProjectionTarget(store_url, views_url or "sqlite:///:memory:")
+        full_env = {**target.env(), **dict(source.env)}
+        full_env[f"{VIEW_ENV_PREFIX}_PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
+        full_env[f"{VIEW_ENV_PREFIX}_SQLALCHEMY_URL"] = target.views_sqlalchemy_url
+    else:
+        app_class = crm_application_class()
+        target = ProjectionTarget(source, views_url)
+        full_env = target.env()
+    full_env.update(env or {})
+    projection_class = type(
+        "CRMReadModelProjection", (ReadModelProjection,),
+        {"name": ReadModelProjection.name, "batch_size": batch_size},
+    )
+    return ReadModelRunner(
+        application_class=app_class,
+        projection_class=projection_class,
+        view_class=view_class_for(models),
+        env=full_env,
+    )
+
+
+def run(
+    store_url: str,
+    *,
+    read_models: Sequence[str] | None = None,
+    views_url: str | None = None,
+    on_start: Callable[[ReadModelRunner], None] | None = None,
+) -> None:
+    """Follow the log until SIGINT or SIGTERM (``crm projections run``); re-raise errors."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with follow(store_url, read_models=read_models, views_url=views_url) as runner:
+            if on_start is not None:
+                on_start(runner)
+            while not stop.is_set() and not runner.is_interrupted.is_set():
+                stop.wait(0.2)
+            runner.stop()
+            runner.run_forever(timeout=0)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,244 @@
+"""The materialised view: read-model tables and their tracking, committed together.
+
+:class:`ReadModelView` is eventsourcing-sqlalchemy's ``SQLAlchemyTrackingRecorder`` for a
+*set* of read models in one database. Each read model keeps its own position in its own
+tracking table (``<name>_tracking``, the table the library would create for a projection of
+that name), so one can be rebuilt while the others stay current, yet one pass over the
+log feeds them all. Every batch is one transaction: the read models' row changes and their
+new positions commit together or not at all, which is what makes the projection exactly
+once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
+from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from projections.errors import ProjectionError, UnhandledEventError
+from projections.readmodel import LoggedEvent, ReadModel
+
+
+class ReadModelView(SQLAlchemyTrackingRecorder):  # type: ignore[misc]
+    """A set of read models (the class attribute ``read_models``) in one SQL database."""
+
+    read_models: ClassVar[tuple[type[ReadModel], ...]] = ()
+
+    def __init__(
+        self,
+        datastore: SQLAlchemyDatastore,
+        *,
+        tracking_table_name: str = "projections_tracking",
+        schema_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            datastore, tracking_table_name=tracking_table_name, schema_name=schema_name, **kwargs
+        )
+        if not self.read_models:
+            raise ProjectionError(f"{type(self).__name__} names no read models")
+        self.tracking_tables: dict[str, Table] = {}
+        for model in self.read_models:
+            record_cls = datastore.define_record_class(
+                cls_name=f"{model.name.title().replace('_', '')}TrackingRecord",
+                table_name=f"{model.name}_tracking",
+                schema_name=schema_name,
+                base_cls=datastore.base_notification_tracking_record_cls,
+            )
+            self.tracking_tables[model.name] = record_cls.__table__
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the read models live on (pass it to their query classes)."""
+        engine = self.datastore.engine
+        assert isinstance(engine, Engine)
+        return engine
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.read_models]
+
+    # -- schema ------------------------------------------------------------------------
+
+    def create_table(self) -> None:
+        """Create each read model's tables and tracking table (if missing)."""
+        engine = self.engine
+        for model in self.read_models:
+            for table in (*model.tables, self.tracking_tables[model.name]):
+                table.create(engine, checkfirst=True)
+
+    def drop_read_model(self, name: str) -> None:
+        """Drop one read model's tables and its tracking, then create them empty.
+
+        Both happen in one transaction where the database allows DDL in transactions
+        (PostgreSQL, SQLite), so a failed drop leaves the old read model in place.
+        """
+        model = self._model(name)
+        tables = (*model.tables, self.tracking_tables[name])
+        with self.engine.begin() as conn:
+            for table in reversed(tables):
+                table.drop(conn, checkfirst=True)
+            for table in tables:
+                table.create(conn, checkfirst=True)
+
+    def _model(self, name: str) -> type[ReadModel]:
+        for model in self.read_models:
+            if model.name == name:
+                return model
+        raise ProjectionError(f"read model {name!r} is not in this view ({self.names})")
+
+    # -- positions ---------------------------------------------------------------------
+
+    def position(self, name: str, application_name: str) -> int | None:
+        """Notification id of the last event the named read model has applied."""
+        table = self.tracking_tables[name]
+        with self.transaction(commit=False) as session:
+            return self._read_position(session, table, application_name)
+
+    def positions(self, application_name: str) -> dict[str, int | None]:
+        return {name: self.position(name, application_name) for name in self.names}
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The position every read model here has reached (the least of them).
+
+        The runner subscribes after this id; each read model then skips what it already
+        has, so read models at different positions are fed by one subscription.
+        """
+        positions = list(self.positions(application_name).values())
+        if any(p is None for p in positions):
+            return None
+        return min(p for p in positions if p is not None)
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.transaction(commit=True) as session:
+            self._insert_tracking(session, tracking)
+
+    def _insert_tracking(self, session: Session, tracking: Tracking) -> None:
+        """Record that every read model here has reached ``tracking``, in ``session``."""
+        for name in self.names:
+            table = self.tracking_tables[name]
+            position = self._lock_position(session, table, tracking.application_name)
+            if position is not None and position >= tracking.notification_id:
+                raise IntegrityError(
+                    f"read model {name!r} is already at {position}, "
+                    f"not before {tracking.notification_id}"
+                )
+            self._write_position(session, table, tracking, exists=position is not None)
+
+    @staticmethod
+    def _read_position(session: Session, table: Table, application_name: str) -> int | None:
+        value = session.execute(
+            select(table.c.notification_id).where(table.c.application_name == application_name)
+        ).scalar()
+        return int(value) if value is not None else None
+
+    def _lock_position(self, session: Session, table: Table, application_name: str) -> int | None:
+        """Read a position for update: a no-op UPDATE takes the write lock on both databases
+        (SQLite's database lock, PostgreSQL's row lock), so two runners cannot both apply
+        the same events."""
+        session.execute(
+            update(table)
+            .where(table.c.application_name == application_name)
+            .values(notification_id=table.c.notification_id)
+        )
+        return self._read_position(session, table, application_name)
+
+    @staticmethod
+    def _write_position(session: Session, table: Table, tracking: Tracking, exists: bool) -> None:
+        if exists:
+            session.execute(
+                update(table)
+                .where(table.c.application_name == tracking.application_name)
+                .values(notification_id=tracking.notification_id)
+            )
+        else:
+            session.execute(
+                insert(table).values(
+                    application_name=tracking.application_name,
+                    notification_id=tracking.notification_id,
+                )
+            )
+
+    # -- applying events ---------------------------------------------------------------
+
+    def record(self, application_name: str, batch: Sequence[LoggedEvent]) -> None:
+        """Apply a batch of events to every read model that has not seen them, and move
+        each one's position to the batch's last event, in one transaction.
+
+        If an event cannot be applied, the events before it are committed, and the error
+        (naming the event, its position and the read model) is raised; nothing from the
+        failing event on is stored.
+        """
+        if not batch:
+            return
+        try:
+            self._record(application_name, batch)
+        except Exception:
+            if len(batch) == 1:
+                raise
+            # Find the culprit: replay one event per transaction; the failing one raises
+            # with its name and position, and those before it stay committed.
+            for logged in batch:
+                self._record(application_name, [logged])
+
+    def _record(self, application_name: str, batch: Sequence[LoggedEvent]) -> None:
+        last = Tracking(application_name, batch[-1].position)
+        with self.transaction(commit=True) as session:
+            for model_class in self.read_models:
+                table = self.tracking_tables[model_class.name]
+                position = self._lock_position(session, table, application_name)
+                todo = [e for e in batch if position is None or e.position > position]
+                if not todo:
+                    continue
+                model = model_class(session)
+                handled = [e for e in todo if self._wants(model_class, e)]
+                model.prepare(handled)
+                for logged in handled:
+                    try:
+                        model.apply(logged)
+                    except Exception as exc:
+                        raise self._explain(exc, logged, model_class.name) from exc
+                try:
+                    model.finish()
+                except Exception as exc:
+                    if len(handled) == 1:
+                        raise self._explain(exc, handled[0], model_class.name) from exc
+                    raise
+                self._write_position(session, table, last, exists=position is not None)
+
+    @staticmethod
+    def _wants(model_class: type[ReadModel], logged: LoggedEvent) -> bool:
+        if model_class.handles_topic(logged.topic):
+            return True
+        if model_class.ignores_topic(logged.topic):
+            return False
+        raise UnhandledEventError(
+            read_model=model_class.name,
+            topic=logged.topic,
+            position=logged.position,
+            originator_id=logged.originator_id,
+            reason="no handler for this event type, and it is not listed as ignored",
+        )
+
+    @staticmethod
+    def _explain(exc: Exception, logged: LoggedEvent, read_model: str | None) -> Exception:
+        if isinstance(exc, UnhandledEventError):
+            return exc
+        return UnhandledEventError(
+            read_model=read_model or "?",
+            topic=logged.topic,
+            position=logged.position,
+            originator_id=logged.originator_id,
+            reason=f"{type(exc).__name__}: {exc}",
+        )
+
+
+def view_class_for(read_models: Sequence[type[ReadModel]]) -> type[ReadModelView]:
+    """A :class:`ReadModelView` subclass holding exactly these read models."""
+    names = "_".join(m.name for m in read_models)
+    return type(f"ReadModelView_{names}", (ReadModelView,), {"read_models": tuple(read_models)})

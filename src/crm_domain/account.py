@@ -40,6 +40,7 @@ from crm_domain.values import (
     OrderRejectionReason,
     OrderStatus,
     QuoteStatus,
+    to_decimal,
 )
 
 Label = Annotated[str, Field(min_length=1, max_length=100)]
@@ -129,6 +130,8 @@ class Account(Aggregate):
 
     # ----- events -------------------------------------------------------------------
     class Opened(Aggregate.Created):
+        """A commercial account was opened for a customer."""
+
         customer_id: UUID
         name: Name
         industry: Label
@@ -136,35 +139,51 @@ class Account(Aggregate):
         tier: AccountTier
 
     class ClassificationChanged(Aggregate.Event):
+        """Industry, size or tier of the account changed."""
+
         industry: Label
         size: CompanySize
         tier: AccountTier
 
     class Closed(Aggregate.Event):
+        """The account was closed (never deleted)."""
+
         reason: NonEmptyStr
 
     class KeyAccountDesignated(Aggregate.Event):
+        """The account became a key account, with the criterion."""
+
         criterion: KeyAccountCriterion
         note: str = ""
 
     class KeyAccountRevoked(Aggregate.Event):
+        """The account is no longer a key account."""
+
         reason: NonEmptyStr
 
     class ContactAdded(Aggregate.Event):
+        """A person joined the account contacts (the decision unit), with a role."""
+
         customer_id: UUID
         role: Label
         decision_maker: bool = False
 
     class ContactRemoved(Aggregate.Event):
+        """A person left the account contacts."""
+
         customer_id: UUID
         reason: NonEmptyStr
 
     class ManagerAssigned(Aggregate.Event):
+        """The account manager was assigned or handed over."""
+
         manager: Label
         previous_manager: str | None
         reason: NonEmptyStr
 
     class OpportunityOpened(Aggregate.Event):
+        """A sales opportunity was opened in the first pipeline stage."""
+
         opportunity_id: UUID
         name: Name
         amount: Money | None
@@ -174,6 +193,8 @@ class Account(Aggregate):
         owner: Label
 
     class OpportunityStaged(Aggregate.Event):
+        """An opportunity moved to another open pipeline stage."""
+
         opportunity_id: UUID
         from_stage: Label
         to_stage: Label
@@ -181,12 +202,16 @@ class Account(Aggregate):
         forecast_category: Label
 
     class OpportunityRevised(Aggregate.Event):
+        """The amount or expected close date of an opportunity was revised."""
+
         opportunity_id: UUID
         amount: Money | None
         expected_close: date
         reason: str = ""
 
     class OpportunityWon(Aggregate.Event):
+        """An opportunity closed won, with its amount."""
+
         opportunity_id: UUID
         from_stage: Label
         to_stage: Label
@@ -195,6 +220,8 @@ class Account(Aggregate):
         competitor: str | None = None
 
     class OpportunityLost(Aggregate.Event):
+        """An opportunity closed lost, with the reason and competitor."""
+
         opportunity_id: UUID
         from_stage: Label
         to_stage: Label
@@ -202,6 +229,8 @@ class Account(Aggregate):
         competitor: str | None = None
 
     class QuoteIssued(Aggregate.Event):
+        """A quote (or a new version superseding one) was issued on an opportunity."""
+
         quote_id: UUID
         opportunity_id: UUID
         version: int
@@ -211,14 +240,20 @@ class Account(Aggregate):
         supersedes: UUID | None = None
 
     class QuoteAccepted(Aggregate.Event):
+        """The customer accepted a quote."""
+
         quote_id: UUID
         opportunity_id: UUID
 
     class QuoteExpired(Aggregate.Event):
+        """A quote expired (or was withdrawn when the opportunity was lost)."""
+
         quote_id: UUID
         opportunity_id: UUID
 
     class OrderPlaced(Aggregate.Event):
+        """An order was placed; it is not promised until ERP confirms it."""
+
         order_id: UUID
         lines: Annotated[list[OrderLine], Field(min_length=1)]
         total: Money
@@ -226,30 +261,44 @@ class Account(Aggregate):
         quote_id: UUID | None = None
 
     class OrderConfirmationRequested(Aggregate.Event):
+        """ERP was asked to confirm the order (credit, margin, availability)."""
+
         order_id: UUID
         total: Money
 
     class OrderConfirmed(Aggregate.Event):
+        """ERP confirmed the order."""
+
         order_id: UUID
         erp_reference: str = ""
 
     class OrderRejected(Aggregate.Event):
+        """ERP rejected the order, with the reason."""
+
         order_id: UUID
         reason: OrderRejectionReason
         detail: str = ""
 
     class OrderShipped(Aggregate.Event):
+        """The order was shipped."""
+
         order_id: UUID
         shipment_ref: str = ""
 
     class OrderDelivered(Aggregate.Event):
+        """The order was delivered."""
+
         order_id: UUID
 
     class OrderReturned(Aggregate.Event):
+        """The order was returned."""
+
         order_id: UUID
         reason: NonEmptyStr
 
     class InvoiceIssued(Aggregate.Event):
+        """An invoice was recorded for the account."""
+
         invoice_id: UUID
         order_id: UUID | None
         amount: Money
@@ -257,12 +306,16 @@ class Account(Aggregate):
         reference: str = ""
 
     class PaymentReceived(Aggregate.Event):
+        """A payment was received (optionally against an invoice)."""
+
         payment_id: UUID
         amount: Money
         invoice_id: UUID | None = None
         reference: str = ""
 
     class CreditLimitSet(Aggregate.Event):
+        """The credit limit was set or changed."""
+
         limit: Money
         previous_limit: Money | None
 
@@ -641,7 +694,7 @@ class Account(Aggregate):
             opportunity_id=opportunity_id,
             version=max(versions, default=0) + 1,
             amount=amount,
-            discount_pct=Decimal(str(discount_pct)),
+            discount_pct=to_decimal(discount_pct, "discount_pct"),
             valid_until=valid_until,
             supersedes=None,
         )
@@ -666,7 +719,7 @@ class Account(Aggregate):
             opportunity_id=old.opportunity_id,
             version=old.version + 1,
             amount=amount,
-            discount_pct=Decimal(str(discount_pct)),
+            discount_pct=to_decimal(discount_pct, "discount_pct"),
             valid_until=valid_until,
             supersedes=quote_id,
         )

@@ -466,6 +466,10 @@ class CRM(Application[UUID]):
             self.customer(parent_id)
 
         def create() -> Customer:
+            # Checked here, after the command-id lookup, so that repeating a registration
+            # with the same command id returns its first result instead of failing.
+            if self._code_taken(code):
+                raise DuplicateCustomerCodeError(code)
             details = (
                 ContactDetails.model_validate(contact) if isinstance(contact, dict) else contact
             )
@@ -482,8 +486,6 @@ class CRM(Application[UUID]):
         def claim(customer: Customer) -> list[Aggregate]:
             return [CustomerCodeClaim(code=code, customer_id=customer.id)]
 
-        if self._code_taken(code):
-            raise DuplicateCustomerCodeError(code)
         try:
             return self._run(
                 "register_customer",
@@ -809,17 +811,16 @@ class CRM(Application[UUID]):
         tier: AccountTier | str = AccountTier.STANDARD,
     ) -> UUID:
         """Open the commercial account of an active customer; returns the account id."""
-        if not self.customer(customer_id).active:
-            raise InactiveCustomerError(f"customer {customer_id} is deactivated")
-        return self._run(
-            "open_account",
-            lambda: self._create(
-                lambda: Account.open(
-                    customer_id=customer_id, name=name, industry=industry, size=size, tier=tier
-                )
-            ),
-            lambda a: a.id,
-        )
+
+        def create() -> Account:
+            # After the command-id lookup: a repeat returns the first result.
+            if not self.customer(customer_id).active:
+                raise InactiveCustomerError(f"customer {customer_id} is deactivated")
+            return Account.open(
+                customer_id=customer_id, name=name, industry=industry, size=size, tier=tier
+            )
+
+        return self._run("open_account", lambda: self._create(create), lambda a: a.id)
 
     def reclassify_account(
         self,

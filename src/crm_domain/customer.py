@@ -20,6 +20,7 @@ from crm_domain.errors import (
     EntityNotFoundError,
     InactiveCustomerError,
     InvalidCommandError,
+    OpenComplaintError,
     RuleViolationError,
     SatisfactionNotAllowedError,
     TicketStateError,
@@ -36,6 +37,7 @@ from crm_domain.values import (
     SatisfactionClass,
     TicketKind,
     TicketStatus,
+    parse_enum,
 )
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -100,6 +102,8 @@ class Customer(Aggregate):
 
     # ----- events -------------------------------------------------------------------
     class Registered(Aggregate.Created):
+        """A customer (person, enterprise or government body) was registered under a unique code."""
+
         kind: CustomerKind
         name: Name
         code: CustomerCode
@@ -109,26 +113,38 @@ class Customer(Aggregate):
         parent_id: UUID | None = None
 
     class ProfileCorrected(Aggregate.Event):
+        """Name, kind or contact details were corrected; the old values stay in history."""
+
         name: Name | None = None
         kind: CustomerKind | None = None
         contact: ContactDetails | None = None
         reason: NonEmptyStr
 
     class ParentOrganisationSet(Aggregate.Event):
+        """The customer was placed under a group customer (or removed from one)."""
+
         parent_id: UUID | None
 
     class Deactivated(Aggregate.Event):
+        """The customer was deactivated (never deleted)."""
+
         reason: NonEmptyStr
 
     class Reactivated(Aggregate.Event):
+        """A deactivated customer was made active again."""
+
         reason: NonEmptyStr
 
     class LifecycleStageChanged(Aggregate.Event):
+        """The customer moved between lifecycle stages, with the reason."""
+
         from_stage: Label
         to_stage: Label
         reason: NonEmptyStr
 
     class ContactLogged(Aggregate.Event):
+        """An interaction: channel, direction, participants, summary, commitments, next step."""
+
         contact_id: UUID
         channel: Channel
         direction: Direction
@@ -142,45 +158,63 @@ class Customer(Aggregate):
         account_id: UUID | None = None
 
     class ManagerAssigned(Aggregate.Event):
+        """The customer manager was assigned or handed over (e.g. the rep left)."""
+
         manager: Label
         previous_manager: str | None
         reason: NonEmptyStr
 
     class SupportOwnerAssigned(Aggregate.Event):
+        """The named technical-support owner was assigned."""
+
         owner: Label
         previous_owner: str | None
         reason: NonEmptyStr
 
     class SegmentAssigned(Aggregate.Event):
+        """The customer was put in a marketing/service segment."""
+
         segment: Label
         previous_segment: str | None
 
     class GradeAssigned(Aggregate.Event):
+        """The customer was graded (e.g. A/B/C by value)."""
+
         grade: Label
         previous_grade: str | None
 
     class ConsentGranted(Aggregate.Event):
+        """Marketing consent was granted for one purpose on one channel."""
+
         purpose: Label
         channel: Channel
 
     class ConsentWithdrawn(Aggregate.Event):
+        """Marketing consent was withdrawn for one purpose on one channel."""
+
         purpose: Label
         channel: Channel
         reason: str = ""
 
     class SatisfactionRecorded(Aggregate.Event):
+        """A 1-5 satisfaction score, with its class (5 loyal, 3-4 at risk)."""
+
         score: Score
         classification: SatisfactionClass
         ticket_id: UUID | None = None
         comment: str = ""
 
     class CampaignResponseRecorded(Aggregate.Event):
+        """The customer responded to a marketing campaign (or registered for it)."""
+
         campaign_id: Label
         response: Label
         channel: Channel
         registered: bool = False
 
     class TicketOpened(Aggregate.Event):
+        """A service ticket was opened, with its SLA due time."""
+
         ticket_id: UUID
         kind: TicketKind
         priority: Priority
@@ -190,40 +224,56 @@ class Customer(Aggregate):
         due_at: AwareDatetime
 
     class TicketAssigned(Aggregate.Event):
+        """A ticket was assigned to a person and/or a department."""
+
         ticket_id: UUID
         assignee: Label | None
         department: Label | None
 
     class TicketResponded(Aggregate.Event):
+        """Someone answered the customer on a ticket (the first one is the first response)."""
+
         ticket_id: UUID
         responder: Label
         message: NonEmptyStr
 
     class FieldVisitScheduled(Aggregate.Event):
+        """An engineer visit was scheduled for a ticket."""
+
         ticket_id: UUID
         visit_at: AwareDatetime
         engineer: Label
 
     class TicketEscalated(Aggregate.Event):
+        """A ticket was escalated one level."""
+
         ticket_id: UUID
         level: int
         reason: NonEmptyStr
         escalated_to: Label | None = None
 
     class TicketResolved(Aggregate.Event):
+        """A ticket was resolved, with the answer given."""
+
         ticket_id: UUID
         answer: NonEmptyStr
         knowledge_base_ref: str | None = None
 
     class TicketReopened(Aggregate.Event):
+        """A resolved ticket was reopened; its SLA clock restarted."""
+
         ticket_id: UUID
         reason: NonEmptyStr
         due_at: AwareDatetime
 
     class TicketClosed(Aggregate.Event):
+        """A resolved ticket was closed."""
+
         ticket_id: UUID
 
     class TicketSlaBreached(Aggregate.Event):
+        """An open ticket passed its SLA due time."""
+
         ticket_id: UUID
         due_at: AwareDatetime
         detected_at: AwareDatetime
@@ -293,7 +343,7 @@ class Customer(Aggregate):
             raise EntityNotFoundError("ticket", ticket_id, self.id) from None
 
     def has_consent(self, purpose: str, channel: Channel | str) -> bool:
-        return Channel(channel) in self.consents.get(purpose, [])
+        return parse_enum(Channel, channel) in self.consents.get(purpose, [])
 
     @property
     def open_tickets(self) -> list[Ticket]:
@@ -388,20 +438,13 @@ class Customer(Aggregate):
     ) -> UUID:
         """Record an interaction. Outbound marketing needs consent for purpose and channel."""
         self._require_active()
-        if (
-            marketing_purpose is not None
-            and Direction(direction) is Direction.OUTBOUND
-            and not self.has_consent(marketing_purpose, channel)
-        ):
-            raise ConsentRequiredError(marketing_purpose, Channel(channel).value)
-        if (
-            marketing_purpose is not None
-            and Direction(direction) is Direction.OUTBOUND
-            and any(t.kind is TicketKind.COMPLAINT for t in self.open_tickets)
-        ):
-            raise RuleViolationError(
-                f"customer {self.code} has an open complaint: no marketing until it is resolved"
-            )
+        if marketing_purpose is not None and parse_enum(Direction, direction) is Direction.OUTBOUND:
+            if not self.has_consent(marketing_purpose, channel):
+                raise ConsentRequiredError(marketing_purpose, parse_enum(Channel, channel).value)
+            if any(t.kind is TicketKind.COMPLAINT for t in self.open_tickets):
+                raise OpenComplaintError(
+                    f"customer {self.code} has an open complaint: no marketing until it is resolved"
+                )
         contact_id = uuid4()
         self._log_contact(
             contact_id=contact_id,

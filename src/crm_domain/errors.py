@@ -93,6 +93,10 @@ class ConsentRequiredError(RuleViolationError):
         self.channel = channel
 
 
+class OpenComplaintError(RuleViolationError):
+    """No marketing to a customer whose complaint is still open."""
+
+
 class TicketStateError(RuleViolationError):
     """The ticket is not in a state that allows this step (e.g. reopening an open ticket)."""
 

@@ -7,13 +7,33 @@ not listed here fails validation with an error naming the allowed values.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from pydantic import AfterValidator, EmailStr, Field
+from pydantic import AfterValidator, EmailStr, Field, ValidationError
 
-from crm_domain.eventmodel import Immutable
+from crm_domain.errors import InvalidCommandError, UnknownValueError
+from crm_domain.eventmodel import Immutable, invalid
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_enum(cls: type[E], value: E | str) -> E:
+    """``cls(value)``, or :class:`UnknownValueError` naming the allowed values."""
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise UnknownValueError(f"unknown {cls.__name__} {value!r}; allowed: {allowed}") from None
+
+
+def to_decimal(value: Decimal | int | str, what: str = "amount") -> Decimal:
+    """A Decimal from a Decimal, int or numeric string, or :class:`InvalidCommandError`."""
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidCommandError(f"{what} must be a number, got {value!r}") from None
 
 
 class CustomerKind(StrEnum):
@@ -320,7 +340,12 @@ class Money(Immutable):
 
     @classmethod
     def of(cls, amount: Decimal | int | str, currency: str) -> Money:
-        return cls(amount=Decimal(str(amount)), currency=currency)
+        """Money from loose input; a negative amount or unknown currency is an
+        :class:`~crm_domain.errors.InvalidCommandError`."""
+        try:
+            return cls(amount=to_decimal(amount), currency=currency)
+        except ValidationError as exc:
+            raise invalid(exc) from exc
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"

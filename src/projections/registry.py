@@ -27,12 +27,12 @@ def select_read_models(
     selection: Sequence[str | type[ReadModel]] | None = None,
 ) -> list[type[ReadModel]]:
     """Resolve names (or classes) to read-model classes; ``None`` means all of them."""
-    known = all_read_models()
     if selection is None:
-        return list(known.values())
+        return list(all_read_models().values())
     chosen: list[type[ReadModel]] = []
     for item in selection:
         if isinstance(item, str):
+            known = all_read_models()
             if item not in known:
                 raise UnknownReadModelError(item, list(known))
             model = known[item]
@@ -41,5 +41,5 @@ def select_read_models(
         if model not in chosen:
             chosen.append(model)
     if not chosen:
-        raise UnknownReadModelError("", list(known))
+        raise UnknownReadModelError("", list(all_read_models()))
     return chosen

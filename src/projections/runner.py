@@ -56,11 +56,18 @@ class ProjectionTarget:
         return env
 
 
-def crm_application_class() -> type[Application[Any]]:
-    """The CRM application (imported late so the projections load without it)."""
+def crm_application_class(store_url: str) -> type[Application[Any]]:
+    """The CRM application on ``store_url``, constructible as ``cls(env)`` like the runner
+    expects (imported late so the projections load without the domain's application)."""
     from crm_domain.application import CRM
 
-    return cast(type[Application[Any]], CRM)
+    class FollowedCRM(CRM):
+        name = CRM.name
+
+        def __init__(self, env: EnvType | None = None) -> None:
+            super().__init__(store_url, env=dict(env or {}))
+
+    return cast(type[Application[Any]], FollowedCRM)
 
 
 def sharing(app: Application[Any]) -> type[Application[Any]]:
@@ -72,6 +79,9 @@ def sharing(app: Application[Any]) -> type[Application[Any]]:
 
     class SharedApplication(type(app)):  # type: ignore[misc]
         name = app.name
+
+        def __init__(self, env: EnvType | None = None) -> None:
+            Application.__init__(self, env)  # only reads: skip the subclass's set-up
 
         def construct_mapper(self) -> Any:
             return app.mapper
@@ -165,7 +175,7 @@ def follow(
         full_env[f"{VIEW_ENV_PREFIX}_PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
         full_env[f"{VIEW_ENV_PREFIX}_SQLALCHEMY_URL"] = target.views_sqlalchemy_url
     else:
-        app_class = crm_application_class()
+        app_class = crm_application_class(source)
         target = ProjectionTarget(source, views_url)
         full_env = target.env()
     full_env.update(env or {})

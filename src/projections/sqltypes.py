@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime
+from sqlalchemy import BigInteger, DateTime, func, type_coerce
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -64,3 +64,8 @@ def to_amount(value: Any) -> Decimal:
     if value is None:
         return Decimal("0.0000")
     return (Decimal(int(value)) / SCALE).quantize(_QUANTUM)
+
+
+def total(column: Any) -> Any:
+    """``SUM`` of an :class:`Amount` column as raw ten-thousandths (read with :func:`to_amount`)."""
+    return type_coerce(func.sum(column), BigInteger())

@@ -1,8 +1,9 @@
 """Typed errors of the Kafka adapters: what went wrong, in words an operator can act on.
 
 Every error is a :class:`~crm_domain.errors.CRMError`, and carries the exit code the
-``crm relay kafka`` / ``crm consume kafka`` commands return for it, so a supervisor can
-tell "fix the configuration" from "the broker is down, retry later".
+``crm relay kafka`` / ``crm consume kafka`` commands return for it (the ``crm`` script's
+scheme: 1 a CRM error, 2 configuration/usage, 3 an unreachable service), so a supervisor
+can tell "fix the configuration" from "the broker is down, retry later".
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class BrokerUnavailableError(KafkaAdapterError):
 class MissingTopicError(KafkaAdapterError):
     """A topic the adapter needs does not exist, and creating topics is not allowed."""
 
-    exit_code = 4
+    exit_code = 2
 
     def __init__(self, topics: list[str], bootstrap: str) -> None:
         names = ", ".join(sorted(topics))
@@ -52,7 +53,7 @@ class MissingTopicError(KafkaAdapterError):
 class PublishError(KafkaAdapterError):
     """The broker refused a message for a reason retrying cannot fix (too large, denied)."""
 
-    exit_code = 5
+    exit_code = 1
 
     def __init__(self, topic: str, event_type: str, event_id: str, cause: BaseException) -> None:
         super().__init__(

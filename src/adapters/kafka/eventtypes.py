@@ -47,8 +47,8 @@ class EventType:
 
 def event_version(cls: type[DomainEvent]) -> int:
     """The payload version of an event class (eventsourcing's ``class_version`` convention)."""
-    version = getattr(cls, "class_version", None) or getattr(cls, "schema_version", 1)
-    return int(version)
+    version: object = getattr(cls, "class_version", None) or getattr(cls, "schema_version", 1)
+    return int(str(version))
 
 
 #: Base classes eventsourcing puts on every aggregate; never stored as such.

@@ -1,0 +1,393 @@
+"""Inbound: ERP and marketing messages become CRM commands, exactly once in effect.
+
+A consumer in a consumer group reads the ERP and marketing topics. Each message (format:
+:mod:`adapters.kafka.messages`) is parsed, validated and applied as one command inside
+``crm.context(command_id=...)``; the command id is derived from the message's own
+CloudEvents ``source`` and ``id``, so a redelivered message (after a crash, a rebalance,
+or a replay from an earlier offset) stores nothing twice. Offsets are committed only after
+the command is stored (or the message is safely in the dead-letter topic).
+
+A message that is malformed, or that the domain rejects (unknown order, a rule broken),
+goes to the dead-letter topic with the original key, value and headers plus ``dlq.*``
+headers naming the error; consumption goes on. An infrastructure failure (the store is
+down) is *not* dead-lettered: the consumer stops without committing, and the message is
+processed after restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import PersistenceError
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.kafka.cloudevents import CloudEvent, decode_cloudevent
+from adapters.kafka.errors import BrokerUnavailableError, InboundMessageError
+from adapters.kafka.messages import (
+    INBOUND_PAYLOADS,
+    CampaignResponse,
+    CreditLimitChanged,
+    InboundPayload,
+    InvoicePaid,
+    OrderConfirmed,
+    OrderRejected,
+    OrderShipped,
+    Unsubscribed,
+)
+from adapters.kafka.topics import TopicSpec, ensure_topics
+from crm_domain.application import CRM
+from crm_domain.errors import ConcurrencyConflictError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ERP_INBOUND_TOPIC = "erp.crm.commands"
+DEFAULT_MARKETING_INBOUND_TOPIC = "marketing.crm.commands"
+DEFAULT_DEAD_LETTER_TOPIC = "crm.inbound.dlq"
+
+
+class ConsumerSettings(BaseModel):
+    """Where the consumer reads, where it dead-letters, and how it joins its group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap: str = Field(min_length=1)
+    topics: tuple[str, ...] = (DEFAULT_ERP_INBOUND_TOPIC, DEFAULT_MARKETING_INBOUND_TOPIC)
+    dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC
+    group_id: str = "crm-core-inbound"
+    create_topics: bool = False
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    #: Seconds the broker may stay unreachable before the consumer gives up.
+    broker_timeout: float = Field(default=60.0, gt=0)
+    max_poll_records: int = Field(default=500, gt=0)
+    max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    session_timeout_ms: int = Field(default=45_000, gt=0)
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    #: Times a command that collided with a concurrent write is retried before dead-lettering.
+    conflict_retries: int = Field(default=3, ge=0)
+    client_options: dict[str, Any] = Field(default_factory=dict)
+
+    def consumer_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "group_id": self.group_id,
+            "client_id": "crm-inbound",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": self.max_poll_records,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "request_timeout_ms": max(self.session_timeout_ms + 5000, 30_000),
+        }
+        config.update(self.client_options)
+        return config
+
+    def dead_letter_producer_config(self) -> dict[str, Any]:
+        budget_ms = int(self.broker_timeout * 1000)
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap.split(","),
+            "client_id": "crm-inbound-dlq",
+            "acks": "all",
+            "enable_idempotence": True,
+            "max_block_ms": budget_ms,
+            "delivery_timeout_ms": max(budget_ms, 31_000),
+        }
+        config.update(self.client_options)
+        return config
+
+
+@dataclass
+class InboundStats:
+    applied: int = 0
+    dead_lettered: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboundCommand:
+    """A parsed, validated message, ready to apply."""
+
+    message: CloudEvent
+    payload: InboundPayload
+
+    @property
+    def command_id(self) -> str:
+        """Stable across redeliveries: the sender's own id for the message."""
+        return f"kafka:{self.message.source}:{self.message.id}"
+
+
+def parse_message(
+    value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
+) -> InboundCommand:
+    """Read one inbound message; raises :class:`InboundMessageError` when it is malformed."""
+    if value is None:
+        raise InboundMessageError("empty message (tombstone) on an inbound topic")
+    message = decode_cloudevent(value, headers)
+    payload_cls = INBOUND_PAYLOADS.get(message.type)
+    if payload_cls is None:
+        raise InboundMessageError(
+            f"unknown message type {message.type!r}; known: {', '.join(sorted(INBOUND_PAYLOADS))}"
+        )
+    data = message.data
+    if isinstance(data, bytes | str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise InboundMessageError(f"{message.type}: data is not JSON: {exc}") from exc
+    try:
+        payload = payload_cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'data'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InboundMessageError(
+            f"invalid {message.type} data: {problems}",
+            errors=[dict(e) for e in exc.errors(include_url=False)],
+        ) from exc
+    return InboundCommand(message=message, payload=payload)
+
+
+def apply_command(crm: CRM, command: InboundCommand) -> None:
+    """Run the CRM command for one inbound message, idempotently."""
+    message = command.message
+    ext = message.extensions
+    sender = type(command.payload).SENDER
+    with crm.context(
+        actor=str(ext.get("actor") or message.source),
+        source_system=sender,
+        correlation_id=str(ext.get("correlationid") or message.id),
+        causation_id=message.id,
+        command_id=command.command_id,
+        occurred_at=message.time,
+    ):
+        _dispatch(crm, command.payload)
+
+
+def _dispatch(crm: CRM, p: InboundPayload) -> None:
+    if isinstance(p, OrderConfirmed):
+        crm.confirm_order(p.account_id, p.order_id, erp_reference=p.erp_reference)
+    elif isinstance(p, OrderRejected):
+        crm.reject_order(p.account_id, p.order_id, reason=p.reason, detail=p.detail)
+    elif isinstance(p, OrderShipped):
+        crm.ship_order(p.account_id, p.order_id, shipment_ref=p.shipment_ref)
+    elif isinstance(p, InvoicePaid):
+        crm.receive_payment(
+            p.account_id, amount=p.amount, invoice_id=p.invoice_id, reference=p.reference
+        )
+    elif isinstance(p, CreditLimitChanged):
+        crm.set_credit_limit(p.account_id, limit=p.limit)
+    elif isinstance(p, CampaignResponse):
+        crm.record_campaign_response(
+            p.customer_id,
+            campaign_id=p.campaign_id,
+            response=p.response,
+            channel=p.channel,
+            registered=p.registered,
+        )
+    elif isinstance(p, Unsubscribed):
+        crm.withdraw_consent(p.customer_id, purpose=p.purpose, channel=p.channel, reason=p.reason)
+    else:  # pragma: no cover - INBOUND_PAYLOADS and this dispatch are kept in step by a test
+        raise InboundMessageError(f"no command for {type(p).__name__}")
+
+
+def dead_letter_headers(
+    record: Any, error: BaseException, group_id: str
+) -> list[tuple[str, bytes]]:
+    """The original headers, plus ``dlq.*`` headers saying where it came from and why."""
+    headers: list[tuple[str, bytes]] = [
+        (name, value) for name, value in (record.headers or []) if value is not None
+    ]
+    headers.extend(
+        [
+            ("dlq.error.type", type(error).__name__.encode()),
+            ("dlq.error.message", str(error)[:4000].encode()),
+            ("dlq.original.topic", str(record.topic).encode()),
+            ("dlq.original.partition", str(record.partition).encode()),
+            ("dlq.original.offset", str(record.offset).encode()),
+            ("dlq.original.timestamp", str(record.timestamp).encode()),
+            ("dlq.consumer.group", group_id.encode()),
+        ]
+    )
+    return headers
+
+
+ConsumerFactory = Callable[[dict[str, Any]], KafkaConsumer]
+ProducerFactory = Callable[[dict[str, Any]], KafkaProducer]
+
+
+class InboundConsumer:
+    """Applies ERP and marketing messages to the CRM; dead-letters the ones it cannot."""
+
+    def __init__(
+        self,
+        crm: CRM,
+        settings: ConsumerSettings,
+        *,
+        consumer_factory: ConsumerFactory | None = None,
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
+        self.crm = crm
+        self.settings = settings
+        self._consumer_factory: ConsumerFactory = consumer_factory or (
+            lambda config: KafkaConsumer(**config)
+        )
+        self._producer_factory: ProducerFactory = producer_factory or (
+            lambda config: KafkaProducer(**config)
+        )
+        self._stopping = threading.Event()
+        self.stats = InboundStats()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def prepare_topics(self) -> list[str]:
+        s = self.settings
+        specs = [
+            TopicSpec(name, s.partitions, s.replication_factor)
+            for name in (*s.topics, s.dead_letter_topic)
+        ]
+        return ensure_topics(
+            s.bootstrap,
+            specs,
+            create=s.create_topics,
+            timeout=min(10.0, s.broker_timeout),
+            client_options=s.client_options,
+        )
+
+    def run(
+        self,
+        *,
+        max_messages: int | None = None,
+        idle_timeout: float | None = None,
+        timeout: float | None = None,
+    ) -> InboundStats:
+        """Consume until stopped, or until ``max_messages`` were handled, or ``idle_timeout``
+        seconds passed with partitions assigned and nothing to read, or ``timeout``."""
+        self._stopping.clear()
+        self.stats = InboundStats()
+        self.prepare_topics()
+        started = time.monotonic()
+        try:
+            consumer = self._consumer_factory(self.settings.consumer_config())
+            dlq = self._producer_factory(self.settings.dead_letter_producer_config())
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                self.settings.bootstrap, self.settings.broker_timeout, str(exc)
+            ) from exc
+        try:
+            consumer.subscribe(list(self.settings.topics))
+            last_activity: float | None = None
+            while not self._stopping.is_set():
+                batch: dict[TopicPartition, list[Any]] = consumer.poll(
+                    timeout_ms=200, max_records=self.settings.max_poll_records
+                )
+                now = time.monotonic()
+                if batch:
+                    self._handle_batch(consumer, dlq, batch)
+                    last_activity = now
+                elif consumer.assignment() and last_activity is None:
+                    last_activity = now
+                handled = self.stats.applied + self.stats.dead_lettered
+                if max_messages is not None and handled >= max_messages:
+                    break
+                if (
+                    idle_timeout is not None
+                    and last_activity is not None
+                    and now - last_activity > idle_timeout
+                ):
+                    break
+                if timeout is not None and now - started > timeout:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                consumer.close(autocommit=False)
+            with contextlib.suppress(Exception):
+                dlq.close(timeout=5)
+        return self.stats
+
+    def _handle_batch(
+        self,
+        consumer: KafkaConsumer,
+        dlq: KafkaProducer,
+        batch: dict[TopicPartition, list[Any]],
+    ) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        dead_letters: list[Any] = []
+        for tp, records in batch.items():
+            for record in records:
+                future = self._handle(dlq, record)
+                if future is not None:
+                    dead_letters.append(future)
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        if dead_letters:
+            self._wait_for_dead_letters(dlq, dead_letters)
+        try:
+            consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group rebalanced: another member will get these messages again; the
+            # command ids make the repeat harmless.
+            log.warning("offset commit failed after a rebalance: %s", exc)
+
+    def _wait_for_dead_letters(self, dlq: KafkaProducer, futures: Sequence[Any]) -> None:
+        try:
+            dlq.flush(timeout=self.settings.broker_timeout)
+            for future in futures:
+                future.get(timeout=1)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                self.settings.bootstrap,
+                self.settings.broker_timeout,
+                f"dead-letter topic {self.settings.dead_letter_topic} not acknowledging: {exc}",
+            ) from exc
+
+    def _handle(self, dlq: KafkaProducer, record: Any) -> Any:
+        """Apply one record; returns the dead-letter send future when it was dead-lettered."""
+        try:
+            command = parse_message(record.value, record.headers or [])
+        except InboundMessageError as exc:
+            return self._dead_letter(dlq, record, exc)
+        for attempt in range(self.settings.conflict_retries + 1):
+            try:
+                apply_command(self.crm, command)
+            except ConcurrencyConflictError as exc:
+                if attempt < self.settings.conflict_retries:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                return self._dead_letter(dlq, record, exc)
+            except (PersistenceError, OSError):
+                raise  # the store is down: stop without committing; retried after restart
+            except Exception as exc:  # CRMError: domain said no; anything else: a poison pill
+                return self._dead_letter(dlq, record, exc)
+            self.stats.applied += 1
+            kind = command.message.type
+            self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+            return None
+        return None  # pragma: no cover - the loop always returns
+
+    def _dead_letter(self, dlq: KafkaProducer, record: Any, error: BaseException) -> Any:
+        log.warning(
+            "dead-lettering %s[%s]@%s: %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            type(error).__name__,
+            error,
+        )
+        self.stats.dead_lettered += 1
+        return dlq.send(
+            self.settings.dead_letter_topic,
+            key=record.key,
+            value=record.value,
+            headers=dead_letter_headers(record, error, self.settings.group_id),
+        )

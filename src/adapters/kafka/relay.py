@@ -1,0 +1,466 @@
+"""The outbox relay: the event store is the outbox, Kafka is where it is delivered.
+
+There are no dual writes: a command stores its events and nothing else. The relay follows
+the application's notification log with eventsourcing's :class:`ApplicationSubscription`
+(one mechanism for memory, SQLite and PostgreSQL), routes each event, applies the consent
+rule, encodes it (CloudEvents or Debezium layout) and hands it to an idempotent kafka-python
+producer. Its position is a tracking record (``<name>_tracking`` table, in the same
+database as the events), written only for a notification id whose messages - and those
+of every earlier notification - the broker has acknowledged with ``acks=all``. A crash, a
+kill or a broker outage therefore never skips an event; it can only resend some
+(at-least-once; consumers deduplicate on the CloudEvents ``id``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.projection import ApplicationSubscription
+from kafka import KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from adapters.kafka.cloudevents import EventEncoder
+from adapters.kafka.consent import CONSENT_GRANTED, CONSENT_WITHDRAWN, ConsentLedger, ConsentRule
+from adapters.kafka.errors import BrokerUnavailableError, KafkaConfigError, PublishError
+from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
+from adapters.kafka.routing import Route, RoutingTable, default_routing
+from adapters.kafka.settings import RelaySettings
+from adapters.kafka.topics import TopicSpec, ensure_topics
+from adapters.kafka.tracking import tracking_recorder_for
+from crm_domain.eventmodel import DomainEvent
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ProducerFactory = Callable[[dict[str, Any]], KafkaProducer]
+
+
+@dataclass
+class RelayStats:
+    """What one run of the relay did."""
+
+    events_read: int = 0
+    messages_sent: int = 0
+    messages_acked: int = 0
+    dropped_for_consent: int = 0
+    redacted_for_consent: int = 0
+    position: int | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started_at
+
+
+@dataclass
+class _Pending:
+    """The messages sent for one notification, not yet all acknowledged."""
+
+    notification_id: int
+    futures: list[Any]
+    sent_at: float
+    event_type: str
+    event_id: str
+    topics: list[str]
+
+
+_STOP = object()
+
+
+class KafkaRelay:
+    """Publishes a CRM application's events to Kafka, at least once, in order per aggregate.
+
+    >>> relay = KafkaRelay(crm, RelaySettings(bootstrap="127.0.0.1:9092", create_topics=True))
+    >>> relay.run(until_caught_up=True)  # or relay.run() until relay.stop()
+    """
+
+    def __init__(
+        self,
+        app: Application[UUID],
+        settings: RelaySettings,
+        routing: RoutingTable | None = None,
+        *,
+        tracking: TrackingRecorder | None = None,
+        registry: EventTypeRegistry | None = None,
+        consent_rule: ConsentRule | None = None,
+        producer_factory: ProducerFactory | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.routing = routing or default_routing()
+        self.registry = registry or crm_event_types()
+        self.routing.check_against(self.registry)
+        self.consent_rule = consent_rule or ConsentRule()
+        self.tracking = tracking or tracking_recorder_for(app, settings.name)
+        self.encoder = EventEncoder(
+            source=settings.source_for(app.name),
+            message_format=settings.message_format,
+            schema_base_uri=settings.schema_base_uri,
+        )
+        self._producer_factory: ProducerFactory = producer_factory or (
+            lambda config: KafkaProducer(**config)
+        )
+        self._routes: dict[EventType, list[Route]] = {
+            et: self.routing.routes_for(et) for et in self.registry
+        }
+        consent_names = (CONSENT_GRANTED, CONSENT_WITHDRAWN)
+        self.followed_topics = sorted(
+            et.topic for et, routes in self._routes.items() if routes or et.name in consent_names
+        )
+        self._stopping = threading.Event()
+        self.stats = RelayStats()
+
+    # ----- public -------------------------------------------------------------------
+    @property
+    def position(self) -> int | None:
+        """The last notification id whose messages the broker acknowledged."""
+        return self.tracking.max_tracking_id(self.app.name)
+
+    def stop(self) -> None:
+        """Ask a running :meth:`run` to flush, record its position and return."""
+        self._stopping.set()
+
+    def prepare_topics(self) -> list[str]:
+        """Check the routed topics exist; create them if settings allow. Returns created ones."""
+        specs = [
+            TopicSpec(r.topic, r.partitions, r.replication_factor) for r in self.routing.routes
+        ]
+        return self._with_broker_retry(
+            lambda: ensure_topics(
+                self.settings.bootstrap,
+                specs,
+                create=self.settings.create_topics,
+                timeout=min(10.0, self.settings.broker_timeout),
+                client_options=self.settings.client_options,
+            ),
+            what="checking topics",
+        )
+
+    def run(
+        self,
+        *,
+        until_caught_up: bool = False,
+        timeout: float | None = None,
+    ) -> RelayStats:
+        """Publish events until stopped (or, with ``until_caught_up``, until every event
+        stored before the call is acknowledged). ``timeout`` bounds the run in seconds.
+
+        Raises :class:`BrokerUnavailableError` when the broker stays unreachable longer than
+        ``settings.broker_timeout``, :class:`PublishError` when it refuses a message.
+        """
+        self._stopping.clear()
+        self.stats = RelayStats()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.prepare_topics()
+        position = self.position
+        ledger = ConsentLedger.rebuild(self.app, self.registry, position)
+        target = self.app.recorder.max_notification_id() if until_caught_up else None
+        producer = self._with_broker_retry(self._connect, what="connecting")
+        session = _Session(self, producer, ledger, position)
+        try:
+            session.run(target=target, deadline=deadline)
+        except BaseException:
+            session.abort()
+            raise
+        session.close()
+        self.stats.position = self.position
+        return self.stats
+
+    # ----- internals ----------------------------------------------------------------
+    def _connect(self) -> KafkaProducer:
+        try:
+            return self._producer_factory(self.settings.producer_config())
+        except TypeError as exc:
+            raise KafkaConfigError(f"invalid Kafka producer option: {exc}") from exc
+
+    def _with_broker_retry(self, attempt: Callable[[], T], what: str) -> T:
+        """Retry ``attempt`` with exponential back-off while the broker is unreachable,
+        for at most ``broker_timeout`` seconds."""
+        budget = self.settings.broker_timeout
+        give_up = time.monotonic() + budget
+        delay = 0.2
+        while True:
+            try:
+                return attempt()
+            except (KafkaConnectionError, KafkaTimeoutError, BrokerUnavailableError) as exc:
+                if time.monotonic() + delay > give_up or self._stopping.is_set():
+                    raise BrokerUnavailableError(
+                        self.settings.bootstrap, budget, f"{what}: {exc}"
+                    ) from exc
+                log.warning(
+                    "Kafka broker unavailable (%s: %s); retrying in %.1fs", what, exc, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class _Session:
+    """One connected run: a subscription reader thread, a producer, the pending window."""
+
+    def __init__(
+        self,
+        relay: KafkaRelay,
+        producer: KafkaProducer,
+        ledger: ConsentLedger,
+        position: int | None,
+    ) -> None:
+        self.relay = relay
+        self.producer = producer
+        self.ledger = ledger
+        self.acked_position = position
+        self.recorded_position = position
+        self.pending: deque[_Pending] = deque()
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=10_000)
+        self.subscription = ApplicationSubscription(
+            app=relay.app, gt=position, topics=relay.followed_topics
+        )
+        self.reader_stop = threading.Event()
+        self.reader = threading.Thread(target=self._read, name="kafka-relay-reader", daemon=True)
+        self.last_checkpoint = time.monotonic()
+        self.reader.start()
+
+    # -- the subscription reader (its own thread: the subscription blocks when idle) --
+    def _read(self) -> None:
+        try:
+            with self.subscription:
+                for item in self.subscription:
+                    while not self.reader_stop.is_set():
+                        try:
+                            self.queue.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self.reader_stop.is_set():
+                        return
+        except BaseException as exc:
+            self._put_final(exc)
+        else:
+            self._put_final(_STOP)
+
+    def _put_final(self, item: object) -> None:
+        while not self.reader_stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put(item, timeout=0.1)
+                return
+
+    # -- the main loop -----------------------------------------------------------------
+    def run(self, target: int | None, deadline: float | None) -> None:
+        relay = self.relay
+        settings = relay.settings
+        while True:
+            item = self._next(timeout=0.02)
+            burst = 0
+            while item is not None:
+                if item is _STOP:
+                    self._drain()
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                event, tracking = item
+                self._publish(event, tracking)
+                burst += 1
+                # Bound one burst, so acknowledgements and checkpoints are looked at often.
+                item = self._next(timeout=0) if burst < 2000 else None
+            self._collect_acks()
+            self._wait_if_window_full(settings.max_pending)
+            self._check_outage()
+            now = time.monotonic()
+            if now - self.last_checkpoint >= settings.checkpoint_interval:
+                self._checkpoint()
+            if relay._stopping.is_set():
+                self._drain()
+                return
+            if target is not None and self._caught_up(target):
+                self._drain()
+                return
+            if deadline is not None and now > deadline:
+                self._drain()
+                return
+
+    def _next(self, timeout: float) -> Any:
+        try:
+            if timeout <= 0:
+                return self.queue.get_nowait()
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _publish(self, event: DomainEvent, tracking: Tracking) -> None:
+        relay = self.relay
+        stats = relay.stats
+        stats.events_read += 1
+        event_type = relay.registry.of(event)
+        futures: list[Any] = []
+        topics: list[str] = []
+        if event_type is not None:
+            self.ledger.apply(event, event_type)
+            for route in relay._routes[event_type]:
+                decision = relay.consent_rule.decide(route, event, event_type, self.ledger)
+                if not decision.publish:
+                    stats.dropped_for_consent += 1
+                    continue
+                if decision.redact:
+                    stats.redacted_for_consent += 1
+                record = relay.encoder.encode(event, event_type, decision.redact)
+                try:
+                    future = self.producer.send(
+                        route.topic, key=record.key, value=record.value, headers=record.headers
+                    )
+                except KafkaTimeoutError as exc:
+                    raise BrokerUnavailableError(
+                        relay.settings.bootstrap,
+                        relay.settings.broker_timeout,
+                        f"no metadata for topic {route.topic}: {exc}",
+                    ) from exc
+                except KafkaError as exc:
+                    raise PublishError(
+                        route.topic, event_type.type, str(event.event_id), exc
+                    ) from exc
+                futures.append(future)
+                topics.append(route.topic)
+                stats.messages_sent += 1
+        if not futures and not self.pending:
+            self.acked_position = tracking.notification_id
+            return
+        self.pending.append(
+            _Pending(
+                notification_id=tracking.notification_id,
+                futures=futures,
+                sent_at=time.monotonic(),
+                event_type=event_type.type if event_type else type(event).__name__,
+                event_id=str(event.event_id),
+                topics=topics,
+            )
+        )
+
+    def _collect_acks(self) -> None:
+        """Advance the acknowledged position over the contiguous acknowledged prefix."""
+        while self.pending:
+            head = self.pending[0]
+            for i, future in enumerate(head.futures):
+                if not future.is_done:
+                    return
+                if future.failed():
+                    self._raise_for(head, head.topics[i], future.exception)
+            self.relay.stats.messages_acked += len(head.futures)
+            self.acked_position = head.notification_id
+            self.pending.popleft()
+
+    def _raise_for(self, head: _Pending, topic: str, exc: BaseException) -> None:
+        settings = self.relay.settings
+        if isinstance(exc, KafkaTimeoutError) or getattr(exc, "retriable", False):
+            raise BrokerUnavailableError(
+                settings.bootstrap,
+                settings.broker_timeout,
+                f"{head.event_type} {head.event_id} to {topic} not acknowledged: "
+                f"{type(exc).__name__}: {exc}",
+            ) from exc
+        raise PublishError(topic, head.event_type, head.event_id, exc) from exc
+
+    def _wait_if_window_full(self, max_pending: int) -> None:
+        while len(self.pending) >= max_pending:
+            head = self.pending[0]
+            for future in head.futures:
+                with contextlib.suppress(KafkaError):
+                    future.get(timeout=0.5)
+            self._collect_acks()
+            self._check_outage()
+
+    def _check_outage(self) -> None:
+        """Stop when the oldest message waits longer than the broker may stay away.
+
+        The producer itself fails a batch after the same time (``delivery_timeout_ms``);
+        this is the guard for a broker that accepts connections but never answers.
+        """
+        if not self.pending:
+            return
+        settings = self.relay.settings
+        head = self.pending[0]
+        waited = time.monotonic() - head.sent_at
+        if waited > settings.broker_timeout + 5.0:
+            raise BrokerUnavailableError(
+                settings.bootstrap,
+                settings.broker_timeout,
+                f"{head.event_type} {head.event_id} unacknowledged for {waited:.0f}s",
+            )
+
+    def _checkpoint(self) -> None:
+        position = self.acked_position
+        if position is not None and (
+            self.recorded_position is None or position > self.recorded_position
+        ):
+            self.relay.tracking.insert_tracking(Tracking(self.relay.app.name, position))
+            self.recorded_position = position
+        self.last_checkpoint = time.monotonic()
+
+    def _caught_up(self, target: int) -> bool:
+        if self.pending or not self.queue.empty():
+            return False
+        position = self.acked_position or 0
+        if position >= target:
+            return True
+        remaining = self.relay.app.recorder.select_notifications(
+            start=position,
+            limit=1,
+            stop=target,
+            topics=self.relay.followed_topics,
+            inclusive_of_start=False,
+        )
+        return not remaining
+
+    def _drain(self) -> None:
+        """Wait for every sent message to be acknowledged, then record the position."""
+        settings = self.relay.settings
+        try:
+            self.producer.flush(timeout=settings.broker_timeout)
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailableError(
+                settings.bootstrap, settings.broker_timeout, f"flushing: {exc}"
+            ) from exc
+        self._collect_acks()
+        self._checkpoint()
+
+    # -- shutdown ------------------------------------------------------------------------
+    def _stop_reader(self) -> None:
+        self.reader_stop.set()
+        self.subscription.stop()
+        self.reader.join(timeout=10)
+
+    def close(self) -> None:
+        self._stop_reader()
+        self.producer.close(timeout=self.relay.settings.broker_timeout)
+
+    def abort(self) -> None:
+        """Stop at once: unsent messages are discarded (they will be resent after restart)."""
+        self._stop_reader()
+        with contextlib.suppress(Exception):
+            self._collect_acks()
+        with contextlib.suppress(Exception):
+            self._checkpoint()
+        abort_producer(self.producer)
+
+
+def abort_producer(producer: KafkaProducer) -> None:
+    """Close a producer without sending what it still holds.
+
+    kafka-python's ``close(timeout=0)`` flushes first (and raises when records are still
+    pending), so the sender thread is force-closed before: it fails every incomplete batch
+    instead of sending it, and no message of this run can reach the broker afterwards.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        with contextlib.suppress(Exception):
+            sender.force_close()
+    with contextlib.suppress(Exception):
+        producer.close(timeout=1)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
@@ -330,23 +331,31 @@ def max_id(app: Application[Any]) -> int:
     return app.recorder.max_notification_id() or 0
 
 
-def run_single(app: Application[Any], driver: Driver, units: list[Unit], m: Measure) -> None:
-    """Each step of the mix for every unit, one command at a time (interleaved units)."""
-    before = max_id(app)
+def run_pair(sides: list[tuple[Application[Any], Driver, Measure]], units: int, tag: str) -> None:
+    """Each step of the mix for ``units`` customers, one command at a time, on every side.
+
+    The sides take turns command by command (who goes first alternates), so a hiccup of
+    the disk or the server lands on both alike. A side's time is the sum of its commands'.
+    """
+    work = [(app, driver, m, make_units(units, tag), max_id(app)) for app, driver, m in sides]
     clock = time.perf_counter
-    lat = m.latencies
     gc.collect()
-    start = clock()
     for step in STEPS:
-        step_lat = m.by_step.setdefault(step, [])
-        for u in units:
-            t0 = clock()
-            driver.run(step, u)
-            dt = clock() - t0
-            lat.append(dt)
-            step_lat.append(dt)
-    m.seconds += clock() - start
-    m.events += max_id(app) - before
+        for k in range(units):
+            order = work if k % 2 == 0 else work[::-1]
+            for _app, driver, m, us, _ in order:
+                t0 = clock()
+                driver.run(step, us[k])
+                dt = clock() - t0
+                m.latencies.append(dt)
+                m.by_step.setdefault(step, []).append(dt)
+                m.seconds += dt
+    for app, _driver, m, _us, before in work:
+        m.events += max_id(app) - before
+
+
+def _bulk_command(driver: Driver, step: str, u: Unit, _crm: CRM) -> None:
+    driver.run(step, u)
 
 
 def run_bulk(crm: CRM, units: list[Unit], batch: int, m: Measure) -> None:
@@ -359,7 +368,7 @@ def run_bulk(crm: CRM, units: list[Unit], batch: int, m: Measure) -> None:
     for k in range(0, len(units), batch):
         chunk = units[k : k + batch]
         commands: list[Callable[[CRM], None]] = [
-            (lambda _crm, s=step, u=u: driver.run(s, u)) for step in STEPS for u in chunk
+            partial(_bulk_command, driver, step, u) for step in STEPS for u in chunk
         ]
         t0 = clock()
         crm.run_bulk(commands)
@@ -429,17 +438,11 @@ def bench_backend(
         with command_context(actor="li.wei", source_system="bench"):
             # Warm up both (connections, caches, pydantic, SQL statements).
             warm = max(10, n // 20)
-            run_single(crm, ours_d, make_units(warm, "w"), Measure())
-            run_single(bare_app, bare_d, make_units(warm, "w"), Measure())
+            run_pair([(crm, ours_d, Measure()), (bare_app, bare_d, Measure())], warm, "w")
             run_bulk(crm, make_units(warm, "wb"), batch, Measure())
             per_round = max(1, n // rounds)
-            for r in range(rounds):
-                # Alternate which side goes first, so drift hits both alike.
-                sides = [(crm, ours_d, ours), (bare_app, bare_d, bare)]
-                if r % 2:
-                    sides.reverse()
-                for app, driver, m in sides:
-                    run_single(app, driver, make_units(per_round, "o"), m)
+            for _ in range(rounds):
+                run_pair([(crm, ours_d, ours), (bare_app, bare_d, bare)], per_round, "s")
                 run_bulk(crm, make_units(per_round, "b"), batch, bulk)
         expected = per_round * rounds * EVENTS_PER_UNIT
         for label, m in (("ours", ours), ("bare", bare), ("bulk", bulk)):
@@ -549,9 +552,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--n", type=int, default=400, help="customers per side per backend (x8 commands)"
     )
-    p.add_argument("--backends", default="sqlite,postgres", help="comma-separated")
+    p.add_argument(
+        "--backends",
+        default="sqlite,postgres",
+        help="comma-separated: sqlite, postgres, memory (in-process, CPU cost only)",
+    )
     p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="server to make a scratch db on")
-    p.add_argument("--rounds", type=int, default=4, help="alternating ours/bare rounds")
+    p.add_argument("--rounds", type=int, default=4, help="rounds: ours/bare interleaved, then bulk")
     p.add_argument("--batch", type=int, default=50, help="customers per bulk call")
     args = p.parse_args(argv)
 
@@ -562,11 +569,14 @@ def main(argv: list[str] | None = None) -> int:
             if backend == "sqlite":
                 with sqlite_store() as urls:
                     results.append(bench_backend(backend, urls, args.n, args.rounds, args.batch))
+            elif backend == "memory":  # no I/O: shows the CPU cost of our layer alone
+                urls = ("memory://", "memory://")
+                results.append(bench_backend(backend, urls, args.n, args.rounds, args.batch))
             elif backend in ("postgres", "postgresql", "pg"):
                 with postgres_store(args.pg_url) as urls:
                     results.append(bench_backend("postgres", urls, args.n, args.rounds, args.batch))
             else:
-                console.print(f"[red]unknown backend {backend!r} (sqlite, postgres)")
+                console.print(f"[red]unknown backend {backend!r} (sqlite, postgres, memory)")
                 continue
         except Exception as exc:  # a benchmark reports and carries on
             console.print(f"[red]{backend}: failed: {type(exc).__name__}: {exc}")

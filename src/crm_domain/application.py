@@ -36,6 +36,7 @@ from crm_domain.errors import (
     DuplicateCustomerCodeError,
     InactiveCustomerError,
     InvalidCommandError,
+    NotFoundError,
 )
 from crm_domain.eventmodel import Aggregate, DomainEvent, Snapshot, invalid
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
@@ -88,6 +89,12 @@ class _Batch:
     processed: dict[str, CommandProcessed] = field(default_factory=dict)
 
 
+def _not_found(cls: type[Aggregate], aggregate_id: UUID) -> NotFoundError:
+    if cls is Customer:
+        return CustomerNotFoundError(aggregate_id)
+    return AccountNotFoundError(aggregate_id)
+
+
 class CRM(Application[UUID]):
     """Customers, accounts, pipeline, service and orders, as an event-sourced application.
 
@@ -104,6 +111,15 @@ class CRM(Application[UUID]):
 
     #: How often a commuting command is retried after a concurrent write.
     max_retries = 5
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # eventsourcing names an application after its class, and PostgreSQL tables after
+        # the name: a service's own ``class MyCRM(CRM)`` would otherwise read and write
+        # ``mycrm_events`` instead of the store everyone else uses. Keep "CRM" unless the
+        # subclass names itself.
+        if "name" not in cls.__dict__:
+            cls.name = CRM.name
+        super().__init_subclass__(**kwargs)
 
     def __init__(
         self,
@@ -193,7 +209,7 @@ class CRM(Application[UUID]):
             if ctx.command_id is not None:
                 done = self._processed(ctx.command_id)
                 if done is not None:
-                    return done.restore_result()  # type: ignore[no-any-return]
+                    return self._repeat(done, command)  # type: ignore[no-any-return]
             for attempt in range(self.max_retries + 1):
                 aggregate = load()
                 base_version = aggregate.version
@@ -207,7 +223,7 @@ class CRM(Application[UUID]):
                     if ctx.command_id is not None:
                         done = self._processed(ctx.command_id)
                         if done is not None:
-                            return done.restore_result()  # type: ignore[no-any-return]
+                            return self._repeat(done, command)  # type: ignore[no-any-return]
                     self._check_commutes(
                         aggregate.id, base_version, command, commutes, conflict_key, attempt, exc
                     )
@@ -260,10 +276,10 @@ class CRM(Application[UUID]):
     ) -> R:
         if ctx.command_id is not None:
             if ctx.command_id in batch.processed:
-                return batch.processed[ctx.command_id].restore_result()  # type: ignore[no-any-return]
+                return self._repeat(batch.processed[ctx.command_id], command)  # type: ignore[no-any-return]
             done = self._processed(ctx.command_id)
             if done is not None:
-                return done.restore_result()  # type: ignore[no-any-return]
+                return self._repeat(done, command)  # type: ignore[no-any-return]
         aggregate = load()
         cached = batch.aggregates.get(aggregate.id)
         if cached is not None:
@@ -308,11 +324,24 @@ class CRM(Application[UUID]):
             return [command(self) for command in commands]
 
     def _processed(self, command_id: str) -> CommandProcessed | None:
+        processed_id = CommandProcessed.id_for(command_id)
+        if not self._has_events(processed_id):  # the usual case: a first run
+            return None
         try:
-            processed: CommandProcessed = self.repository.get(CommandProcessed.id_for(command_id))
+            processed: CommandProcessed = self.repository.get(processed_id)
             return processed
         except AggregateNotFoundError:
             return None
+
+    @staticmethod
+    def _repeat(done: CommandProcessed, command: str) -> Any:
+        """The first result of a repeated command; a command id names ONE command."""
+        if done.command != command:
+            raise InvalidCommandError(
+                f"command id {done.command_id!r} was already used for {done.command}, "
+                f"not {command}: give each command its own id"
+            )
+        return done.restore_result()
 
     @staticmethod
     def _record_processed(command_id: str, command: str, result: Any) -> CommandProcessed:
@@ -332,9 +361,7 @@ class CRM(Application[UUID]):
         except AggregateNotFoundError:
             aggregate = None
         if not isinstance(aggregate, cls):
-            if cls is Customer:
-                raise CustomerNotFoundError(aggregate_id)
-            raise AccountNotFoundError(aggregate_id)
+            raise _not_found(cls, aggregate_id)
         return aggregate
 
     def _customer_command(
@@ -391,7 +418,7 @@ class CRM(Application[UUID]):
         """Every event of a customer or account, oldest first."""
         events = [e for e in self.events.get(aggregate_id) if isinstance(e, DomainEvent)]
         if not events:
-            raise CustomerNotFoundError(aggregate_id)
+            raise NotFoundError(f"no customer or account {aggregate_id}")
         return events
 
     def changes(self, aggregate_id: UUID, *, until: datetime | None = None) -> list[Change]:
@@ -442,12 +469,10 @@ class CRM(Application[UUID]):
                 break
             version = ev.originator_version
         if version is None:
-            if cls is Customer:
-                raise CustomerNotFoundError(aggregate_id)
-            raise AccountNotFoundError(aggregate_id)
+            raise _not_found(cls, aggregate_id)
         aggregate: Aggregate = self.repository.get(aggregate_id, version=version)
         if not isinstance(aggregate, cls):
-            raise CustomerNotFoundError(aggregate_id)
+            raise _not_found(cls, aggregate_id)
         return aggregate
 
     # ===== customer commands ========================================================
@@ -501,11 +526,16 @@ class CRM(Application[UUID]):
         claim_id = CustomerCodeClaim.id_for(code)
         if batch is not None and claim_id in batch.aggregates:
             return True
-        try:
-            self.repository.get(claim_id)
-        except AggregateNotFoundError:
-            return False
-        return True
+        return self._has_events(claim_id)
+
+    def _has_events(self, aggregate_id: UUID) -> bool:
+        """Whether anything is stored for the id: one query for at most one event.
+
+        Cheaper than ``repository.get`` for an existence check (which also queries the
+        snapshots and rebuilds the aggregate); claims and command records are never
+        snapshotted, so their events are all there is.
+        """
+        return next(iter(self.events.get(aggregate_id, limit=1)), None) is not None
 
     @staticmethod
     def _create(factory: Callable[[], A]) -> A:
@@ -574,9 +604,13 @@ class CRM(Application[UUID]):
     ) -> UUID:
         """Record an interaction (commutes with other changes: retried on collision)."""
         by = logged_by or current_context().actor
-        promised = [
-            Commitment.model_validate(c) if isinstance(c, dict) else c for c in commitments or []
-        ]
+        try:
+            promised = [
+                Commitment.model_validate(c) if isinstance(c, dict) else c
+                for c in commitments or []
+            ]
+        except ValidationError as exc:
+            raise invalid(exc) from exc
         return self._customer_command(
             customer_id,
             "log_contact",

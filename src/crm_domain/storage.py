@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from eventsourcing.utils import get_topic
 
@@ -69,7 +69,9 @@ class StoreURL:
         if self.backend == "sqlite":
             return f"sqlite:///{self.sqlite_path}"
         if self.backend == "postgres":
-            auth = self.pg_user + (f":{self.pg_password}" if self.pg_password else "")
+            auth = quote(self.pg_user, safe="")
+            if self.pg_password:
+                auth += ":" + quote(self.pg_password, safe="")
             return f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_dbname}"
         return "sqlite:///:memory:"
 

@@ -39,6 +39,9 @@ from projections.sqltypes import Amount, UTCDateTime
 
 metadata = MetaData()
 
+#: Lifetime values are kept as text with the domain's 4 decimal places, however they arrive.
+_QUANTUM = Decimal("0.0001")
+
 #: Events that create the customer row (nothing to prefetch for them).
 _CREATIONS = frozenset({get_topic(Customer.Registered)})
 
@@ -151,7 +154,8 @@ class Customer360(ReadModel):
     @handles(Customer.Registered)
     def registered(self, e: Customer.Registered, position: int) -> None:
         self.customers.put(
-            {
+            new=True,
+            row={
                 "customer_id": e.originator_id,
                 "code": e.code,
                 "name": e.name,
@@ -176,7 +180,7 @@ class Customer360(ReadModel):
                 "lifetime_value": {},
                 "registered_at": e.occurred_at,
                 "updated_at": e.occurred_at,
-            }
+            },
         )
 
     @handles(Customer.ProfileCorrected)
@@ -265,7 +269,9 @@ class Customer360(ReadModel):
     @handles(Account.Opened)
     def account_opened(self, e: Account.Opened, position: int) -> None:
         self._customer(e.customer_id)
-        self.accounts.put({"account_id": e.originator_id, "customer_id": e.customer_id})
+        self.accounts.put(
+            new=True, row={"account_id": e.originator_id, "customer_id": e.customer_id}
+        )
 
     @handles(Account.OrderPlaced)
     def order_placed(self, e: Account.OrderPlaced, position: int) -> None:
@@ -273,13 +279,14 @@ class Customer360(ReadModel):
         if account is None:
             raise LookupError(f"no account {e.originator_id}")
         self.orders.put(
-            {
+            new=True,
+            row={
                 "order_id": e.order_id,
                 "customer_id": account["customer_id"],
                 "amount": e.total.amount,
                 "currency": e.total.currency,
                 "counted": False,
-            }
+            },
         )
 
     @handles(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
@@ -295,7 +302,7 @@ class Customer360(ReadModel):
         values = dict(row["lifetime_value"])
         current = Decimal(values.get(order["currency"], "0"))
         current += order["amount"] if count else -order["amount"]
-        values[order["currency"]] = str(current)
+        values[order["currency"]] = str(current.quantize(_QUANTUM))
         row["lifetime_value"] = values
 
 
@@ -333,9 +340,7 @@ class CustomerView(Answer):
     def from_row(cls, row: Any) -> CustomerView:
         data = dict(row)
         data.pop("open_ticket_ids", None)
-        data["lifetime_value"] = {
-            k: Decimal(v) for k, v in sorted(data["lifetime_value"].items())
-        }
+        data["lifetime_value"] = {k: Decimal(v) for k, v in sorted(data["lifetime_value"].items())}
         return cls.model_validate(data)
 
 
@@ -347,18 +352,18 @@ class Customer360Queries:
 
     def get(self, customer_id: UUID) -> CustomerView:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(customers).where(customers.c.customer_id == customer_id)
-            ).mappings().first()
+            row = (
+                conn.execute(select(customers).where(customers.c.customer_id == customer_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise CustomerNotFoundError(customer_id)
         return CustomerView.from_row(row)
 
     def by_code(self, code: str) -> CustomerView:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(customers).where(customers.c.code == code)
-            ).mappings().first()
+            row = conn.execute(select(customers).where(customers.c.code == code)).mappings().first()
         if row is None:
             raise CustomerNotFoundError(code)
         return CustomerView.from_row(row)
@@ -387,7 +392,9 @@ class Customer360Queries:
         if name_contains:
             if len(name_contains) > 300:
                 raise InvalidCommandError("name filter is longer than any name")
-            stmt = stmt.where(customers.c.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\"))
+            stmt = stmt.where(
+                customers.c.name.ilike(f"%{_escape_like(name_contains)}%", escape="\\")
+            )
         stmt = stmt.order_by(customers.c.name, customers.c.customer_id)
         return paged(self.engine, stmt, CustomerView.from_row, page, page_size)
 

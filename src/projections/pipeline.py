@@ -149,7 +149,7 @@ class SalesPipeline(ReadModel):
 
     @handles(Account.Opened)
     def account_opened(self, e: Account.Opened, position: int) -> None:
-        self.accounts.put({"account_id": e.originator_id, "name": e.name})
+        self.accounts.put(new=True, row={"account_id": e.originator_id, "name": e.name})
 
     @handles(Account.OpportunityOpened)
     def opened(self, e: Account.OpportunityOpened, position: int) -> None:
@@ -158,7 +158,8 @@ class SalesPipeline(ReadModel):
             raise LookupError(f"no account {e.originator_id}")
         amount = e.amount.amount if e.amount else None
         self.opportunities.put(
-            {
+            new=True,
+            row={
                 "opportunity_id": e.opportunity_id,
                 "account_id": e.originator_id,
                 "account_name": account["name"],
@@ -176,7 +177,7 @@ class SalesPipeline(ReadModel):
                 "opened_at": e.occurred_at,
                 "closed_at": None,
                 "stage_entered_at": e.occurred_at,
-            }
+            },
         )
         self._stage_change(e, position, None, e.stage)
 
@@ -338,10 +339,7 @@ class PipelineQueries:
 
     def by_stage(self) -> list[StageTotal]:
         """Open opportunities per stage, in pipeline order."""
-        return [
-            t.model_copy(update={"owner": None})
-            for t in self._totals(by_owner=False)
-        ]
+        return [t.model_copy(update={"owner": None}) for t in self._totals(by_owner=False)]
 
     def by_stage_and_owner(self) -> list[StageTotal]:
         """Open opportunities per stage and owner."""
@@ -360,9 +358,7 @@ class PipelineQueries:
             for row in conn.execute(stmt):
                 stage, owner = row[0], (row[1] if by_owner else None)
                 currency, count, amount, weighted = row[-4], row[-3], row[-2], row[-1]
-                cell = cells.setdefault(
-                    (stage, owner), {"count": 0, "amount": {}, "weighted": {}}
-                )
+                cell = cells.setdefault((stage, owner), {"count": 0, "amount": {}, "weighted": {}})
                 cell["count"] += count
                 if currency is not None:
                     cell["amount"][currency] = to_amount(amount)
@@ -374,8 +370,9 @@ class PipelineQueries:
         """Weighted forecast by expected close month (won deals in the month they closed;
         lost deals count nothing)."""
         o = opportunities.c
-        stmt = select(o.close_month, o.currency, func.count(), total(o.amount),
-                      total(o.weighted)).where(o.status != "lost", o.currency.is_not(None))
+        stmt = select(
+            o.close_month, o.currency, func.count(), total(o.amount), total(o.weighted)
+        ).where(o.status != "lost", o.currency.is_not(None))
         if since is not None:
             stmt = stmt.where(o.close_month >= since.strftime("%Y-%m"))
         return self._forecast(stmt.group_by(o.close_month, o.currency))
@@ -383,20 +380,22 @@ class PipelineQueries:
     def forecast_by_category(self) -> list[ForecastLine]:
         """Forecast by category: pipeline, best case, commit, closed (won), omitted (lost)."""
         o = opportunities.c
-        stmt = select(o.forecast_category, o.currency, func.count(), total(o.amount),
-                      total(o.weighted)).where(o.currency.is_not(None))
+        stmt = select(
+            o.forecast_category, o.currency, func.count(), total(o.amount), total(o.weighted)
+        ).where(o.currency.is_not(None))
         order = ["pipeline", "best_case", "commit", "closed", "omitted"]
         lines = self._forecast(stmt.group_by(o.forecast_category, o.currency))
-        return sorted(lines, key=lambda f: (
-            order.index(f.key) if f.key in order else len(order), f.key, f.currency))
+        return sorted(
+            lines,
+            key=lambda f: (order.index(f.key) if f.key in order else len(order), f.key, f.currency),
+        )
 
     def _forecast(self, stmt: Any) -> list[ForecastLine]:
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         return sorted(
             (
-                ForecastLine(key=k, currency=c, count=n, amount=to_amount(a),
-                             weighted=to_amount(w))
+                ForecastLine(key=k, currency=c, count=n, amount=to_amount(a), weighted=to_amount(w))
                 for k, c, n, a, w in rows
             ),
             key=lambda f: (f.key, f.currency),
@@ -428,10 +427,11 @@ class PipelineQueries:
                 if frm is None:
                     continue
                 reached[frm].add(opp)
-                forward = (
-                    to == won
-                    or (frm in names and to in names and names.index(to) > names.index(frm)
-                        and not self.pipeline.stage(to).closed)
+                forward = to == won or (
+                    frm in names
+                    and to in names
+                    and names.index(to) > names.index(frm)
+                    and not self.pipeline.stage(to).closed
                 )
                 if forward:
                     advanced[frm].add(opp)

@@ -35,11 +35,9 @@ class ReadModelProjection(Projection[ReadModelView]):
         super().__init__(view)
         self._pending: list[LoggedEvent] = []
         self._application_name = ""
-        self._wanted = frozenset().union(
-            *(m.handled_topics() for m in view.read_models)
-        )
+        self._wanted = frozenset().union(*(m.handled_topics() for m in view.read_models))
 
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:  # type: ignore[override]
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Apply one decoded event and its position in one transaction (stock runner path)."""
         notification = Notification(
             id=tracking.notification_id,
@@ -52,7 +50,9 @@ class ReadModelProjection(Projection[ReadModelView]):
             tracking.application_name, [LoggedEvent(notification, decoded=domain_event)]
         )
 
-    def collect(self, application_name: str, notification: Notification, mapper: Mapper[Any]) -> None:
+    def collect(
+        self, application_name: str, notification: Notification, mapper: Mapper[Any]
+    ) -> None:
         """Add one notification to the current batch (decoded later, only if wanted)."""
         self._application_name = application_name
         wanted = notification.topic in self._wanted

@@ -39,7 +39,9 @@ def check_paging(page: int, page_size: int) -> None:
     if page < 1:
         raise InvalidCommandError(f"page must be 1 or more, not {page}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidCommandError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        raise InvalidCommandError(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}"
+        )
 
 
 def paged(
@@ -55,7 +57,7 @@ def paged(
         total = conn.execute(
             select(func.count()).select_from(stmt.order_by(None).subquery())
         ).scalar_one()
-        rows: Sequence[Any] = conn.execute(
-            stmt.limit(page_size).offset((page - 1) * page_size)
-        ).mappings().all()
+        rows: Sequence[Any] = (
+            conn.execute(stmt.limit(page_size).offset((page - 1) * page_size)).mappings().all()
+        )
     return Page[T](items=[convert(r) for r in rows], total=total, page=page, page_size=page_size)

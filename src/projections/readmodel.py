@@ -7,7 +7,6 @@ the batch and writes the read model's rows and its tracking position together.
 
 from __future__ import annotations
 
-from abc import ABC
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -68,7 +67,7 @@ class LoggedEvent:
         return self.mapper.to_domain_event(self.notification)
 
 
-class ReadModel(ABC):
+class ReadModel:
     """Base class of one read model: subclasses name their tables and handlers.
 
     ``ignores`` lists event classes the read model deliberately has no interest in; an

@@ -18,7 +18,12 @@ def all_read_models() -> dict[str, type[ReadModel]]:
     from projections.timeline import ActivityTimeline
 
     models: list[type[ReadModel]] = [
-        Customer360, ActivityTimeline, SalesPipeline, ServiceDesk, CustomerValue, ManagerHandover,
+        Customer360,
+        ActivityTimeline,
+        SalesPipeline,
+        ServiceDesk,
+        CustomerValue,
+        ManagerHandover,
     ]
     return {m.name: m for m in models}
 

@@ -34,7 +34,8 @@ class RowCache:
 
     def _key_of(self, row: Row) -> Hashable:
         if len(self.key_columns) == 1:
-            return row[self.key_columns[0]]
+            key: Hashable = row[self.key_columns[0]]
+            return key
         return tuple(row[c] for c in self.key_columns)
 
     def _where(self, key: Hashable) -> Any:
@@ -60,22 +61,28 @@ class RowCache:
             for key in chunk:
                 self._rows.setdefault(key, None)
 
-    def get(self, key: Hashable) -> Row | None:
-        """The row with this key, or None; changes to it are written at :meth:`write`."""
+    def _load(self, key: Hashable) -> None:
         if key not in self._rows:
             found = self.session.execute(select(self.table).where(self._where(key))).mappings()
             first = found.first()
             self._rows[key] = dict(first) if first is not None else None
             if first is not None:
                 self._stored.add(key)
+
+    def get(self, key: Hashable) -> Row | None:
+        """The row with this key, or None; changes to it are written at :meth:`write`."""
+        self._load(key)
         row = self._rows[key]
         if row is not None:
             self._dirty.add(key)
         return row
 
-    def put(self, row: Row) -> Row:
-        """Add (or replace) a whole row."""
+    def put(self, row: Row, *, new: bool = False) -> Row:
+        """Add or replace a whole row. ``new=True`` promises no such row is stored yet
+        (saves a lookup; a broken promise fails the batch on the primary key)."""
         key = self._key_of(row)
+        if not new:
+            self._load(key)
         self._rows[key] = row
         self._deleted.discard(key)
         self._dirty.add(key)
@@ -102,14 +109,14 @@ class RowCache:
             (updates if key in self._stored else inserts).append(row)
         doomed = list(self._deleted)
         if doomed:
-            stmt = delete(self.table).where(
+            remove = delete(self.table).where(
                 and_(*(self.table.c[c] == bindparam(f"k_{c}") for c in self.key_columns))
             )
-            self.session.execute(stmt, [self._key_params(k) for k in doomed])
+            self.session.execute(remove, [self._key_params(k) for k in doomed])
         if inserts:
             self.session.execute(insert(self.table), inserts)
         if updates:
-            values = {
+            values: dict[str, Any] = {
                 c.name: bindparam(f"v_{c.name}")
                 for c in self.table.columns
                 if c.name not in self.key_columns

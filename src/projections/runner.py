@@ -132,8 +132,11 @@ class ReadModelRunner(ProjectionRunner[Application[Any], ReadModelView]):
             if _runner is not None:
                 _runner._thread_error = e
             else:  # pragma: no cover - the runner was garbage collected first
-                warn(f"runner gone before error could be assigned:\n{format_exc()}",
-                     RuntimeWarning, stacklevel=2)
+                warn(
+                    f"runner gone before error could be assigned:\n{format_exc()}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         finally:
             is_stopping.set()
 
@@ -180,7 +183,8 @@ def follow(
         full_env = target.env()
     full_env.update(env or {})
     projection_class = type(
-        "CRMReadModelProjection", (ReadModelProjection,),
+        "CRMReadModelProjection",
+        (ReadModelProjection,),
         {"name": ReadModelProjection.name, "batch_size": batch_size},
     )
     return ReadModelRunner(
@@ -196,6 +200,7 @@ def run(
     *,
     read_models: Sequence[str] | None = None,
     views_url: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     on_start: Callable[[ReadModelRunner], None] | None = None,
 ) -> None:
     """Follow the log until SIGINT or SIGTERM (``crm projections run``); re-raise errors."""
@@ -206,7 +211,9 @@ def run(
 
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with follow(store_url, read_models=read_models, views_url=views_url) as runner:
+        with follow(
+            store_url, read_models=read_models, views_url=views_url, batch_size=batch_size
+        ) as runner:
             if on_start is not None:
                 on_start(runner)
             while not stop.is_set() and not runner.is_interrupted.is_set():
@@ -216,3 +223,38 @@ def run(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def default_store_url() -> str:
+    """The store the ``crm`` commands use when given none (same rule as :class:`CRM`)."""
+    import os
+
+    from crm_domain.application import STORE_ENV
+    from crm_domain.storage import DEFAULT_SQLITE_PATH
+
+    return os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def open_view(
+    store_url: str,
+    *,
+    read_models: Sequence[str | type[ReadModel]] | None = None,
+    views_url: str | None = None,
+) -> ReadModelView:
+    """The read models' view on its own (no runner): for status, rebuild and queries."""
+    from eventsourcing.persistence import InfrastructureFactory
+    from eventsourcing.utils import Environment
+
+    models = select_read_models(read_models)
+    env = Environment(ReadModelProjection.name, ProjectionTarget(store_url, views_url).env())
+    factory = InfrastructureFactory[ReadModelView].construct(env=env)
+    return factory.tracking_recorder(view_class_for(models))
+
+
+def log_head(store_url: str) -> tuple[str, int]:
+    """The application's name and the id of the last notification in its log."""
+    app = crm_application_class(store_url)()
+    try:
+        return app.name, int(app.recorder.max_notification_id() or 0)
+    finally:
+        app.close()

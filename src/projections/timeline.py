@@ -101,9 +101,7 @@ def describe(event: Any) -> str:
         return f"opportunity {event.opportunity_id} moved {event.from_stage} -> {event.to_stage}"
     fields = event.model_dump(mode="json", exclude=set(_BASE_FIELDS))
     parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, "", [], {})]
-    return (_words(event_name(event)) + (": " + ", ".join(parts) if parts else ""))[
-        :_SUMMARY_LIMIT
-    ]
+    return (_words(event_name(event)) + (": " + ", ".join(parts) if parts else ""))[:_SUMMARY_LIMIT]
 
 
 def _words(name: str) -> str:
@@ -147,7 +145,9 @@ class ActivityTimeline(ReadModel):
     @handles(*ACCOUNT_EVENTS)
     def account_event(self, e: Any, position: int) -> None:
         if isinstance(e, Account.Opened):
-            self.accounts.put({"account_id": e.originator_id, "customer_id": e.customer_id})
+            self.accounts.put(
+                new=True, row={"account_id": e.originator_id, "customer_id": e.customer_id}
+            )
         account = self.accounts.get(e.originator_id)
         if account is None:
             raise LookupError(f"no account {e.originator_id}")

@@ -24,7 +24,7 @@ from projections.errors import ProjectionError, UnhandledEventError
 from projections.readmodel import LoggedEvent, ReadModel
 
 
-class ReadModelView(SQLAlchemyTrackingRecorder):  # type: ignore[misc]
+class ReadModelView(SQLAlchemyTrackingRecorder):
     """A set of read models (the class attribute ``read_models``) in one SQL database."""
 
     read_models: ClassVar[tuple[type[ReadModel], ...]] = ()

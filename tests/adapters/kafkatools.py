@@ -280,3 +280,43 @@ def tansu_behind_proxy() -> Iterator[tuple[TansuBroker, FaultProxy]]:
 def external_bootstrap() -> str | None:
     value = os.environ.get(EXTERNAL_BOOTSTRAP_ENV, "").strip()
     return value or None
+
+
+def seed_crm(app: Any, customers: int, *, events_per_customer: int = 3) -> dict[str, Any]:
+    """A small CRM history: customers (every other one consents to marketing by e-mail),
+    contacts logged before and after the grant, an account with an order each.
+
+    Returns the ids, and which customers consented.
+    """
+    consenting: list[Any] = []
+    customer_ids: list[Any] = []
+    account_ids: list[Any] = []
+    for i in range(customers):
+        cid = app.register_customer(
+            kind="individual",
+            name=f"Customer {i}",
+            code=f"C{i:05d}-{uuid.uuid4().hex[:6]}",
+            contact={"email": f"c{i}@example.com"},
+        )
+        customer_ids.append(cid)
+        app.log_contact(cid, channel="phone", direction="inbound", summary=f"call {i} before")
+        if i % 2 == 0:
+            app.grant_consent(cid, purpose="marketing", channel="email")
+            consenting.append(cid)
+        for j in range(events_per_customer):
+            app.log_contact(cid, channel="email", direction="inbound", summary=f"mail {i}.{j}")
+        app.assign_segment(cid, segment="smb" if i % 3 else "key")
+        aid = app.open_account(customer_id=cid, name=f"Account {i}")
+        account_ids.append(aid)
+        order = app.place_order(
+            aid,
+            lines=[
+                {
+                    "sku": "SKU-1",
+                    "quantity": 1 + i % 3,
+                    "unit_price": {"amount": "10", "currency": "EUR"},
+                }
+            ],
+        )
+        app.request_order_confirmation(aid, order)
+    return {"customers": customer_ids, "accounts": account_ids, "consenting": consenting}

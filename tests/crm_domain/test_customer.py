@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
-from conftest import Rejects
 
 from crm_domain import CRM, Commitment, ContactDetails, Customer
 from crm_domain.errors import (
@@ -23,6 +23,8 @@ from crm_domain.errors import (
     UnknownValueError,
 )
 from crm_domain.values import Channel, SatisfactionClass, TicketKind, TicketStatus
+
+Rejects = Callable[..., BaseException]
 
 
 def event_types(app: CRM, aggregate_id: UUID) -> list[str]:
@@ -202,9 +204,7 @@ def test_lifecycle_rejects_illegal_and_unknown_stages(
     )
     assert isinstance(err, LifecycleTransitionError)
     assert (err.from_stage, err.to_stage) == ("potential", "maturity")
-    rejects(
-        UnknownValueError, app.change_lifecycle_stage, customer_id, to_stage="vip", reason="r"
-    )
+    rejects(UnknownValueError, app.change_lifecycle_stage, customer_id, to_stage="vip", reason="r")
     rejects(
         LifecycleTransitionError,
         app.change_lifecycle_stage,
@@ -487,12 +487,18 @@ def test_satisfaction_only_on_resolved_ticket(
     app: CRM, rejects: Rejects, customer_id: UUID
 ) -> None:
     ticket = app.open_ticket(customer_id, kind="request", subject="Install", channel="phone")
-    rejects(SatisfactionNotAllowedError, app.record_satisfaction, customer_id, score=5, ticket_id=ticket)
+    rejects(
+        SatisfactionNotAllowedError, app.record_satisfaction, customer_id, score=5, ticket_id=ticket
+    )
     rejects(EntityNotFoundError, app.record_satisfaction, customer_id, score=5, ticket_id=uuid4())
     app.resolve_ticket(customer_id, ticket, answer="Installed on site")
-    assert app.record_satisfaction(customer_id, score=4, ticket_id=ticket) is SatisfactionClass.AT_RISK
+    assert (
+        app.record_satisfaction(customer_id, score=4, ticket_id=ticket) is SatisfactionClass.AT_RISK
+    )
     app.close_ticket(customer_id, ticket)
-    assert app.record_satisfaction(customer_id, score=5, ticket_id=ticket) is SatisfactionClass.LOYAL
+    assert (
+        app.record_satisfaction(customer_id, score=5, ticket_id=ticket) is SatisfactionClass.LOYAL
+    )
 
 
 # ----- tickets -----------------------------------------------------------------------------
@@ -576,7 +582,9 @@ def test_ticket_state_rules(app: CRM, rejects: Rejects, customer_id: UUID) -> No
 def test_sla_breach_recorded_once_for_overdue_open_tickets(app: CRM, customer_id: UUID) -> None:
     start = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)  # a Monday, 10:00
     with app.context(occurred_at=start):
-        late = app.open_ticket(customer_id, kind="inquiry", subject="Where is my order", channel="phone")
+        late = app.open_ticket(
+            customer_id, kind="inquiry", subject="Where is my order", channel="phone"
+        )
         done = app.open_ticket(customer_id, kind="inquiry", subject="Opening hours", channel="web")
         slow = app.open_ticket(customer_id, kind="request", subject="New user", channel="email")
     app.resolve_ticket(customer_id, done, answer="9 to 5")
@@ -586,7 +594,8 @@ def test_sla_breach_recorded_once_for_overdue_open_tickets(app: CRM, customer_id
     assert app.record_sla_breaches(customer_id, now=start + timedelta(minutes=11)) == [late]
     assert app.record_sla_breaches(customer_id, now=start + timedelta(minutes=30)) == []
     customer = app.customer(customer_id)
-    assert customer.ticket(late).breached and not customer.ticket(slow).breached
+    assert customer.ticket(late).breached
+    assert not customer.ticket(slow).breached
     breach = [e for e in app.history(customer_id) if isinstance(e, Customer.TicketSlaBreached)]
     assert len(breach) == 1
     assert breach[0].due_at == start + timedelta(minutes=10)
@@ -595,13 +604,16 @@ def test_sla_breach_recorded_once_for_overdue_open_tickets(app: CRM, customer_id
 def test_reopen_restarts_the_sla_clock(app: CRM, customer_id: UUID) -> None:
     monday = datetime(2031, 3, 3, 10, 0, tzinfo=UTC)
     with app.context(occurred_at=monday):
-        ticket = app.open_ticket(customer_id, kind="complaint", subject="Rude driver", channel="phone")
+        ticket = app.open_ticket(
+            customer_id, kind="complaint", subject="Rude driver", channel="phone"
+        )
     app.record_sla_breaches(customer_id, now=monday + timedelta(days=1))
     app.resolve_ticket(customer_id, ticket, answer="Apologised")
     with app.context(occurred_at=monday + timedelta(days=2)):
         app.reopen_ticket(customer_id, ticket, reason="customer not satisfied")
     t = app.customer(customer_id).ticket(ticket)
-    assert t.status is TicketStatus.OPEN and not t.breached
+    assert t.status is TicketStatus.OPEN
+    assert not t.breached
     assert t.due_at == monday + timedelta(days=2, hours=4)
 
 
@@ -613,15 +625,15 @@ def test_rejected_aggregate_command_leaves_no_pending_event() -> None:
     customer.collect_events()
     with pytest.raises(LifecycleTransitionError):
         customer.change_lifecycle_stage(to_stage="maturity", reason="r")
+    ticket = customer.open_ticket(
+        kind="inquiry",
+        priority="normal",
+        channel="web",
+        subject="s",
+        due_at=datetime(2031, 1, 1, tzinfo=UTC),
+    )
+    customer.collect_events()
     with pytest.raises(TicketStateError):
-        ticket = customer.open_ticket(
-            kind="inquiry",
-            priority="normal",
-            channel="web",
-            subject="s",
-            due_at=datetime(2031, 1, 1, tzinfo=UTC),
-        )
-        customer.collect_events()
         customer.close_ticket(ticket)
     assert customer.collect_events() == []
     assert customer.version == 2

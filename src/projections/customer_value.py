@@ -1,0 +1,369 @@
+"""Customer value: revenue per customer, RFM quintiles, and the Pareto (80/20) view.
+
+Which customers are worth keeping: booked revenue from orders the back office confirmed
+(less returns), invoiced and paid amounts, recency/frequency/monetary scores in quintiles,
+and the share of revenue that comes from the top 20% of customers. Amounts are kept per
+currency; the scores and the Pareto view are computed within one currency.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    select,
+)
+
+from crm_domain.account import Account
+from crm_domain.customer import Customer
+from crm_domain.errors import InvalidCommandError
+from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
+from projections.query import Answer, Page, check_paging, paged
+from projections.readmodel import ReadModel, handles
+from projections.rows import Row
+from projections.sqltypes import Amount, UTCDateTime, to_amount, total
+
+metadata = MetaData()
+
+revenue = Table(
+    "value_revenue",
+    metadata,
+    Column("customer_id", Uuid, primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("booked", Amount, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("first_order_at", UTCDateTime),
+    Column("last_order_at", UTCDateTime),
+    Column("invoiced", Amount, nullable=False),
+    Column("paid", Amount, nullable=False),
+)
+
+customers = Table(
+    "value_customers",
+    metadata,
+    Column("customer_id", Uuid, primary_key=True),
+    Column("name", String(300), nullable=False),
+)
+
+accounts = Table(
+    "value_accounts",
+    metadata,
+    Column("account_id", Uuid, primary_key=True),
+    Column("customer_id", Uuid, nullable=False),
+)
+
+orders = Table(
+    "value_orders",
+    metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("customer_id", Uuid, nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("counted", Integer, nullable=False),
+)
+
+_ZERO = Decimal("0.0000")
+
+_CUSTOMER_IGNORED = tuple(
+    c for c in CUSTOMER_EVENTS if c not in (Customer.Registered, Customer.ProfileCorrected)
+)
+
+
+class CustomerValue(ReadModel):
+    name = "customer_value"
+    description = "revenue per customer, RFM quintiles, Pareto share of the top 20%"
+    tables = (revenue, customers, accounts, orders)
+    ignores = (
+        *BOOKKEEPING_EVENTS,
+        *_CUSTOMER_IGNORED,
+        Account.ClassificationChanged,
+        Account.Closed,
+        Account.KeyAccountDesignated,
+        Account.KeyAccountRevoked,
+        Account.ContactAdded,
+        Account.ContactRemoved,
+        Account.ManagerAssigned,
+        Account.OpportunityOpened,
+        Account.OpportunityStaged,
+        Account.OpportunityRevised,
+        Account.OpportunityWon,
+        Account.OpportunityLost,
+        Account.QuoteIssued,
+        Account.QuoteAccepted,
+        Account.QuoteExpired,
+        Account.OrderConfirmationRequested,
+        Account.OrderShipped,
+        Account.OrderDelivered,
+        Account.CreditLimitSet,
+    )
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self.revenue = self.cache(revenue)
+        self.customers = self.cache(customers)
+        self.accounts = self.cache(accounts)
+        self.orders = self.cache(orders)
+
+    def _customer_of(self, account_id: UUID) -> UUID:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise LookupError(f"no account {account_id}")
+        customer_id: UUID = account["customer_id"]
+        return customer_id
+
+    def _revenue(self, customer_id: UUID, currency: str) -> Row:
+        row = self.revenue.get((customer_id, currency))
+        if row is None:
+            row = self.revenue.put(
+                {
+                    "customer_id": customer_id,
+                    "currency": currency,
+                    "booked": _ZERO,
+                    "orders": 0,
+                    "first_order_at": None,
+                    "last_order_at": None,
+                    "invoiced": _ZERO,
+                    "paid": _ZERO,
+                },
+                new=True,
+            )
+        return row
+
+    @handles(Customer.Registered)
+    def registered(self, e: Customer.Registered, position: int) -> None:
+        self.customers.put({"customer_id": e.originator_id, "name": e.name}, new=True)
+
+    @handles(Customer.ProfileCorrected)
+    def profile_corrected(self, e: Customer.ProfileCorrected, position: int) -> None:
+        if e.name is not None:
+            self.customers.put({"customer_id": e.originator_id, "name": e.name})
+
+    @handles(Account.Opened)
+    def account_opened(self, e: Account.Opened, position: int) -> None:
+        self.accounts.put({"account_id": e.originator_id, "customer_id": e.customer_id}, new=True)
+
+    @handles(Account.OrderPlaced)
+    def order_placed(self, e: Account.OrderPlaced, position: int) -> None:
+        self.orders.put(
+            {
+                "order_id": e.order_id,
+                "customer_id": self._customer_of(e.originator_id),
+                "amount": e.total.amount,
+                "currency": e.total.currency,
+                "placed_at": e.occurred_at,
+                "counted": 0,
+            },
+            new=True,
+        )
+
+    @handles(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
+    def order_changed(self, e: Any, position: int) -> None:
+        order = self.orders.get(e.order_id)
+        if order is None:
+            raise LookupError(f"no order {e.order_id}")
+        count = isinstance(e, Account.OrderConfirmed)
+        if bool(order["counted"]) == count:
+            return
+        order["counted"] = int(count)
+        row = self._revenue(order["customer_id"], order["currency"])
+        if count:
+            row["booked"] += order["amount"]
+            row["orders"] += 1
+            placed = order["placed_at"]
+            if row["first_order_at"] is None or placed < row["first_order_at"]:
+                row["first_order_at"] = placed
+            if row["last_order_at"] is None or placed > row["last_order_at"]:
+                row["last_order_at"] = placed
+        else:
+            row["booked"] -= order["amount"]
+            row["orders"] -= 1
+
+    @handles(Account.InvoiceIssued)
+    def invoiced(self, e: Account.InvoiceIssued, position: int) -> None:
+        row = self._revenue(self._customer_of(e.originator_id), e.amount.currency)
+        row["invoiced"] += e.amount.amount
+
+    @handles(Account.PaymentReceived)
+    def paid(self, e: Account.PaymentReceived, position: int) -> None:
+        row = self._revenue(self._customer_of(e.originator_id), e.amount.currency)
+        row["paid"] += e.amount.amount
+
+
+# -- queries ---------------------------------------------------------------------------
+
+
+class CustomerRevenue(Answer):
+    customer_id: UUID
+    name: str
+    currency: str
+    booked: Decimal
+    orders: int
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    invoiced: Decimal
+    paid: Decimal
+
+
+class RfmScore(Answer):
+    """Quintile scores 1 (worst) to 5 (best); equal values always get equal scores."""
+
+    customer_id: UUID
+    name: str
+    recency_days: int
+    frequency: int
+    monetary: Decimal
+    recency: int
+    frequency_score: int
+    monetary_score: int
+
+    @property
+    def code(self) -> str:
+        return f"{self.recency}{self.frequency_score}{self.monetary_score}"
+
+
+class ParetoView(Answer):
+    """How concentrated revenue is: ``top_share`` of it comes from the top ``top_fraction``."""
+
+    currency: str
+    customers: int
+    top_customers: int
+    top_fraction: Decimal
+    top_revenue: Decimal
+    total_revenue: Decimal
+    top_share: Decimal | None
+
+
+def quintile(value: Any, ordered: list[Any]) -> int:
+    """1-5: one more than five times the fraction of values strictly below ``value``."""
+    below = bisect_left(ordered, value)
+    return 1 + (5 * below) // len(ordered)
+
+
+class CustomerValueQueries:
+    """Revenue lists, RFM scores and the Pareto view."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def currencies(self) -> list[str]:
+        """Currencies with booked revenue, biggest total first."""
+        r = revenue.c
+        stmt = select(r.currency, total(r.booked)).group_by(r.currency)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [c for c, _ in sorted(rows, key=lambda row: (-to_amount(row[1]), row[0]))]
+
+    def _currency(self, currency: str | None) -> str | None:
+        if currency is not None:
+            return currency.upper()
+        found = self.currencies()
+        return found[0] if found else None
+
+    def revenue(
+        self, *, currency: str | None = None, page: int = 1, page_size: int = 50
+    ) -> Page[CustomerRevenue]:
+        """Customers by booked revenue, highest first (default: the main currency)."""
+        code = self._currency(currency)
+        stmt = (
+            select(revenue, customers.c.name)
+            .join(customers, customers.c.customer_id == revenue.c.customer_id)
+            .where(revenue.c.currency == (code or ""))
+            .order_by(revenue.c.booked.desc(), customers.c.name, revenue.c.customer_id)
+        )
+        return paged(self.engine, stmt, CustomerRevenue.model_validate, page, page_size)
+
+    def _ordering(self, code: str) -> list[Any]:
+        stmt = (
+            select(
+                revenue.c.customer_id,
+                customers.c.name,
+                revenue.c.booked,
+                revenue.c.orders,
+                revenue.c.last_order_at,
+            )
+            .join(customers, customers.c.customer_id == revenue.c.customer_id)
+            .where(revenue.c.currency == code, revenue.c.orders > 0)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).all())
+
+    def rfm(
+        self, *, as_of: datetime, currency: str | None = None, page: int = 1, page_size: int = 50
+    ) -> Page[RfmScore]:
+        """RFM quintiles of customers with at least one booked order, best first."""
+        if as_of.tzinfo is None:
+            raise InvalidCommandError("give 'as_of' with a time zone")
+        check_paging(page, page_size)
+        code = self._currency(currency)
+        rows = self._ordering(code) if code else []
+        if not rows:
+            return Page[RfmScore](items=[], total=0, page=page, page_size=page_size)
+        recency = {r[0]: max(0, (as_of - r[4]).days) for r in rows}
+        # Fewer days since the last order is better: score the negated days.
+        r_sorted = sorted(-d for d in recency.values())
+        f_sorted = sorted(r[3] for r in rows)
+        m_sorted = sorted(r[2] for r in rows)
+        scores = [
+            RfmScore(
+                customer_id=cid,
+                name=name,
+                recency_days=recency[cid],
+                frequency=freq,
+                monetary=booked,
+                recency=quintile(-recency[cid], r_sorted),
+                frequency_score=quintile(freq, f_sorted),
+                monetary_score=quintile(booked, m_sorted),
+            )
+            for cid, name, booked, freq, _ in rows
+        ]
+        scores.sort(
+            key=lambda s: (
+                -(s.recency + s.frequency_score + s.monetary_score),
+                -s.monetary,
+                s.name,
+                s.customer_id,
+            )
+        )
+        start = (page - 1) * page_size
+        return Page[RfmScore](
+            items=scores[start : start + page_size],
+            total=len(scores),
+            page=page,
+            page_size=page_size,
+        )
+
+    def pareto(
+        self, *, currency: str | None = None, top_fraction: Decimal = Decimal("0.2")
+    ) -> ParetoView:
+        """Share of booked revenue from the top ``top_fraction`` of customers (rounded up)."""
+        if not Decimal(0) < top_fraction <= Decimal(1):
+            raise InvalidCommandError("top_fraction must be in (0, 1]")
+        code = self._currency(currency) or ""
+        amounts = sorted((r[2] for r in self._ordering(code)), reverse=True) if code else []
+        n = len(amounts)
+        top_n = math.ceil(n * top_fraction) if n else 0
+        total_revenue = sum(amounts, _ZERO)
+        top_revenue = sum(amounts[:top_n], _ZERO)
+        share = (top_revenue / total_revenue).quantize(Decimal("0.0001")) if total_revenue else None
+        return ParetoView(
+            currency=code,
+            customers=n,
+            top_customers=top_n,
+            top_fraction=top_fraction,
+            top_revenue=top_revenue,
+            total_revenue=total_revenue,
+            top_share=share,
+        )

@@ -1,0 +1,416 @@
+"""Service desk: open tickets, SLA deadlines and breaches, response times, satisfaction.
+
+What a service manager watches: open tickets by priority and assignee, tickets due soon and
+those that breached their service level, time to first response and to resolution,
+satisfaction averages, and which customers complain most.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    case,
+    func,
+    select,
+)
+
+from crm_domain.customer import Customer
+from crm_domain.errors import InvalidCommandError
+from crm_domain.values import Priority, SatisfactionClass, TicketKind
+from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS
+from projections.query import Answer, Page, paged
+from projections.readmodel import ReadModel, handles
+from projections.rows import Row
+from projections.sqltypes import UTCDateTime
+
+metadata = MetaData()
+
+tickets = Table(
+    "service_tickets",
+    metadata,
+    Column("ticket_id", Uuid, primary_key=True),
+    Column("customer_id", Uuid, nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("priority", String(10), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("assignee", String(100)),
+    Column("department", String(100)),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("first_response_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    Column("escalation_level", Integer, nullable=False),
+    Column("breached", Boolean, nullable=False),
+    Column("reopen_count", Integer, nullable=False),
+)
+Index("service_open_idx", tickets.c.status, tickets.c.priority, tickets.c.assignee)
+Index("service_due_idx", tickets.c.status, tickets.c.due_at)
+
+customers = Table(
+    "service_customers",
+    metadata,
+    Column("customer_id", Uuid, primary_key=True),
+    Column("name", String(300), nullable=False),
+)
+
+satisfaction = Table(
+    "service_satisfaction",
+    metadata,
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("customer_id", Uuid, nullable=False),
+    Column("ticket_id", Uuid),
+    Column("score", Integer, nullable=False),
+    Column("classification", String(20), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+)
+
+_PRIORITY_ORDER = [p.value for p in (Priority.URGENT, Priority.HIGH, Priority.NORMAL, Priority.LOW)]
+
+
+class ServiceDesk(ReadModel):
+    name = "service_desk"
+    description = "open tickets, SLA due and breached, response times, satisfaction"
+    tables = (tickets, customers, satisfaction)
+    ignores = (
+        *BOOKKEEPING_EVENTS,
+        *ACCOUNT_EVENTS,
+        Customer.ParentOrganisationSet,
+        Customer.Deactivated,
+        Customer.Reactivated,
+        Customer.LifecycleStageChanged,
+        Customer.ContactLogged,
+        Customer.ManagerAssigned,
+        Customer.SupportOwnerAssigned,
+        Customer.SegmentAssigned,
+        Customer.GradeAssigned,
+        Customer.ConsentGranted,
+        Customer.ConsentWithdrawn,
+        Customer.CampaignResponseRecorded,
+        Customer.FieldVisitScheduled,
+    )
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session)
+        self.tickets = self.cache(tickets)
+        self.customers = self.cache(customers)
+        self._scores: list[dict[str, Any]] = []
+
+    def _ticket(self, ticket_id: UUID) -> Row:
+        row = self.tickets.get(ticket_id)
+        if row is None:
+            raise LookupError(f"no ticket {ticket_id}")
+        return row
+
+    @handles(Customer.Registered)
+    def registered(self, e: Customer.Registered, position: int) -> None:
+        self.customers.put(new=True, row={"customer_id": e.originator_id, "name": e.name})
+
+    @handles(Customer.ProfileCorrected)
+    def profile_corrected(self, e: Customer.ProfileCorrected, position: int) -> None:
+        if e.name is not None:
+            self.customers.put({"customer_id": e.originator_id, "name": e.name})
+
+    @handles(Customer.TicketOpened)
+    def opened(self, e: Customer.TicketOpened, position: int) -> None:
+        self.tickets.put(
+            new=True,
+            row={
+                "ticket_id": e.ticket_id,
+                "customer_id": e.originator_id,
+                "kind": e.kind.value,
+                "priority": e.priority.value,
+                "channel": e.channel.value,
+                "subject": e.subject,
+                "status": "open",
+                "assignee": None,
+                "department": None,
+                "opened_at": e.occurred_at,
+                "due_at": e.due_at,
+                "first_response_at": None,
+                "resolved_at": None,
+                "closed_at": None,
+                "escalation_level": 0,
+                "breached": False,
+                "reopen_count": 0,
+            },
+        )
+
+    @handles(Customer.TicketAssigned)
+    def assigned(self, e: Customer.TicketAssigned, position: int) -> None:
+        self._ticket(e.ticket_id).update(assignee=e.assignee, department=e.department)
+
+    @handles(Customer.TicketResponded)
+    def responded(self, e: Customer.TicketResponded, position: int) -> None:
+        row = self._ticket(e.ticket_id)
+        if row["first_response_at"] is None:
+            row["first_response_at"] = e.occurred_at
+
+    @handles(Customer.TicketEscalated)
+    def escalated(self, e: Customer.TicketEscalated, position: int) -> None:
+        row = self._ticket(e.ticket_id)
+        row["escalation_level"] = e.level
+        if e.escalated_to:
+            row["assignee"] = e.escalated_to
+
+    @handles(Customer.TicketResolved)
+    def resolved(self, e: Customer.TicketResolved, position: int) -> None:
+        self._ticket(e.ticket_id).update(status="resolved", resolved_at=e.occurred_at)
+
+    @handles(Customer.TicketReopened)
+    def reopened(self, e: Customer.TicketReopened, position: int) -> None:
+        row = self._ticket(e.ticket_id)
+        row.update(
+            status="open",
+            resolved_at=None,
+            due_at=e.due_at,
+            breached=False,
+            reopen_count=row["reopen_count"] + 1,
+        )
+
+    @handles(Customer.TicketClosed)
+    def closed(self, e: Customer.TicketClosed, position: int) -> None:
+        self._ticket(e.ticket_id).update(status="closed", closed_at=e.occurred_at)
+
+    @handles(Customer.TicketSlaBreached)
+    def breached(self, e: Customer.TicketSlaBreached, position: int) -> None:
+        self._ticket(e.ticket_id)["breached"] = True
+
+    @handles(Customer.SatisfactionRecorded)
+    def satisfaction(self, e: Customer.SatisfactionRecorded, position: int) -> None:
+        self._scores.append(
+            {
+                "position": position,
+                "customer_id": e.originator_id,
+                "ticket_id": e.ticket_id,
+                "score": e.score,
+                "classification": e.classification.value,
+                "at": e.occurred_at,
+            }
+        )
+
+    def finish(self) -> None:
+        super().finish()
+        if self._scores:
+            self.session.execute(satisfaction.insert(), self._scores)
+            self._scores = []
+
+
+# -- queries ---------------------------------------------------------------------------
+
+
+class TicketLine(Answer):
+    ticket_id: UUID
+    customer_id: UUID
+    customer_name: str
+    kind: str
+    priority: str
+    channel: str
+    subject: str
+    status: str
+    assignee: str | None
+    department: str | None
+    opened_at: datetime
+    due_at: datetime
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    escalation_level: int
+    breached: bool
+    reopen_count: int
+
+
+class TicketCount(Answer):
+    priority: str
+    assignee: str | None
+    count: int
+
+
+class ResponseTimes(Answer):
+    """Averages in minutes of business time recorded on the events."""
+
+    responded: int
+    average_first_response_minutes: Decimal | None
+    resolved: int
+    average_resolution_minutes: Decimal | None
+
+
+class SatisfactionSummary(Answer):
+    count: int
+    average: Decimal | None
+    by_class: dict[str, int]
+
+
+class CustomerComplaints(Answer):
+    customer_id: UUID
+    customer_name: str
+    complaints: int
+    open_complaints: int
+
+
+def _minutes(seconds: float, n: int) -> Decimal | None:
+    return (Decimal(seconds) / Decimal(60 * n)).quantize(Decimal("0.1")) if n else None
+
+
+class ServiceDeskQueries:
+    """Ticket lists and service measures."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _lines(self) -> Any:
+        return select(tickets, customers.c.name.label("customer_name")).join(
+            customers, customers.c.customer_id == tickets.c.customer_id
+        )
+
+    @staticmethod
+    def _priority_rank() -> Any:
+        return case({p: i for i, p in enumerate(_PRIORITY_ORDER)}, value=tickets.c.priority)
+
+    def open_tickets(
+        self,
+        *,
+        priority: Priority | str | None = None,
+        assignee: str | None = None,
+        kind: TicketKind | str | None = None,
+        customer_id: UUID | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page[TicketLine]:
+        """Open tickets, most urgent first, then by due time."""
+        stmt = self._lines().where(tickets.c.status == "open")
+        if priority is not None:
+            stmt = stmt.where(tickets.c.priority == Priority(priority).value)
+        if assignee is not None:
+            stmt = stmt.where(tickets.c.assignee == assignee)
+        if kind is not None:
+            stmt = stmt.where(tickets.c.kind == TicketKind(kind).value)
+        if customer_id is not None:
+            stmt = stmt.where(tickets.c.customer_id == customer_id)
+        stmt = stmt.order_by(self._priority_rank(), tickets.c.due_at, tickets.c.ticket_id)
+        return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
+
+    def open_by_priority_and_assignee(self) -> list[TicketCount]:
+        stmt = (
+            select(tickets.c.priority, tickets.c.assignee, func.count())
+            .where(tickets.c.status == "open")
+            .group_by(tickets.c.priority, tickets.c.assignee)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        counts = [TicketCount(priority=p, assignee=a, count=n) for p, a, n in rows]
+        return sorted(
+            counts,
+            key=lambda c: (
+                _PRIORITY_ORDER.index(c.priority) if c.priority in _PRIORITY_ORDER else 9,
+                c.assignee or "",
+            ),
+        )
+
+    def due_soon(
+        self,
+        *,
+        now: datetime,
+        within: timedelta = timedelta(hours=4),
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page[TicketLine]:
+        """Open tickets not yet marked breached whose deadline falls before ``now + within``
+        (overdue ones included: they are about to breach)."""
+        if now.tzinfo is None:
+            raise InvalidCommandError("give 'now' with a time zone")
+        stmt = (
+            self._lines()
+            .where(
+                tickets.c.status == "open",
+                tickets.c.breached.is_(False),
+                tickets.c.due_at <= now + within,
+            )
+            .order_by(tickets.c.due_at, tickets.c.ticket_id)
+        )
+        return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
+
+    def breached(
+        self, *, open_only: bool = True, page: int = 1, page_size: int = 50
+    ) -> Page[TicketLine]:
+        """Tickets whose service level was breached (still open ones only, by default)."""
+        stmt = self._lines().where(tickets.c.breached.is_(True))
+        if open_only:
+            stmt = stmt.where(tickets.c.status == "open")
+        stmt = stmt.order_by(tickets.c.due_at, tickets.c.ticket_id)
+        return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
+
+    def response_times(self, *, kind: TicketKind | str | None = None) -> ResponseTimes:
+        stmt = select(tickets.c.opened_at, tickets.c.first_response_at, tickets.c.resolved_at)
+        if kind is not None:
+            stmt = stmt.where(tickets.c.kind == TicketKind(kind).value)
+        responded = resolved = 0
+        response_s = resolution_s = 0.0
+        with self.engine.connect() as conn:
+            for opened, first, done in conn.execute(stmt):
+                if first is not None:
+                    responded += 1
+                    response_s += (first - opened).total_seconds()
+                if done is not None:
+                    resolved += 1
+                    resolution_s += (done - opened).total_seconds()
+        return ResponseTimes(
+            responded=responded,
+            average_first_response_minutes=_minutes(response_s, responded),
+            resolved=resolved,
+            average_resolution_minutes=_minutes(resolution_s, resolved),
+        )
+
+    def satisfaction(self, *, customer_id: UUID | None = None) -> SatisfactionSummary:
+        s = satisfaction.c
+        stmt = select(s.classification, func.count(), func.sum(s.score)).group_by(s.classification)
+        if customer_id is not None:
+            stmt = stmt.where(s.customer_id == customer_id)
+        by_class = {c.value: 0 for c in SatisfactionClass}
+        count = score_sum = 0
+        with self.engine.connect() as conn:
+            for cls, n, total_score in conn.execute(stmt):
+                by_class[cls] = n
+                count += n
+                score_sum += int(total_score)
+        average = (Decimal(score_sum) / Decimal(count)).quantize(Decimal("0.01")) if count else None
+        return SatisfactionSummary(count=count, average=average, by_class=by_class)
+
+    def complaints_per_customer(self, *, limit: int = 20) -> list[CustomerComplaints]:
+        """Customers with the most complaint tickets first."""
+        if not 1 <= limit <= 500:
+            raise InvalidCommandError(f"limit must be between 1 and 500, not {limit}")
+        t = tickets.c
+        is_open = case((t.status == "open", 1), else_=0)
+        stmt = (
+            select(t.customer_id, customers.c.name, func.count(), func.sum(is_open))
+            .join(customers, customers.c.customer_id == t.customer_id)
+            .where(t.kind == TicketKind.COMPLAINT.value)
+            .group_by(t.customer_id, customers.c.name)
+            .order_by(func.count().desc(), customers.c.name)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [
+            CustomerComplaints(
+                customer_id=c, customer_name=n, complaints=k, open_complaints=int(o or 0)
+            )
+            for c, n, k, o in rows
+        ]

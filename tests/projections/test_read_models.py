@@ -1,0 +1,234 @@
+"""Each read model's answers on the hand-made history of ``conftest.known_history``."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from conftest import T0, Known
+from crm_domain.application import CRM
+from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
+from projections.customer360 import Customer360Queries
+from projections.customer_value import CustomerValueQueries, quintile
+from projections.handover import HandoverQueries
+from projections.pipeline import PipelineQueries
+from projections.service_desk import ServiceDeskQueries
+from projections.timeline import TimelineQueries
+from projections.views import ReadModelView
+
+D = Decimal
+
+
+def test_customer360_profile_contacts_tickets_and_value(view: ReadModelView, known: Known) -> None:
+    q = Customer360Queries(view.engine)
+    acme = q.get(known.acme)
+    assert (acme.name, acme.code, acme.kind) == ("Acme Ltd", "ACME", "enterprise")
+    assert (acme.manager, acme.lifecycle_stage, acme.segment) == (
+        "li",
+        "development",
+        "manufacturing",
+    )
+    assert acme.email == "buy@acme.example"
+    assert acme.consents == {"marketing": ["email"]}
+    assert acme.contacts_logged == 3
+    assert acme.contact_counts == {"phone": 2, "email": 1}
+    assert acme.last_contact_at == T0 + timedelta(minutes=30)
+    assert acme.last_contact_channel == "phone"
+    assert acme.open_tickets == 1  # the complaint was resolved, the inquiry is open
+    assert acme.satisfaction == 5
+    # 100000 confirmed; 5000 confirmed then returned; 7000 rejected
+    assert acme.lifetime_value == {"CNY": D("100000")}
+    bob = q.by_code("BOB")
+    assert (bob.manager, bob.open_tickets, bob.satisfaction) == (None, 1, 3)
+    assert bob.lifetime_value == {"CNY": D("300")}
+
+
+def test_customer360_search_filters_and_pages(view: ReadModelView, known: Known) -> None:
+    q = Customer360Queries(view.engine)
+    assert [c.code for c in q.search().items] == ["ACME", "BOB"]
+    assert [c.code for c in q.search(manager="li").items] == ["ACME"]
+    assert [c.code for c in q.search(name_contains="chen").items] == ["BOB"]
+    assert q.search(name_contains="%").total == 0  # wildcards are matched literally
+    page2 = q.search(page=2, page_size=1)
+    assert (page2.total, page2.pages, [c.code for c in page2.items]) == (2, 2, ["BOB"])
+    with pytest.raises(CustomerNotFoundError):
+        q.get(known.acme_account)
+    with pytest.raises(InvalidCommandError):
+        q.search(page=0)
+
+
+def test_timeline_newest_first_paged_and_filtered(
+    view: ReadModelView, known: Known, crm: CRM
+) -> None:
+    q = TimelineQueries(view.engine)
+    customer_events = len(crm.history(known.acme))
+    account_events = len(crm.history(known.acme_account))
+    everything = q.for_customer(known.acme, page_size=500)
+    assert everything.total == customer_events + account_events
+    stamps = [(e.occurred_at, e.position) for e in everything.items]
+    assert stamps == sorted(stamps, reverse=True)
+    assert everything.items[0].event_type == "PaymentReceived"
+    assert everything.items[-1].event_type == "Registered"
+    first, second = (
+        q.for_customer(known.acme, page_size=5),
+        q.for_customer(known.acme, page=2, page_size=5),
+    )
+    assert [e.position for e in first.items + second.items] == [
+        e.position for e in everything.items[:10]
+    ]
+    assert q.for_customer(known.acme, include_accounts=False).total == customer_events
+    contacts = q.for_customer(known.acme, event_types=["ContactLogged"]).items
+    assert [c.channel for c in contacts] == ["phone", "email", "phone"]
+    assert "promised: send price list (li)" in contacts[-1].summary
+    assert contacts[0].actor == "tester"
+    # the account's own events plus the contact logged about it
+    assert q.for_account(known.acme_account).total == account_events + 1
+    since = q.for_customer(known.acme, since=T0 + timedelta(days=12))
+    assert {e.event_type for e in since.items} == {
+        "OrderShipped",
+        "OrderDelivered",
+        "OrderReturned",
+        "InvoiceIssued",
+        "PaymentReceived",
+    }
+
+
+def test_pipeline_totals_forecast_conversion_and_win_rate(
+    view: ReadModelView, known: Known
+) -> None:
+    q = PipelineQueries(view.engine)
+    open_deals = q.open_opportunities()
+    assert [o.opportunity_id for o in open_deals.items] == [known.open_deal]
+    deal = open_deals.items[0]
+    assert (deal.stage, deal.owner, deal.amount, deal.weighted) == (
+        "proposal",
+        "wang",
+        D("50000"),
+        D("30000"),
+    )
+    assert q.open_opportunities(owner="li").total == 0
+    [proposal] = q.by_stage()
+    assert (proposal.stage, proposal.count, proposal.amount, proposal.weighted) == (
+        "proposal",
+        1,
+        {"CNY": D("50000")},
+        {"CNY": D("30000")},
+    )
+    assert [(t.stage, t.owner) for t in q.by_stage_and_owner()] == [("proposal", "wang")]
+    by_category = {f.key: (f.count, f.amount, f.weighted) for f in q.forecast_by_category()}
+    assert by_category == {
+        "best_case": (1, D("50000"), D("30000")),
+        "closed": (1, D("100000"), D("100000")),
+        "omitted": (1, D("20000"), D("0")),
+    }
+    by_month = {f.key: (f.amount, f.weighted) for f in q.forecast_by_month()}
+    assert by_month == {"2025-03": (D("100000"), D("100000")), "2025-06": (D("50000"), D("30000"))}
+    assert [f.key for f in q.forecast_by_month(since=date(2025, 4, 1))] == ["2025-06"]
+    conversion = {c.stage: (c.reached, c.advanced, c.rate) for c in q.conversion()}
+    assert conversion == {
+        "prospecting": (3, 2, D("0.6667")),
+        "qualification": (2, 2, D("1")),
+        "needs_analysis": (1, 1, D("1")),
+        "proposal": (1, 0, D("0")),
+        "negotiation": (0, 0, None),
+    }
+    transitions = {(t.from_stage, t.to_stage): t.count for t in q.transitions()}
+    assert transitions == {
+        (None, "prospecting"): 3,
+        ("prospecting", "qualification"): 2,
+        ("prospecting", "closed_lost"): 1,
+        ("qualification", "needs_analysis"): 1,
+        ("qualification", "proposal"): 1,
+        ("needs_analysis", "closed_won"): 1,
+    }
+    wins = q.win_rate()
+    assert (wins.won, wins.lost, wins.rate, wins.average_cycle_days) == (1, 1, D("0.5"), D("10.00"))
+    assert q.win_rate(owner="wang").rate is None
+
+
+def test_service_desk_lists_and_measures(view: ReadModelView, known: Known, crm: CRM) -> None:
+    q = ServiceDeskQueries(view.engine)
+    open_tickets = q.open_tickets()
+    assert [t.ticket_id for t in open_tickets.items] == [known.inquiry, known.bob_ticket]
+    assert open_tickets.items[1].customer_name == "Bob Chen"
+    assert [t.ticket_id for t in q.open_tickets(assignee="zhang").items] == [known.inquiry]
+    assert q.open_tickets(priority="urgent").total == 0
+    counts = [(c.priority, c.assignee, c.count) for c in q.open_by_priority_and_assignee()]
+    assert counts == [("normal", "zhang", 1), ("low", None, 1)]
+    assert [t.ticket_id for t in q.breached().items] == [known.bob_ticket]
+    inquiry_due = crm.customer(known.acme).ticket(known.inquiry).due_at
+    soon = q.due_soon(now=inquiry_due - timedelta(minutes=5), within=timedelta(minutes=10))
+    assert [t.ticket_id for t in soon.items] == [known.inquiry]
+    assert q.due_soon(now=inquiry_due - timedelta(hours=1), within=timedelta(minutes=10)).total == 0
+    times = q.response_times()
+    assert (times.responded, times.average_first_response_minutes) == (1, D("30.0"))
+    assert (times.resolved, times.average_resolution_minutes) == (1, D("120.0"))
+    sat = q.satisfaction()
+    assert (sat.count, sat.average) == (2, D("4.00"))
+    assert sat.by_class == {"loyal": 1, "at_risk": 1, "dissatisfied": 0}
+    assert q.satisfaction(customer_id=known.bob).average == D("3.00")
+    [complaints] = q.complaints_per_customer()
+    assert (complaints.customer_id, complaints.complaints, complaints.open_complaints) == (
+        known.acme,
+        1,
+        0,
+    )
+
+
+def test_customer_value_revenue_rfm_and_pareto(view: ReadModelView, known: Known) -> None:
+    q = CustomerValueQueries(view.engine)
+    assert q.currencies() == ["CNY"]
+    revenue = q.revenue().items
+    assert [(r.customer_id, r.booked, r.orders) for r in revenue] == [
+        (known.acme, D("100000"), 1),
+        (known.bob, D("300"), 1),
+    ]
+    assert (revenue[0].invoiced, revenue[0].paid) == (D("100000"), D("60000"))
+    scores = q.rfm(as_of=T0 + timedelta(days=20)).items
+    assert [(s.customer_id, s.recency_days, s.code) for s in scores] == [
+        (known.acme, 9, "113"),
+        (known.bob, 9, "111"),
+    ]
+    pareto = q.pareto()
+    assert (
+        pareto.customers,
+        pareto.top_customers,
+        pareto.top_revenue,
+        pareto.total_revenue,
+        pareto.top_share,
+    ) == (2, 1, D("100000"), D("100300"), D("0.9970"))
+    assert q.pareto(currency="USD").customers == 0
+
+
+def test_quintiles_give_equal_values_equal_scores() -> None:
+    values = sorted([1, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert [quintile(v, values) for v in values] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert quintile(9, [9, 9, 9]) == 1
+
+
+def test_handover_pack_for_a_leaving_manager(view: ReadModelView, known: Known) -> None:
+    q = HandoverQueries(view.engine)
+    pack = q.for_manager("li", now=T0 + timedelta(days=3))
+    assert [c.customer_id for c in pack.customers] == [known.acme]
+    assert pack.customers[0].lifecycle_stage == "development"
+    assert [a.account_id for a in pack.accounts] == [known.acme_account]
+    assert [(o.opportunity_id, o.stage, o.near_signing) for o in pack.opportunities] == [
+        (known.open_deal, "proposal", True)
+    ]
+    assert [(x.quote_id, x.version, x.discount_pct, x.amount) for x in pack.quotes] == [
+        (known.quote_v2, 2, D("6"), D("47000"))
+    ]
+    [promise] = pack.commitments
+    assert (promise.description, promise.owner, promise.overdue) == ("send price list", "li", True)
+    assert [t.ticket_id for t in pack.tickets] == [known.inquiry]
+    assert not q.for_manager("li", now=T0).commitments[0].overdue
+    wang = q.for_manager("wang", now=T0)
+    assert ([o.opportunity_id for o in wang.opportunities], wang.customers) == (
+        [known.open_deal],
+        [],
+    )
+    assert [(m.manager, m.customers, m.accounts) for m in q.managers()] == [("li", 1, 1)]
+    with pytest.raises(InvalidCommandError):
+        q.for_manager(" ", now=T0)

@@ -1,0 +1,145 @@
+"""The view's guarantees: exactly once per read model, independent positions, and a
+clear stop at an event a read model cannot handle, with nothing after it stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from conftest import Known, project
+from crm_domain.application import CRM
+from crm_domain.customer import Customer
+from projections.customer360 import Customer360, Customer360Queries
+from projections.errors import UnhandledEventError, UnknownReadModelError
+from projections.events import ALL_EVENTS, BOOKKEEPING_EVENTS
+from projections.readmodel import LoggedEvent, ReadModel, handles
+from projections.registry import all_read_models, select_read_models
+from projections.runner import follow, open_view
+from projections.timeline import ActivityTimeline, entries
+
+
+@pytest.mark.parametrize("model", list(all_read_models().values()), ids=lambda m: m.name)
+def test_every_stored_event_is_handled_or_deliberately_ignored(model: type[ReadModel]) -> None:
+    from eventsourcing.utils import get_topic
+
+    topics = {get_topic(c) for c in ALL_EVENTS}
+    handled, ignored = model.handled_topics(), model.ignored_topics()
+    assert not handled & ignored, "a topic is both handled and ignored"
+    assert topics - handled - ignored == set()
+    assert handled | ignored <= topics
+
+
+def test_unknown_read_model_names_are_refused() -> None:
+    with pytest.raises(UnknownReadModelError, match="known: customer360"):
+        select_read_models(["customer306"])
+
+
+def _timeline_rows(view: Any) -> int:
+    with view.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(entries)).scalar_one())
+
+
+def test_a_batch_applied_twice_is_applied_once(crm: CRM, known: Known) -> None:
+    view = project(crm, ["timeline"])
+    before = _timeline_rows(view)
+    page = crm.recorder.select_notifications(start=1, limit=1000)
+    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in page])  # replayed
+    facts = [n for n in page if "bookkeeping" not in n.topic]
+    assert _timeline_rows(view) == before == len(facts) == len(page) - 2
+    assert view.position("timeline", crm.name) == page[-1].id
+
+
+def test_read_models_keep_their_own_positions(crm: CRM, known: Known) -> None:
+    view = open_view("memory://", read_models=[Customer360, ActivityTimeline])
+    head = crm.recorder.max_notification_id()
+    first = crm.recorder.select_notifications(start=1, limit=10)
+    # timeline alone has seen the first ten notifications
+    only_timeline = open_view("memory://", read_models=[ActivityTimeline])
+    assert only_timeline is not view
+    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in first])
+    view.drop_read_model("customer360")
+    assert view.positions(crm.name) == {"customer360": None, "timeline": 10}
+    assert view.max_tracking_id(crm.name) is None
+    project(crm, view=view)  # one pass: customer360 from the start, timeline from 11
+    assert view.positions(crm.name) == {"customer360": head, "timeline": head}
+    assert _timeline_rows(view) == head - 2  # all but the two customer-code claims
+    assert Customer360Queries(view.engine).get(known.acme).contacts_logged == 3
+
+
+class PickyCustomers(ReadModel):
+    """Handles registrations, refuses a customer called "Mallory", ignores only bookkeeping."""
+
+    name = "picky"
+    tables = Customer360.tables
+    ignores = BOOKKEEPING_EVENTS
+
+    @handles(Customer.Registered)
+    def registered(self, e: Customer.Registered, position: int) -> None:
+        if e.name == "Mallory":
+            raise ValueError("no Mallory here")
+        Customer360(self.session).registered(e, position)
+        self.session.flush()
+
+    def finish(self) -> None:
+        super().finish()
+
+
+def test_an_unhandled_event_stops_the_projection_naming_event_position_and_model() -> None:
+    app = CRM("memory://")
+    first = app.register_customer(kind="individual", name="Alice", code="A")
+    app.log_contact(first, channel="sms", direction="inbound", summary="hi")
+    view = open_view("memory://", read_models=[PickyCustomers])
+    logged = [
+        LoggedEvent(n, mapper=app.mapper)
+        for n in app.recorder.select_notifications(start=1, limit=100)
+    ]
+    contact = next(e for e in logged if e.topic.endswith("Customer.ContactLogged"))
+    with pytest.raises(UnhandledEventError) as info:
+        view.record(app.name, logged)
+    error = info.value
+    assert (error.read_model, error.position, error.originator_id) == (
+        "picky",
+        contact.position,
+        first,
+    )
+    assert "Customer.ContactLogged" in str(error)
+    assert "not listed as ignored" in str(error)
+    # everything before the event is committed, nothing from it on
+    assert view.position("picky", app.name) == contact.position - 1
+
+
+def test_a_failing_handler_stops_the_runner_with_the_error(tmp_path: Any) -> None:
+    app = CRM("memory://")
+    app.register_customer(kind="individual", name="Alice", code="A")
+    with follow(app, read_models=[PickyCustomers]) as runner:
+        runner.wait_until_current(timeout=5)
+        good = runner.head()
+        app.register_customer(kind="individual", name="Mallory", code="M")
+        with pytest.raises(UnhandledEventError, match="no Mallory here") as info:
+            runner.run_forever(timeout=5)
+        assert info.value.read_model == "picky"
+        assert info.value.topic.endswith("Customer.Registered")
+        assert runner.view.position("picky", app.name) == good
+        assert info.value.position > good
+
+
+def test_the_stock_runner_loop_also_works_one_event_per_transaction(crm: CRM, known: Known) -> None:
+    from eventsourcing.projection import ProjectionRunner
+
+    from projections.projection import ReadModelProjection
+    from projections.runner import ProjectionTarget, sharing
+    from projections.views import view_class_for
+
+    env = {**ProjectionTarget("memory://", "sqlite:///:memory:").env(), **dict(crm.env)}
+    env["PROJECTIONS_PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
+    env["PROJECTIONS_SQLALCHEMY_URL"] = "sqlite:///:memory:"
+    with ProjectionRunner(
+        application_class=sharing(crm),
+        projection_class=ReadModelProjection,
+        view_class=view_class_for([Customer360]),
+        env=env,
+    ) as runner:
+        runner.wait(crm.recorder.max_notification_id(), timeout=10)
+        assert Customer360Queries(runner.view.engine).get(known.acme).open_tickets == 1

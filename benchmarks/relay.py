@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,7 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=os.environ.get("CRM_KAFKA_BOOTSTRAP", ""))
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--contacts", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
     args = parser.parse_args()
     broker = None
@@ -136,31 +138,46 @@ def main() -> int:
             f"stored {crm.recorder.max_notification_id():,} notifications "
             f"in {time.perf_counter() - t0:.1f}s ({store.split(':')[0]})"
         )
-        suffix = uuid.uuid4().hex[:6]
-        routing = default_routing(f"bench.erp.{suffix}", f"bench.mkt.{suffix}", partitions=6)
-        settings = RelaySettings(bootstrap=bootstrap, create_topics=True)
-        relay = KafkaRelay(crm, settings, routing)
-        relay.prepare_topics()
-        started = time.perf_counter()
-        stats = relay.run(until_caught_up=True)
-        relay_rate = stats.messages_acked / (time.perf_counter() - started)
-        records = same_records(crm, relay)
-        assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
-        # Bare producers write the same records to fresh topics of the same shape.
-        bare_routing = default_routing(f"bench.erp.b{suffix}", f"bench.mkt.b{suffix}", partitions=6)
-        KafkaRelay(
-            crm,
-            RelaySettings(bootstrap=bootstrap, create_topics=True, name="bench_bare"),
-            bare_routing,
-        ).prepare_topics()
-        rename = dict(zip(routing.topics, bare_routing.topics, strict=True))
-        bare_records = [(rename[t], k, v, h) for t, k, v, h in records]
-        bare_same = bare(bootstrap, bare_records, settings.producer_config())
-        bare_default = bare(bootstrap, bare_records, {"bootstrap_servers": bootstrap})
-        print(
-            f"messages published: {stats.messages_acked:,} "
-            f"({stats.redacted_for_consent:,} redacted for missing consent)"
+        relay_rates, bare_rates, default_rates = [], [], []
+        published = redacted = 0
+        for round_ in range(args.rounds):
+            # Each round: a fresh relay (own tracking table, so it reads the whole store) to
+            # fresh topics, then bare producers sending the same records to fresh topics.
+            suffix = uuid.uuid4().hex[:6]
+            routing = default_routing(f"bench.erp.{suffix}", f"bench.mkt.{suffix}", partitions=6)
+            settings = RelaySettings(
+                bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}"
+            )
+            relay = KafkaRelay(crm, settings, routing)
+            relay.prepare_topics()
+            started = time.perf_counter()
+            stats = relay.run(until_caught_up=True)
+            relay_rates.append(stats.messages_acked / (time.perf_counter() - started))
+            published, redacted = stats.messages_acked, stats.redacted_for_consent
+            records = same_records(crm, relay)
+            assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
+            for rates, config in (
+                (bare_rates, settings.producer_config()),
+                (default_rates, {"bootstrap_servers": bootstrap}),
+            ):
+                bare_routing = default_routing(
+                    f"bench.erp.b{suffix}{len(rates)}",
+                    f"bench.mkt.b{suffix}{len(rates)}",
+                    partitions=6,
+                )
+                KafkaRelay(crm, settings, bare_routing).prepare_topics()
+                rename = dict(zip(routing.topics, bare_routing.topics, strict=True))
+                rates.append(
+                    bare(bootstrap, [(rename[t], k, v, h) for t, k, v, h in records], config)
+                )
+            print(
+                f"round {round_ + 1}: relay {relay_rates[-1]:,.0f}/s, bare {bare_rates[-1]:,.0f}/s"
+            )
+        relay_rate, bare_same, bare_default = (
+            statistics.median(r) for r in (relay_rates, bare_rates, default_rates)
         )
+        print(f"messages published per run: {published:,} ({redacted:,} redacted for consent)")
+        print(f"medians of {args.rounds} rounds:")
         print(f"relay (store -> acked, tracking)     : {relay_rate:10,.0f} events/s")
         print(f"bare producer, relay's settings      : {bare_same:10,.0f} events/s")
         print(f"bare producer, kafka-python defaults : {bare_default:10,.0f} events/s")

@@ -70,6 +70,7 @@ class DemoCompany:
         self.run_tag = "".join(self.rng.choice(string.ascii_uppercase) for _ in range(4))
         self.summary = DemoSummary(store=crm.store.url, run_tag=self.run_tag)
         self.owner_of: dict[UUID, str] = {}
+        self.account_of: dict[UUID, UUID] = {}
 
     # ----- helpers ------------------------------------------------------------------
     def _when(self, base: datetime, max_days: float) -> datetime:
@@ -133,6 +134,7 @@ class DemoCompany:
                 else:
                     self.crm.assign_grade(cid, grade=rng.choice(["B", "C"]))
             self.owner_of[cid] = rep
+            self.account_of[cid] = aid
             self.summary.customers += 1
             self.summary.accounts += 1
             # The decision unit: two or three people at the company.
@@ -338,6 +340,14 @@ class DemoCompany:
                 else:
                     self.summary.opportunities["open"] += 1
                     opp = crm.account(aid).opportunity(oid)
+                    if opp.expected_close < self.now.date():
+                        # Deals that slipped: the rep moves the close date, as reps do.
+                        crm.revise_opportunity(
+                            aid,
+                            oid,
+                            expected_close=(self.now + timedelta(days=rng.randint(14, 120))).date(),
+                            reason="customer postponed the decision",
+                        )
                     if opp.amount is not None:
                         self.summary.open_pipeline[opp.amount.currency] += opp.amount.amount
         except CRMError as exc:  # the demo shows rules at work, never swallows silently
@@ -441,15 +451,20 @@ class DemoCompany:
         self.summary.sla_breaches += sum(1 for t in customer.tickets.values() if t.breached)
 
     def _handover(self) -> None:
-        """A sales rep leaves: every customer they managed goes to a successor, with the reason."""
+        """A sales rep leaves: their customers and accounts go to a successor, with the reason.
+
+        The successor sees the whole history (``crm report handover zhang.min``)."""
         leaver, successor = REPS[0], REPS[1]
         moved = 0
         with self.crm.bulk(), self._as("sales.director", self.now - timedelta(hours=1)):
             for cid, owner in self.owner_of.items():
                 if owner == leaver and self.crm.customer(cid).manager == leaver:
-                    self.crm.assign_customer_manager(
-                        cid, manager=successor, reason=f"{leaver} left the company"
-                    )
+                    reason = f"{leaver} left the company"
+                    self.crm.assign_customer_manager(cid, manager=successor, reason=reason)
+                    if cid in self.account_of:
+                        self.crm.assign_account_manager(
+                            self.account_of[cid], manager=successor, reason=reason
+                        )
                     moved += 1
         self.summary.handover = (leaver, successor, moved)
 

@@ -191,6 +191,8 @@ class Account(Aggregate):
         stage: Label
         probability: Probability
         owner: Label
+        #: Added after the first release; events stored before it read as None.
+        forecast_category: Label | None = None
 
     class OpportunityStaged(Aggregate.Event):
         """An opportunity moved to another open pipeline stage."""
@@ -514,6 +516,7 @@ class Account(Aggregate):
             expected_close=expected_close,
             stage=first.name,
             probability=first.probability,
+            forecast_category=first.forecast_category,
             owner=owner,
         )
         return opportunity_id
@@ -528,6 +531,7 @@ class Account(Aggregate):
         stage: str,
         probability: Decimal,
         owner: str,
+        forecast_category: str | None,
     ) -> None:
         self.opportunities[opportunity_id] = Opportunity(
             opportunity_id=opportunity_id,

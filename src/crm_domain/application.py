@@ -629,6 +629,18 @@ class CRM(Application[UUID]):
             commutes=True,
         )
 
+    def fulfil_commitment(
+        self, customer_id: UUID, *, contact_id: UUID, index: int = 0, note: str = ""
+    ) -> None:
+        """Mark commitment ``index`` of logged contact ``contact_id`` as kept."""
+        self._customer_command(
+            customer_id,
+            "fulfil_commitment",
+            lambda c: c.fulfil_commitment(contact_id=contact_id, index=index, note=note),
+            commutes=True,
+            conflict_key=("contact_id", contact_id),
+        )
+
     def assign_customer_manager(self, customer_id: UUID, *, manager: str, reason: str) -> None:
         """Assign or hand over the customer manager (e.g. the rep left)."""
         self._customer_command(

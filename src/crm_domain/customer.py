@@ -54,6 +54,11 @@ class Commitment(Immutable):
     due: AwareDatetime | None = None
 
 
+def commitment_key(contact_id: UUID, index: int) -> str:
+    """Identity of a commitment: the contact it was made in, and its place in that contact."""
+    return f"{contact_id}/{index}"
+
+
 class Ticket(Entity):
     """A service ticket's current state (its history is in the events)."""
 
@@ -92,6 +97,7 @@ class CustomerState(SnapshotState):
     satisfaction_class: SatisfactionClass | None
     tickets: dict[UUID, Ticket]
     contacts_logged: int
+    open_commitments: dict[str, Commitment]
     last_contact_at: AwareDatetime | None
 
 
@@ -156,6 +162,13 @@ class Customer(Aggregate):
         logged_by: Label
         marketing_purpose: Label | None = None
         account_id: UUID | None = None
+
+    class CommitmentFulfilled(Aggregate.Event):
+        """A promise made during a logged contact was kept."""
+
+        contact_id: UUID
+        index: Annotated[int, Field(ge=0)]
+        note: str = ""
 
     class ManagerAssigned(Aggregate.Event):
         """The customer manager was assigned or handed over (e.g. the rep left)."""
@@ -307,6 +320,8 @@ class Customer(Aggregate):
         self.satisfaction_class: SatisfactionClass | None = None
         self.tickets: dict[UUID, Ticket] = {}
         self.contacts_logged = 0
+        #: Promises still to keep, keyed by ``"<contact id>/<index in the contact>"``.
+        self.open_commitments: dict[str, Commitment] = {}
         self.last_contact_at: datetime | None = None
 
     @classmethod
@@ -478,6 +493,21 @@ class Customer(Aggregate):
     ) -> None:
         self.contacts_logged += 1
         self.last_contact_at = self.occurred_on
+        for index, commitment in enumerate(commitments):
+            self.open_commitments[commitment_key(contact_id, index)] = Commitment.model_validate(
+                commitment
+            )
+
+    def fulfil_commitment(self, *, contact_id: UUID, index: int = 0, note: str = "") -> None:
+        """Mark a promise made during a contact as kept (so a successor sees what is left)."""
+        key = commitment_key(contact_id, index)
+        if key not in self.open_commitments:
+            raise EntityNotFoundError("open commitment", key, self.id)
+        self._fulfil(contact_id=contact_id, index=index, note=note)
+
+    @event(CommitmentFulfilled)
+    def _fulfil(self, contact_id: UUID, index: int, note: str) -> None:
+        del self.open_commitments[commitment_key(contact_id, index)]
 
     # ----- ownership, segmentation, consent -----------------------------------------
     def assign_manager(self, *, manager: str, reason: str) -> None:

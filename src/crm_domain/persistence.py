@@ -53,12 +53,17 @@ class PydanticMapper(Mapper[Any]):
             stored_state = self.cipher.decrypt(stored_state)
         if self.compressor:
             stored_state = self.compressor.decompress(stored_state)
-        state: dict[str, Any] = self.transcoder.decode(stored_state)
         cls = resolve_topic(stored_event.topic)
-        from_version = state.pop("class_version", 1)
         class_version = getattr(cls, "class_version", 1)
+        event: DomainEventProtocol[Any]
+        if class_version == 1 and isinstance(self.transcoder, OrjsonTranscoder):
+            # Nothing to upcast: let pydantic parse and validate the JSON in one pass.
+            event = cls.model_validate_json(stored_state)
+            return event
+        state: dict[str, Any] = self.transcoder.decode(stored_state)
+        from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
-        event: DomainEventProtocol[Any] = cls.model_validate(state)
+        event = cls.model_validate(state)
         return event

@@ -199,7 +199,8 @@ def test_poison_messages_are_dead_lettered_and_consumption_goes_on(kafka_bootstr
     consumer.prepare_topics()
     _produce(kafka_bootstrap, topic, values)
     stats = consumer.run(max_messages=len(values), timeout=60)
-    assert stats.applied == 3 and stats.dead_lettered == 2
+    assert stats.applied == 3
+    assert stats.dead_lettered == 2
     acc = crm.account(account)
     assert acc.orders[orders[0]].status is OrderStatus.CONFIRMED
     assert acc.orders[orders[1]].status is OrderStatus.REJECTED  # after the poison: processed
@@ -218,7 +219,8 @@ def test_poison_messages_are_dead_lettered_and_consumption_goes_on(kafka_bootstr
 
     # offsets were committed: the same group has nothing left to read
     again = InboundConsumer(crm, consumer.settings).run(idle_timeout=1.0, timeout=30)
-    assert again.applied == 0 and again.dead_lettered == 0
+    assert again.applied == 0
+    assert again.dead_lettered == 0
 
 
 @pytest.mark.kafka
@@ -273,7 +275,8 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     # a new group reads everything again (as after a lost commit or a replay)
     second = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
     stats = second.run(max_messages=len(values), timeout=60)
-    assert stats.applied == len(values) and stats.dead_lettered == 0
+    assert stats.applied == len(values)
+    assert stats.dead_lettered == 0
     assert (
         crm.recorder.max_notification_id(),
         crm.account(account).version,

@@ -43,7 +43,8 @@ def decode_all(records: list[ReadRecord]) -> list[CloudEvent]:
     events = []
     for r in records:
         ce = decode_cloudevent(r.value, r.headers.items())
-        assert r.key is not None and r.key.decode() == ce.subject  # key = aggregate id
+        assert r.key is not None
+        assert r.key.decode() == ce.subject
         events.append(ce)
     return events
 
@@ -94,7 +95,8 @@ def test_round_trip_binary_mode(
     for ce in erp_events + mkt_events:
         assert ce.source == "urn:crm-core:CRM"
         assert ce.type.endswith(".v1")
-        assert ce.extensions["actor"] and ce.extensions["correlationid"]
+        assert ce.extensions["actor"]
+        assert ce.extensions["correlationid"]
     assert {ce.type.split(".")[1] for ce in erp_events} == {"account"}
     assert {ce.type.split(".")[1] for ce in mkt_events} == {"customer"}
 
@@ -112,9 +114,11 @@ def test_round_trip_binary_mode(
         version = int(ce.extensions["aggregateversion"])
         with_consent = ce.subject in consenting and version > granted_at[ce.subject]
         if with_consent:
-            assert "summary" in ce.data and "redacted" not in ce.extensions
+            assert "summary" in ce.data
+            assert "redacted" not in ce.extensions
         else:
-            assert "summary" not in ce.data and "participants" not in ce.data
+            assert "summary" not in ce.data
+            assert "participants" not in ce.data
             assert ce.extensions["redacted"] == "participants,summary"
     assert stats.redacted_for_consent == sum(1 for ce in contacts if "redacted" in ce.extensions)
     assert stats.redacted_for_consent == 6 + 3 * 3  # before-consent calls + non-consenting mails
@@ -144,7 +148,8 @@ def test_other_formats(
             assert headers["aggregateid"] == str(event.originator_id) == r.key.decode()  # type: ignore[union-attr]
             assert headers["aggregatetype"] == "account"
             assert headers["type"].startswith("crm.account.")
-            assert isinstance(payload, dict) and "originator_id" not in payload
+            assert isinstance(payload, dict)
+            assert "originator_id" not in payload
         else:
             assert r.headers["content-type"].startswith(b"application/cloudevents+json")
             ce = decode_cloudevent(r.value, r.headers.items())

@@ -22,4 +22,5 @@ def test_every_event_is_documented_with_a_docstring_and_topic() -> None:
             assert f"### {aggregate.__name__}.{cls.__name__}\n\n" in text
             section = text.split(f"### {aggregate.__name__}.{cls.__name__}\n\n", 1)[1]
             first_line = section.split("\n", 1)[0]
-            assert first_line and not first_line.startswith("Topic"), f"{cls} has no docstring"
+            assert first_line, f"{cls} has no docstring"
+            assert not first_line.startswith("Topic"), f"{cls} has no docstring"

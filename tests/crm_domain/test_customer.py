@@ -637,3 +637,32 @@ def test_rejected_aggregate_command_leaves_no_pending_event() -> None:
         customer.close_ticket(ticket)
     assert customer.collect_events() == []
     assert customer.version == 2
+
+
+# ----- commitments ----------------------------------------------------------------------------
+
+
+def test_commitments_made_in_a_contact_stay_open_until_fulfilled(
+    app: CRM, customer_id: UUID, rejects: Rejects
+) -> None:
+    contact = app.log_contact(
+        customer_id,
+        channel="visit",
+        direction="outbound",
+        summary="site visit",
+        commitments=[
+            {"description": "send quote", "owner": "li.wei"},
+            {"description": "arrange demo", "owner": "zhang.min"},
+        ],
+    )
+    assert set(app.customer(customer_id).open_commitments) == {f"{contact}/0", f"{contact}/1"}
+    app.fulfil_commitment(customer_id, contact_id=contact, index=1, note="demo held")
+    left = app.customer(customer_id).open_commitments
+    assert list(left) == [f"{contact}/0"]
+    assert left[f"{contact}/0"].description == "send quote"
+    last = app.history(customer_id)[-1]
+    assert isinstance(last, Customer.CommitmentFulfilled)
+    assert last.note == "demo held"
+    rejects(EntityNotFoundError, app.fulfil_commitment, customer_id, contact_id=contact, index=1)
+    rejects(EntityNotFoundError, app.fulfil_commitment, customer_id, contact_id=contact, index=7)
+    rejects(EntityNotFoundError, app.fulfil_commitment, customer_id, contact_id=contact, index=-1)

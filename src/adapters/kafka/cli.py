@@ -125,9 +125,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ck.add_argument("--dead-letter-topic", default="crm.inbound.dlq")
     ck.add_argument("--group", default="crm-core-inbound", help="consumer group id")
     ck.add_argument("--max-messages", type=int, default=None, help="exit after N messages")
-    ck.add_argument(
-        "--idle-timeout", type=float, default=None, help="exit after N idle seconds"
-    )
+    ck.add_argument("--idle-timeout", type=float, default=None, help="exit after N idle seconds")
     ck.set_defaults(func=run_consumer)
 
 

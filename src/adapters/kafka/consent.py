@@ -108,9 +108,7 @@ class ConsentLedger:
 def _consent_events(
     app: Application[UUID], registry: EventTypeRegistry, upto: int, page_size: int
 ) -> Iterator[DomainEvent]:
-    topics = [
-        et.topic for et in registry if et.name in (CONSENT_GRANTED, CONSENT_WITHDRAWN)
-    ]
+    topics = [et.topic for et in registry if et.name in (CONSENT_GRANTED, CONSENT_WITHDRAWN)]
     start = 0
     while True:
         page = app.recorder.select_notifications(

@@ -1,8 +1,9 @@
 """The outbox relay: the event store is the outbox, Kafka is where it is delivered.
 
 There are no dual writes: a command stores its events and nothing else. The relay follows
-the application's notification log with eventsourcing's :class:`ApplicationSubscription`
-(one mechanism for memory, SQLite and PostgreSQL), routes each event, applies the consent
+the application's notification log with eventsourcing's subscription (``recorder.subscribe``,
+what ``ApplicationSubscription`` wraps: one mechanism for memory, SQLite and PostgreSQL) and
+the application's mapper (which upcasts old event versions), routes each event, applies the consent
 rule, encodes it (CloudEvents or Debezium layout) and hands it to an idempotent kafka-python
 producer. Its position is a tracking record (``<name>_tracking`` table, in the same
 database as the events), written only for a notification id whose messages - and those
@@ -268,7 +269,11 @@ class _Session:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                self._publish(self.relay.app.mapper.to_domain_event(item), item.id)
+                event = self.relay.app.mapper.to_domain_event(item)
+                if isinstance(event, DomainEvent):
+                    self._publish(event, item.id)
+                else:  # not a CRM event (nothing the routing could match): just move on
+                    self._skip(item.id)
                 burst += 1
                 # Bound one burst, so acknowledgements and checkpoints are looked at often.
                 full = len(self.pending) >= settings.max_pending
@@ -344,6 +349,10 @@ class _Session:
                 topics=topics,
             )
         )
+
+    def _skip(self, notification_id: int) -> None:
+        if not self.pending:
+            self.acked_position = notification_id
 
     def _collect_acks(self) -> None:
         """Advance the acknowledged position over the contiguous acknowledged prefix."""

@@ -66,9 +66,7 @@ def ensure_topics(
             for name in missing
         }
         try:
-            admin.create_topics(
-                new_topics, timeout_ms=int(timeout * 1000), wait_for_metadata=True
-            )
+            admin.create_topics(new_topics, timeout_ms=int(timeout * 1000), wait_for_metadata=True)
         except TopicAlreadyExistsError:
             pass  # created concurrently by another relay or consumer: fine
         except KafkaError as exc:

@@ -9,6 +9,7 @@ in-memory store gets an in-memory recorder (it lives as long as the process anyw
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 from uuid import UUID
 
@@ -32,8 +33,12 @@ def sqlalchemy_tracking_recorder(url: str, table_name: str) -> TrackingRecorder:
     from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
 
     datastore: Any = SQLAlchemyDatastore(url=url)
-    recorder: TrackingRecorder = SQLAlchemyTrackingRecorder(
-        datastore=datastore, tracking_table_name=table_name
-    )
+    with warnings.catch_warnings():
+        # eventsourcing-sqlalchemy names every tracking record class alike; SQLAlchemy warns
+        # when a second one (another follower's table) joins its registry. Harmless here.
+        warnings.filterwarnings("ignore", message=".*NotificationTrackingRecord.*")
+        recorder: TrackingRecorder = SQLAlchemyTrackingRecorder(
+            datastore=datastore, tracking_table_name=table_name
+        )
     recorder.create_table()  # type: ignore[attr-defined]
     return recorder

@@ -178,7 +178,7 @@ class DemoCompany:
             )
             self.crm.assign_segment(cid, segment=rng.choice(["young-urban", "family", "senior"]))
             if rng.random() < 0.6:
-                self.crm.grant_consent(cid, purpose="newsletter", channel="email")
+                self.crm.grant_consent(cid, purpose="marketing", channel="email")
             if rng.random() < 0.3:
                 self.crm.grant_consent(cid, purpose="offers", channel="sms")
         self.owner_of[cid] = rep
@@ -205,7 +205,7 @@ class DemoCompany:
         if rng.random() < 0.15:
             with self._as("consumer", self._when(t0, 200)):
                 self.crm.withdraw_consent(
-                    cid, purpose="newsletter", channel="email", reason="unsubscribed"
+                    cid, purpose="marketing", channel="email", reason="unsubscribed"
                 )
         self._interactions(cid, "call_centre", t0, aid, n=rng.randint(1, 3))
         self._service(cid, t0)

@@ -101,6 +101,7 @@ class Customer360(ReadModel):
         CustomerCodeClaim.Claimed,
         CommandProcessed.Recorded,
         Customer.CampaignResponseRecorded,
+        Customer.CommitmentFulfilled,
         Customer.TicketAssigned,
         Customer.TicketResponded,
         Customer.FieldVisitScheduled,

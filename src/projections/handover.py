@@ -2,8 +2,8 @@
 
 For one manager: every customer and account they own with its lifecycle stage, open
 opportunities and their stage (who is near signing), active quotes and the discounts
-given, commitments made in logged contacts (and by whom), and open tickets, so the
-handover is not "a pile of name cards".
+given, commitments made in logged contacts and not yet fulfilled (and by whom), and open
+tickets, so the handover is not "a pile of name cards".
 """
 
 from __future__ import annotations
@@ -93,11 +93,14 @@ quotes = Table(
     Column("issued_by", String(100), nullable=False),
 )
 
+#: Open commitments: one row per promise made in a logged contact, keyed like the domain's
+#: ``commitment_key`` (the contact, and the promise's index in it); deleted when fulfilled.
 commitments = Table(
     "handover_commitments",
     metadata,
-    Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("contact_id", Uuid, primary_key=True),
     Column("seq", Integer, primary_key=True),
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
     Column("customer_id", Uuid, nullable=False, index=True),
     Column("account_id", Uuid),
     Column("description", String(500), nullable=False),
@@ -161,7 +164,7 @@ class ManagerHandover(ReadModel):
         self.opportunities = self.cache(opportunities)
         self.quotes = self.cache(quotes)
         self.tickets = self.cache(tickets)
-        self._commitments: list[dict[str, Any]] = []
+        self.commitments = self.cache(commitments)
 
     @staticmethod
     def _found(row: Row | None, what: str, key: UUID) -> Row:
@@ -207,10 +210,12 @@ class ManagerHandover(ReadModel):
     @handles(Customer.ContactLogged)
     def contact(self, e: Customer.ContactLogged, position: int) -> None:
         for seq, promise in enumerate(e.commitments):
-            self._commitments.append(
-                {
-                    "position": position,
+            self.commitments.put(
+                new=True,
+                row={
+                    "contact_id": e.contact_id,
                     "seq": seq,
+                    "position": position,
                     "customer_id": e.originator_id,
                     "account_id": e.account_id,
                     "description": promise.description,
@@ -218,8 +223,12 @@ class ManagerHandover(ReadModel):
                     "due": promise.due,
                     "logged_by": e.logged_by,
                     "logged_at": e.occurred_at,
-                }
+                },
             )
+
+    @handles(Customer.CommitmentFulfilled)
+    def commitment_fulfilled(self, e: Customer.CommitmentFulfilled, position: int) -> None:
+        self.commitments.delete((e.contact_id, e.index))
 
     @handles(Customer.TicketOpened)
     def ticket_opened(self, e: Customer.TicketOpened, position: int) -> None:
@@ -337,12 +346,6 @@ class ManagerHandover(ReadModel):
         row = self._found(self.quotes.get(e.quote_id), "quote", e.quote_id)
         row["status"] = "accepted" if isinstance(e, Account.QuoteAccepted) else "expired"
 
-    def finish(self) -> None:
-        super().finish()
-        if self._commitments:
-            self.session.execute(commitments.insert(), self._commitments)
-            self._commitments = []
-
 
 # -- queries ---------------------------------------------------------------------------
 
@@ -389,8 +392,12 @@ class ActiveQuote(Answer):
 
 
 class Promise(Answer):
-    """A commitment made to the customer in a logged contact."""
+    """A commitment made to the customer in a logged contact, not yet fulfilled.
 
+    ``contact_id`` and ``index`` identify it (``CRM.fulfil_commitment`` takes them)."""
+
+    contact_id: UUID
+    index: int
     customer_id: UUID
     account_id: UUID | None
     description: str
@@ -552,6 +559,8 @@ class HandoverQueries:
             promises = (
                 conn.execute(
                     select(
+                        k.contact_id,
+                        k.seq.label("index"),
                         k.customer_id,
                         k.account_id,
                         k.description,

@@ -91,7 +91,8 @@ class SalesPipeline(ReadModel):
     name = "pipeline"
     description = "open opportunities by stage and owner, forecasts, conversion, win rate"
     tables = (opportunities, stage_changes, accounts)
-    #: Stage order and forecast categories for stages opened without a category.
+    #: Stage order, and forecast categories for opportunities opened by events stored
+    #: before ``OpportunityOpened.forecast_category`` existed.
     pipeline: Pipeline = DEFAULT_PIPELINE
     ignores = (
         *BOOKKEEPING_EVENTS,
@@ -167,7 +168,13 @@ class SalesPipeline(ReadModel):
                 "owner": e.owner,
                 "stage": e.stage,
                 "probability": e.probability,
-                "forecast_category": self._category(e.stage),
+                # Events stored before the field existed carry None: fall back to the
+                # category of the opening stage in this read model's pipeline.
+                "forecast_category": (
+                    self._category(e.stage)
+                    if e.forecast_category is None
+                    else e.forecast_category
+                ),
                 "amount": amount,
                 "currency": e.amount.currency if e.amount else None,
                 "weighted": _weighted(amount, e.probability),

@@ -229,7 +229,7 @@ def handover_tables(
             q.valid_until.isoformat(),
             q.issued_by,
         )
-    promises = Table(title="Commitments made in contacts")
+    promises = Table(title="Open commitments from contacts")
     for col in ("promise", "owner", "due", "logged by", "overdue"):
         promises.add_column(col)
     for p in pack.commitments:

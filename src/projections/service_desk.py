@@ -96,6 +96,7 @@ class ServiceDesk(ReadModel):
         Customer.Reactivated,
         Customer.LifecycleStageChanged,
         Customer.ContactLogged,
+        Customer.CommitmentFulfilled,
         Customer.ManagerAssigned,
         Customer.SupportOwnerAssigned,
         Customer.SegmentAssigned,

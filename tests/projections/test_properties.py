@@ -4,7 +4,7 @@ rebuilt in one go, and both equal a plain in-memory fold over the same events.""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -20,6 +20,7 @@ from crm_domain.customer import Customer
 from crm_domain.errors import CRMError
 from projections.customer360 import Customer360Queries
 from projections.customer_value import CustomerValueQueries
+from projections.handover import HandoverQueries
 from projections.pipeline import PipelineQueries
 from projections.views import ReadModelView
 
@@ -32,6 +33,9 @@ op = st.one_of(
     st.tuples(st.just("manager"), st.integers(0, 2), st.sampled_from(MANAGERS)),
     st.tuples(st.just("stage"), st.integers(0, 2), st.sampled_from(STAGES)),
     st.tuples(st.just("contact"), st.integers(0, 2), st.sampled_from(CHANNELS)),
+    # a contact with that many commitments, and fulfilling one of the last contact's
+    st.tuples(st.just("promise"), st.integers(0, 2), st.sampled_from(["1", "2", "3"])),
+    st.tuples(st.just("fulfil"), st.integers(0, 2), st.sampled_from(["0", "1", "2"])),
     st.tuples(
         st.just("ticket"),
         st.integers(0, 2),
@@ -56,6 +60,7 @@ def play(app: CRM, ops: list[tuple[str, int, str]]) -> None:
     tickets: dict[int, list[UUID]] = {i: [] for i in range(3)}
     deals: dict[int, list[UUID]] = {i: [] for i in range(3)}
     orders: dict[int, list[UUID]] = {i: [] for i in range(3)}
+    contacts: dict[int, list[UUID]] = {i: [] for i in range(3)}
     for kind, i, arg in ops:
         c, a = customers[i], accounts[i]
         try:
@@ -65,6 +70,15 @@ def play(app: CRM, ops: list[tuple[str, int, str]]) -> None:
                 app.change_lifecycle_stage(c, to_stage=arg, reason="r")
             elif kind == "contact":
                 app.log_contact(c, channel=arg, direction="inbound", summary="s")
+            elif kind == "promise":
+                promises = [{"description": f"p{n}", "owner": "li"} for n in range(int(arg))]
+                contacts[i].append(
+                    app.log_contact(
+                        c, channel="visit", direction="outbound", summary="s", commitments=promises
+                    )
+                )
+            elif kind == "fulfil" and contacts[i]:
+                app.fulfil_commitment(c, contact_id=contacts[i][-1], index=int(arg))
             elif kind == "ticket" and arg == "open":
                 tickets[i].append(app.open_ticket(c, kind="inquiry", subject="s", channel="web"))
             elif kind == "ticket" and tickets[i]:
@@ -129,6 +143,7 @@ def fold(app: CRM) -> dict[str, Any]:
                 "counts": Counter(),
                 "open": set(),
                 "value": Decimal(0),
+                "promises": set(),
             }
         elif isinstance(e, Customer.ManagerAssigned):
             customers[e.originator_id]["manager"] = e.manager
@@ -136,6 +151,10 @@ def fold(app: CRM) -> dict[str, Any]:
             customers[e.originator_id]["stage"] = e.to_stage
         elif isinstance(e, Customer.ContactLogged):
             customers[e.originator_id]["counts"][e.channel.value] += 1
+            for index in range(len(e.commitments)):
+                customers[e.originator_id]["promises"].add((e.contact_id, index))
+        elif isinstance(e, Customer.CommitmentFulfilled):
+            customers[e.originator_id]["promises"].remove((e.contact_id, e.index))
         elif isinstance(e, Customer.TicketOpened | Customer.TicketReopened):
             customers[e.originator_id]["open"].add(e.ticket_id)
         elif isinstance(e, Customer.TicketResolved | Customer.TicketClosed):
@@ -199,3 +218,12 @@ def test_incremental_equals_rebuilt_equals_fold(ops: list[tuple[str, int, str]])
         for o in PipelineQueries(rebuilt.engine).open_opportunities(page_size=500).items
     }
     assert open_deals == {d: s for d, s in expected["deals"].items() if s[1] == "open"}
+    handover = HandoverQueries(rebuilt.engine)
+    for manager in MANAGERS:
+        promised = handover.for_manager(manager, now=datetime.now(UTC)).commitments
+        assert {(p.contact_id, p.index) for p in promised} == {
+            key
+            for want in expected["customers"].values()
+            if want["manager"] == manager
+            for key in want["promises"]
+        }

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
+from uuid import UUID
 
+import orjson
 import pytest
+from eventsourcing.persistence import Notification
 
-from conftest import T0, Known
+from conftest import T0, Known, at, cny, project
 from crm_domain.application import CRM
+from crm_domain.customer import Customer
+from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
 from projections.customer360 import Customer360Queries
 from projections.customer_value import CustomerValueQueries, quintile
 from projections.handover import HandoverQueries
 from projections.pipeline import PipelineQueries
+from projections.readmodel import LoggedEvent
+from projections.runner import open_view
 from projections.service_desk import ServiceDeskQueries
 from projections.timeline import TimelineQueries
 from projections.views import ReadModelView
@@ -232,3 +240,103 @@ def test_handover_pack_for_a_leaving_manager(view: ReadModelView, known: Known) 
     assert [(m.manager, m.customers, m.accounts) for m in q.managers()] == [("li", 1, 1)]
     with pytest.raises(InvalidCommandError):
         q.for_manager(" ", now=T0)
+
+
+
+def _promising_contacts(crm: CRM, customer_id: UUID) -> list[UUID]:
+    """Ids of the customer's logged contacts that made commitments, oldest first."""
+    return [
+        e.contact_id
+        for e in crm.history(customer_id)
+        if isinstance(e, Customer.ContactLogged) and e.commitments
+    ]
+
+
+def test_handover_stops_listing_a_commitment_once_fulfilled(crm: CRM, known: Known) -> None:
+    [first_contact] = _promising_contacts(crm, known.acme)
+    with at(crm, 400):
+        second = crm.log_contact(
+            known.acme,
+            channel="visit",
+            direction="outbound",
+            summary="site visit",
+            commitments=[
+                {"description": "send drawings", "owner": "li"},
+                {"description": "book a demo", "owner": "wang"},
+                {"description": "call back", "owner": "li"},
+            ],
+            logged_by="li",
+        )
+    assert _promising_contacts(crm, known.acme) == [first_contact, second]
+    # one batch for everything, and one event per batch, give the same answer
+    for batch_size in (100_000, 1):
+        view = project(crm, ["handover"], batch_size=batch_size)
+        promises = HandoverQueries(view.engine).for_manager("li", now=T0).commitments
+        assert [(p.description, p.contact_id, p.index) for p in promises] == [
+            ("send price list", first_contact, 0),
+            ("send drawings", second, 0),
+            ("book a demo", second, 1),
+            ("call back", second, 2),
+        ]
+    with at(crm, 500):
+        crm.fulfil_commitment(known.acme, contact_id=second, index=1, note="demo booked")
+        crm.fulfil_commitment(known.acme, contact_id=first_contact, index=0)
+    # applied to a view that already listed them, and rebuilt from scratch
+    incremental = project(crm, ["handover"], view=view)
+    for built in (incremental, project(crm, ["handover"]), project(crm, batch_size=1)):
+        left = HandoverQueries(built.engine).for_manager("li", now=T0).commitments
+        assert [(p.description, p.owner, p.contact_id, p.index) for p in left] == [
+            ("send drawings", "li", second, 0),
+            ("call back", "li", second, 2),
+        ]
+    # the timeline shows the fulfilments
+    entries = TimelineQueries(built.engine).for_customer(
+        known.acme, event_types=["CommitmentFulfilled"]
+    )
+    assert [e.summary for e in entries.items] == [
+        f"commitment fulfilled: contact_id={first_contact}, index=0",
+        f"commitment fulfilled: contact_id={second}, index=1, note=demo booked",
+    ]
+
+
+def _without_forecast_category(notification: Notification) -> Notification:
+    """The notification as it was stored before ``forecast_category`` existed."""
+    state = orjson.loads(notification.state)
+    del state["forecast_category"]
+    return replace(notification, state=orjson.dumps(state))
+
+
+def test_pipeline_forecast_category_comes_from_the_opening_event() -> None:
+    # A company whose first stage already counts as "commit" in its forecast.
+    eager = Pipeline(
+        name="eager",
+        stages=tuple(
+            replace(s, forecast_category="commit") if s.name == "prospecting" else s
+            for s in DEFAULT_PIPELINE.stages
+        ),
+    )
+    crm = CRM("memory://", pipeline=eager)
+    account = crm.open_account(
+        customer_id=crm.register_customer(kind="enterprise", name="Acme", code="ACME"),
+        name="Acme buying",
+    )
+    new = crm.open_opportunity(
+        account, name="new", owner="li", expected_close=date(2025, 6, 1), amount=cny(1000)
+    )
+    old = crm.open_opportunity(
+        account, name="old", owner="li", expected_close=date(2025, 6, 1), amount=cny(300)
+    )
+    notifications = crm.recorder.select_notifications(start=1, limit=1000)
+    opened = [n for n in notifications if n.topic.endswith("Account.OpportunityOpened")]
+    assert len(opened) == 2
+    # the second opening as an event stored before the field existed
+    stored = [_without_forecast_category(n) if n.id == opened[1].id else n for n in notifications]
+    assert getattr(crm.mapper.to_domain_event(stored[-1]), "forecast_category", 0) is None
+    view = open_view("memory://", read_models=["pipeline"])
+    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in stored])
+    q = PipelineQueries(view.engine)
+    # the new event's own category; the old one falls back to the default pipeline's
+    categories = {o.opportunity_id: o.forecast_category for o in q.open_opportunities().items}
+    assert categories == {new: "commit", old: "pipeline"}
+    by_category = {f.key: (f.count, f.amount) for f in q.forecast_by_category()}
+    assert by_category == {"commit": (1, D("1000")), "pipeline": (1, D("300"))}

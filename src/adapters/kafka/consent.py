@@ -37,6 +37,9 @@ PERSONAL_FIELDS: Mapping[str, frozenset[str]] = {
     "crm.customer.contact_logged": frozenset(
         {"participants", "summary", "commitments", "next_step"}
     ),
+    # Not routed by default (a kept sales promise is neither an ERP fact nor marketing's), but
+    # a table that routes ``crm.customer.*`` to a guarded topic strips the free-text note.
+    "crm.customer.commitment_fulfilled": frozenset({"note"}),
     "crm.customer.lifecycle_stage_changed": frozenset({"reason"}),
     "crm.customer.segment_assigned": frozenset(),
     "crm.customer.grade_assigned": frozenset(),

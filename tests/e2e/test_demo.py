@@ -1,0 +1,67 @@
+"""``crm demo``: the README's first command, end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crm_domain.application import CRM
+
+CRM_SCRIPT = Path(sys.executable).with_name("crm")
+
+
+def run_demo(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "COLUMNS": "160"}
+    env.pop("CRM_STORE_URL", None)
+    result = subprocess.run(
+        [str(CRM_SCRIPT), "demo", "--customers", "15", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def events_stored(output: str) -> int:
+    match = re.search(r"events stored\s+([\d,]+)", output)
+    assert match, output
+    return int(match.group(1).replace(",", ""))
+
+
+def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
+    output = run_demo(tmp_path)
+    db = tmp_path / "crm-demo.sqlite"
+    assert db.exists()
+    assert f"database: sqlite:///{db}" in output.replace("\n", "")
+    for heading in ("open pipeline value", "SLA breaches", "Sales pipeline", "Service desk"):
+        assert heading in output
+    crm = CRM(f"sqlite:///{db}")
+    try:
+        assert crm.recorder.max_notification_id() == events_stored(output)
+    finally:
+        crm.close()
+
+
+def test_demo_starts_afresh_each_time(tmp_path: Path) -> None:
+    first = events_stored(run_demo(tmp_path))
+    second = events_stored(run_demo(tmp_path))
+    assert first == second
+
+
+@pytest.mark.postgres
+def test_demo_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    output = run_demo(tmp_path, "--store", postgres_url)
+    crm = CRM(postgres_url)
+    try:
+        assert crm.recorder.max_notification_id() == events_stored(output)
+    finally:
+        crm.close()
+    assert not (tmp_path / "crm-demo.sqlite").exists()

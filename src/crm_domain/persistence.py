@@ -48,22 +48,37 @@ class PydanticMapper(Mapper[Any]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
+        stored_state = self._plain_state(stored_event)
+        cls = resolve_topic(stored_event.topic)
+        event: DomainEventProtocol[Any]
+        if getattr(cls, "class_version", 1) == 1 and isinstance(self.transcoder, OrjsonTranscoder):
+            # Nothing to upcast: let pydantic parse and validate the JSON in one pass.
+            event = cls.model_validate_json(stored_state)
+            return event
+        event = cls.model_validate(self._upcast(cls, self.transcoder.decode(stored_state)))
+        return event
+
+    def to_event_state(self, stored_event: StoredEvent) -> tuple[type[Any], dict[str, Any]]:
+        """The event's class and its stored state as JSON values, upcast to the class's
+        current version but not validated into a model: for readers (projections) that
+        use a few fields of many events and would rather not build every model."""
+        cls = resolve_topic(stored_event.topic)
+        state = self._upcast(cls, self.transcoder.decode(self._plain_state(stored_event)))
+        return cls, state
+
+    def _plain_state(self, stored_event: StoredEvent) -> bytes:
         stored_state = stored_event.state
         if self.cipher:
             stored_state = self.cipher.decrypt(stored_state)
         if self.compressor:
             stored_state = self.compressor.decompress(stored_state)
-        cls = resolve_topic(stored_event.topic)
+        return stored_state
+
+    @staticmethod
+    def _upcast(cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
         class_version = getattr(cls, "class_version", 1)
-        event: DomainEventProtocol[Any]
-        if class_version == 1 and isinstance(self.transcoder, OrjsonTranscoder):
-            # Nothing to upcast: let pydantic parse and validate the JSON in one pass.
-            event = cls.model_validate_json(stored_state)
-            return event
-        state: dict[str, Any] = self.transcoder.decode(stored_state)
         from_version = state.pop("class_version", 1)
         while from_version < class_version:
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
-        event = cls.model_validate(state)
-        return event
+        return state

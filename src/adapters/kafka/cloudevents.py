@@ -12,12 +12,13 @@ id, so one aggregate's events stay in one partition, in order.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -102,6 +103,13 @@ def _payload_fields(cls: type[DomainEvent]) -> frozenset[str]:
     return frozenset(cls.model_fields) - ENVELOPE_FIELDS
 
 
+@cache
+def stored_field_order(cls: type[DomainEvent]) -> tuple[str, ...]:
+    """The keys, in order, of the stored JSON of a ``cls`` event written by the current code
+    (``model_dump(mode="json")``): what :meth:`EventEncoder.encode_stored` relies on."""
+    return tuple(cls.model_fields)
+
+
 def event_data(event: DomainEvent, exclude: Iterable[str] = ()) -> dict[str, Any]:
     """The event's own payload as JSON-ready values (envelope fields left out)."""
     fields = _payload_fields(type(event))
@@ -109,6 +117,16 @@ def event_data(event: DomainEvent, exclude: Iterable[str] = ()) -> dict[str, Any
         fields = fields - set(exclude)
     data: dict[str, Any] = event.model_dump(mode="json", include=set(fields))
     return data
+
+
+def stored_data(
+    cls: type[DomainEvent], state: Mapping[str, Any], exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """:func:`event_data` straight from the stored JSON state of a ``cls`` event (no model)."""
+    fields = _payload_fields(cls)
+    if exclude:
+        fields = fields - set(exclude)
+    return {name: value for name, value in state.items() if name in fields}
 
 
 def _time(event: DomainEvent) -> datetime:
@@ -121,6 +139,54 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+#: What pydantic writes for an aware datetime, and :func:`_rfc3339` would write too.
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:Z|[+-]\d\d:\d\d)")
+
+
+def _rfc3339_text(text: str) -> str:
+    """:func:`_rfc3339` of a stored datetime string, without building a datetime if it
+    already has that form (it does when pydantic wrote it)."""
+    if _CANONICAL_TIME.fullmatch(text) and not text.endswith("+00:00"):
+        return text
+    return _rfc3339(datetime.fromisoformat(text))
+
+
+class Envelope(NamedTuple):
+    """What an event contributes to a record besides ``data``: ids, times, metadata, as text."""
+
+    event_id: str
+    subject: str
+    time: str
+    recorded: str
+    version: int
+    metadata: Mapping[str, str]
+
+    @classmethod
+    def of(cls, event: DomainEvent) -> Envelope:
+        return cls(
+            event_id=str(event.event_id),
+            subject=str(event.originator_id),
+            time=_rfc3339(_time(event)),
+            recorded=_rfc3339(event.timestamp),
+            version=event.originator_version,
+            metadata=event.metadata,
+        )
+
+    @classmethod
+    def from_stored(cls, state: Mapping[str, Any]) -> Envelope:
+        """From an event's stored JSON state (what ``model_dump(mode="json")`` wrote)."""
+        recorded = _rfc3339_text(state["timestamp"])
+        occurred = state.get("occurred_at")
+        return cls(
+            event_id=state["event_id"],
+            subject=state["originator_id"],
+            time=recorded if occurred is None else _rfc3339_text(occurred),
+            recorded=recorded,
+            version=state["originator_version"],
+            metadata=state.get("metadata") or {},
+        )
+
+
 def cloudevent_attributes(
     event: DomainEvent,
     event_type: EventType,
@@ -130,31 +196,46 @@ def cloudevent_attributes(
     dataschema: str | None = None,
 ) -> dict[str, str | int]:
     """Context attributes and extensions of one event (everything but ``data``)."""
+    return _attributes(Envelope.of(event), event_type, source, redacted, dataschema)
+
+
+def _attributes(
+    envelope: Envelope,
+    event_type: EventType,
+    source: str,
+    redacted: Sequence[str],
+    dataschema: str | None,
+) -> dict[str, str | int]:
     attrs: dict[str, str | int] = {
         "specversion": SPEC_VERSION,
-        "id": str(event.event_id),
+        "id": envelope.event_id,
         "source": source,
         "type": event_type.type,
-        "subject": str(event.originator_id),
-        "time": _rfc3339(_time(event)),
+        "subject": envelope.subject,
+        "time": envelope.time,
         "datacontenttype": JSON,
     }
     if dataschema:
         attrs["dataschema"] = dataschema
     for key, extension in METADATA_EXTENSIONS.items():
-        value = event.metadata.get(key)
+        value = envelope.metadata.get(key)
         if value:
             attrs[extension] = value
     attrs["aggregatetype"] = event_type.aggregate
-    attrs["aggregateversion"] = event.originator_version
-    attrs["recordedtime"] = _rfc3339(event.timestamp)
+    attrs["aggregateversion"] = envelope.version
+    attrs["recordedtime"] = envelope.recorded
     if redacted:
         attrs["redacted"] = ",".join(sorted(redacted))
     return attrs
 
 
 class EventEncoder:
-    """Turns a stored domain event into a :class:`KafkaRecord` in one :class:`MessageFormat`."""
+    """Turns a stored domain event into a :class:`KafkaRecord` in one :class:`MessageFormat`.
+
+    :meth:`encode` takes the domain event; :meth:`encode_stored` takes its stored JSON state
+    instead (the relay's fast path: no model is built). Both share everything after that, so
+    they give the same record for the same event.
+    """
 
     def __init__(
         self,
@@ -170,39 +251,60 @@ class EventEncoder:
     def encode(
         self, event: DomainEvent, event_type: EventType, redacted: Sequence[str] = ()
     ) -> KafkaRecord:
-        key = str(event.originator_id).encode()
         data = event_data(event, exclude=redacted)
+        return self._record(Envelope.of(event), event_type, data, redacted)
+
+    def encode_stored(
+        self, state: Mapping[str, Any], event_type: EventType, redacted: Sequence[str] = ()
+    ) -> KafkaRecord:
+        """The record of an event from its stored JSON state, without building the model.
+
+        ``state`` must be what the current event class writes (``model_dump(mode="json")``:
+        same keys in the same order, see :func:`stored_field_order`); the caller checks that
+        and uses :meth:`encode` otherwise (events stored before a field was added, upcasts).
+        """
+        data = stored_data(event_type.cls, state, exclude=redacted)
+        return self._record(Envelope.from_stored(state), event_type, data, redacted)
+
+    def _record(
+        self,
+        envelope: Envelope,
+        event_type: EventType,
+        data: dict[str, Any],
+        redacted: Sequence[str],
+    ) -> KafkaRecord:
+        key = envelope.subject.encode()
         if self.format is MessageFormat.BINARY:
-            headers = self._binary_headers(event, event_type, redacted)
+            headers = self._binary_headers(envelope, event_type, redacted)
             return KafkaRecord(key, orjson.dumps(data), headers)
         if self.format is MessageFormat.DEBEZIUM:
-            return KafkaRecord(key, orjson.dumps(data), self._debezium_headers(event, event_type))
+            return KafkaRecord(
+                key, orjson.dumps(data), self._debezium_headers(envelope, event_type)
+            )
         dataschema = (
             f"{self.schema_base_uri}/{event_type.type}.json" if self.schema_base_uri else None
         )
-        attrs = cloudevent_attributes(
-            event, event_type, self.source, redacted=redacted, dataschema=dataschema
-        )
+        attrs = _attributes(envelope, event_type, self.source, redacted, dataschema)
         document = {**attrs, "data": data}
         return KafkaRecord(
             key, orjson.dumps(document), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
         )
 
     def _binary_headers(
-        self, event: DomainEvent, event_type: EventType, redacted: Sequence[str]
+        self, envelope: Envelope, event_type: EventType, redacted: Sequence[str]
     ) -> Headers:
         """``ce_*`` headers; the parts that depend only on the event type are cached."""
         headers = list(self._constant_headers(event_type))
-        metadata = event.metadata
-        headers.append(("ce_id", str(event.event_id).encode()))
-        headers.append(("ce_subject", str(event.originator_id).encode()))
-        headers.append(("ce_time", _rfc3339(_time(event)).encode()))
+        metadata = envelope.metadata
+        headers.append(("ce_id", envelope.event_id.encode()))
+        headers.append(("ce_subject", envelope.subject.encode()))
+        headers.append(("ce_time", envelope.time.encode()))
         for key, extension in _METADATA_HEADERS:
             value = metadata.get(key)
             if value:
                 headers.append((extension, value.encode()))
-        headers.append(("ce_aggregateversion", str(event.originator_version).encode()))
-        headers.append(("ce_recordedtime", _rfc3339(event.timestamp).encode()))
+        headers.append(("ce_aggregateversion", str(envelope.version).encode()))
+        headers.append(("ce_recordedtime", envelope.recorded.encode()))
         if redacted:
             headers.append(("ce_redacted", ",".join(sorted(redacted)).encode()))
         return headers
@@ -224,16 +326,16 @@ class EventEncoder:
             self._header_cache[event_type.type] = cached
         return cached
 
-    def _debezium_headers(self, event: DomainEvent, event_type: EventType) -> Headers:
+    def _debezium_headers(self, envelope: Envelope, event_type: EventType) -> Headers:
         headers: Headers = [
-            ("id", str(event.event_id).encode()),
+            ("id", envelope.event_id.encode()),
             ("aggregatetype", event_type.aggregate.encode()),
-            ("aggregateid", str(event.originator_id).encode()),
+            ("aggregateid", envelope.subject.encode()),
             ("type", event_type.type.encode()),
         ]
         headers.extend(
             (key, value.encode())
-            for key, value in event.metadata.items()
+            for key, value in envelope.metadata.items()
             if key in METADATA_EXTENSIONS
         )
         return headers

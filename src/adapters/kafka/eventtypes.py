@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from eventsourcing.utils import get_topic
 
@@ -34,7 +34,7 @@ class EventType:
     name: str  # "crm.customer.contact_logged" (unversioned: what routing matches)
     version: int
 
-    @property
+    @cached_property
     def type(self) -> str:
         """The CloudEvents ``type``, with version: ``crm.customer.contact_logged.v1``."""
         return f"{self.name}.v{self.version}"

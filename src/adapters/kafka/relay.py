@@ -5,8 +5,10 @@ the application's notification log with eventsourcing's subscription (``recorder
 what ``ApplicationSubscription`` wraps: one mechanism for memory, SQLite and PostgreSQL) and
 the application's mapper (which upcasts old event versions), routes each event, applies the consent
 rule, encodes it (CloudEvents or Debezium layout) and hands it to an idempotent kafka-python
-producer. Its position is a tracking record (``<name>_tracking`` table, in the same
-database as the events), written only for a notification id whose messages - and those
+producer. Events that need no upcasting are encoded straight from their stored JSON, without
+building the pydantic model (see ``_Session._publish_stored``); the record is the same.
+Its position is a tracking record (``<name>_tracking`` table, in the same database as the
+events), written only for a notification id whose messages - and those
 of every earlier notification - the broker has acknowledged with ``acks=all``. A crash, a
 kill or a broker outage therefore never skips an event; it can only resend some
 (at-least-once; consumers deduplicate on the CloudEvents ``id``).
@@ -26,11 +28,11 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
-from adapters.kafka.cloudevents import EventEncoder
+from adapters.kafka.cloudevents import EventEncoder, KafkaRecord, stored_field_order
 from adapters.kafka.consent import CONSENT_GRANTED, CONSENT_WITHDRAWN, ConsentLedger, ConsentRule
 from adapters.kafka.errors import BrokerUnavailableError, KafkaConfigError, PublishError
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
@@ -51,6 +53,8 @@ class RelayStats:
     """What one run of the relay did."""
 
     events_read: int = 0
+    #: Of those, published straight from their stored JSON (no model built, see the fast path).
+    events_from_stored_json: int = 0
     messages_sent: int = 0
     messages_acked: int = 0
     dropped_for_consent: int = 0
@@ -63,7 +67,7 @@ class RelayStats:
         return time.monotonic() - self.started_at
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """The messages sent for one notification, not yet all acknowledged."""
 
@@ -71,7 +75,7 @@ class _Pending:
     futures: list[Any]
     sent_at: float
     event_type: str
-    event_id: str
+    event_id: object  # a UUID or its text; only ever shown in error messages
     topics: list[str]
 
 
@@ -118,6 +122,21 @@ class KafkaRelay:
         self.followed_topics = sorted(
             et.topic for et, routes in self._routes.items() if routes or et.name in consent_names
         )
+        # The fast path (see _Session._publish_stored): routed types other than consent
+        # changes and with nothing to upcast (class_version 1), by stored topic, with the
+        # key order their stored JSON must have. It needs the CRM's PydanticMapper, whose
+        # ``to_event_state`` gives the stored JSON state without building the model.
+        self._event_state: Callable[[Notification], tuple[type[Any], dict[str, Any]]] | None = (
+            getattr(app.mapper, "to_event_state", None)
+        )
+        self._stored_plans: dict[str, tuple[EventType, tuple[str, ...]]] = {
+            et.topic: (et, stored_field_order(et.cls))
+            for et, routes in self._routes.items()
+            if routes
+            and et.name not in consent_names
+            and getattr(et.cls, "class_version", 1) == 1
+            and self._event_state is not None
+        }
         self._stopping = threading.Event()
         self.stats = RelayStats()
 
@@ -269,11 +288,12 @@ class _Session:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                event = self.relay.app.mapper.to_domain_event(item)
-                if isinstance(event, DomainEvent):
-                    self._publish(event, item.id)
-                else:  # not a CRM event (nothing the routing could match): just move on
-                    self._skip(item.id)
+                if not self._publish_stored(item):
+                    event = self.relay.app.mapper.to_domain_event(item)
+                    if isinstance(event, DomainEvent):
+                        self._publish(event, item.id)
+                    else:  # not a CRM event (nothing the routing could match): move on
+                        self._skip(item.id)
                 burst += 1
                 # Bound one burst, so acknowledgements and checkpoints are looked at often.
                 full = len(self.pending) >= settings.max_pending
@@ -303,6 +323,7 @@ class _Session:
             return None
 
     def _publish(self, event: DomainEvent, notification_id: int) -> None:
+        """The typed path: the event as its model (upcast if it is an old version)."""
         relay = self.relay
         stats = relay.stats
         stats.events_read += 1
@@ -319,23 +340,85 @@ class _Session:
                 if decision.redact:
                     stats.redacted_for_consent += 1
                 record = relay.encoder.encode(event, event_type, decision.redact)
-                try:
-                    future = self.producer.send(
-                        route.topic, key=record.key, value=record.value, headers=record.headers
-                    )
-                except KafkaTimeoutError as exc:
-                    raise BrokerUnavailableError(
-                        relay.settings.bootstrap,
-                        relay.settings.broker_timeout,
-                        f"no metadata for topic {route.topic}: {exc}",
-                    ) from exc
-                except KafkaError as exc:
-                    raise PublishError(
-                        route.topic, event_type.type, str(event.event_id), exc
-                    ) from exc
-                futures.append(future)
+                futures.append(self._send(route.topic, record, event_type, event.event_id))
                 topics.append(route.topic)
-                stats.messages_sent += 1
+        self._track(
+            notification_id,
+            futures,
+            topics,
+            event_type.type if event_type else type(event).__name__,
+            event.event_id,
+        )
+
+    def _publish_stored(self, notification: Notification) -> bool:
+        """The fast path: publish straight from the stored JSON, without building the model.
+
+        Taken when the event needs no upcasting, is not a consent change (those feed the
+        ledger, which reads the model) and its stored keys are exactly what the current class
+        writes (an event stored before a field was added lacks it: the typed path fills in
+        the default). The record is then the same as :meth:`_publish` would send (a test
+        compares them for every event type). Returns False when the typed path must be used.
+        """
+        relay = self.relay
+        plan = relay._stored_plans.get(notification.topic)
+        if plan is None or relay._event_state is None:
+            return False
+        event_type, field_order = plan
+        _, state = relay._event_state(notification)
+        if tuple(state) != field_order:
+            return False
+        stats = relay.stats
+        stats.events_read += 1
+        stats.events_from_stored_json += 1
+        aggregate_id = notification.originator_id
+        if not isinstance(aggregate_id, UUID):
+            aggregate_id = UUID(str(aggregate_id))
+        futures: list[Any] = []
+        topics: list[str] = []
+        event_id: str = state["event_id"]
+        for route in relay._routes[event_type]:
+            decision = relay.consent_rule.decide_stored(
+                route, aggregate_id, event_type, self.ledger, state
+            )
+            if not decision.publish:
+                stats.dropped_for_consent += 1
+                continue
+            if decision.redact:
+                stats.redacted_for_consent += 1
+            record = relay.encoder.encode_stored(state, event_type, decision.redact)
+            futures.append(self._send(route.topic, record, event_type, event_id))
+            topics.append(route.topic)
+        self._track(notification.id, futures, topics, event_type.type, event_id)
+        return True
+
+    def _send(
+        self, topic: str, record: KafkaRecord, event_type: EventType, event_id: object
+    ) -> Any:
+        relay = self.relay
+        try:
+            future = self.producer.send(
+                topic, key=record.key, value=record.value, headers=record.headers
+            )
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailableError(
+                relay.settings.bootstrap,
+                relay.settings.broker_timeout,
+                f"no metadata for topic {topic}: {exc}",
+            ) from exc
+        except KafkaError as exc:
+            raise PublishError(topic, event_type.type, str(event_id), exc) from exc
+        relay.stats.messages_sent += 1
+        return future
+
+    def _track(
+        self,
+        notification_id: int,
+        futures: list[Any],
+        topics: list[str],
+        event_type: str,
+        event_id: object,
+    ) -> None:
+        """Remember what was sent for a notification, until the broker acknowledges it."""
         if not futures and not self.pending:
             self.acked_position = notification_id
             return
@@ -344,8 +427,8 @@ class _Session:
                 notification_id=notification_id,
                 futures=futures,
                 sent_at=time.monotonic(),
-                event_type=event_type.type if event_type else type(event).__name__,
-                event_id=str(event.event_id),
+                event_type=event_type,
+                event_id=event_id,
                 topics=topics,
             )
         )
@@ -376,7 +459,7 @@ class _Session:
                 f"{head.event_type} {head.event_id} to {topic} not acknowledged: "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
-        raise PublishError(topic, head.event_type, head.event_id, exc) from exc
+        raise PublishError(topic, head.event_type, str(head.event_id), exc) from exc
 
     def _wait_if_window_full(self, max_pending: int) -> None:
         while len(self.pending) >= max_pending:

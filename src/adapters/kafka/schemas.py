@@ -23,6 +23,7 @@ from adapters.kafka.cloudevents import ENVELOPE_FIELDS
 from adapters.kafka.consent import PERSONAL_FIELDS
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.messages import INBOUND_PAYLOADS
+from crm_domain.catalog import describe
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path("docs/schemas")
@@ -48,9 +49,7 @@ def event_schema(event_type: EventType) -> dict[str, Any]:
         "$id": f"{event_type.type}.json",
         **schema,
         "title": event_type.type,
-        "description": (event_type.cls.__doc__ or "").strip().splitlines()[0]
-        if event_type.cls.__doc__
-        else f"data of a {event_type.type} CloudEvent",
+        "description": describe(event_type.cls) or f"data of a {event_type.type} CloudEvent",
     }
 
 

@@ -56,13 +56,15 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
                     a = app.open_account(customer_id=c, name=f"Company {n} buying")
                     app.assign_account_manager(a, manager=f"rep{n % 40}", reason="territory")
                     for _ in range(rng.randint(2, 8)):
-                        app.log_contact(
+                        contact = app.log_contact(
                             c,
                             channel=rng.choice(["phone", "email", "visit"]),
                             direction="outbound",
                             summary="catch-up call",
                             commitments=[{"description": "send offer", "owner": f"rep{n % 40}"}],
                         )
+                        if rng.random() < 0.5:
+                            app.fulfil_commitment(c, contact_id=contact, note="sent")
                     for _ in range(rng.randint(0, 3)):
                         t = app.open_ticket(
                             c,

@@ -70,6 +70,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_cdnow(args: argparse.Namespace) -> int:
+    from adapters.cdnow import import_purchases, read_purchases
+
+    console = Console()
+    crm = CRM(args.store or None)
+    try:
+        with console.status(f"Importing {args.file}..."):
+            summary = import_purchases(
+                crm, read_purchases(Path(args.file)), max_customers=args.customers
+            )
+        console.print(
+            f"imported {summary.customers:,} customers and {summary.purchases:,} purchases "
+            f"({summary.revenue:,.2f} USD); {summary.skipped:,} customers were already there"
+        )
+        console.print(f"database: {crm.store.url}")
+    finally:
+        crm.close()
+    return 0
+
+
 def _print_reports(crm: CRM, console: Console) -> None:
     """End the demo with the pipeline and service reports, from the read models."""
     try:
@@ -107,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
     demo.add_argument("--kafka", default="", metavar="HOST:PORT", help="also publish to Kafka")
     demo.set_defaults(func=_demo)
+
+    importer = sub.add_parser("import", help="import an order history from another system")
+    sources = importer.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    cdnow = sources.add_parser(
+        "cdnow",
+        help="the public CDNOW purchase log (CDNOW_master.txt or CDNOW_sample.txt)",
+        description="Import the CDNOW purchase log as customers with confirmed, delivered, "
+        "invoiced and paid orders at their purchase dates. Safe to re-run.",
+    )
+    cdnow.add_argument("file", help="path to CDNOW_master.txt or CDNOW_sample.txt")
+    cdnow.add_argument(
+        "--store", default="", help="store URL (default: $CRM_STORE_URL or ./crm.sqlite)"
+    )
+    cdnow.add_argument("--customers", type=int, default=None, help="import at most N customers")
+    cdnow.set_defaults(func=_import_cdnow)
 
     from projections.cli import register as register_projections
 

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -32,8 +31,16 @@ from crm_domain.account import Account
 from crm_domain.bookkeeping import CommandProcessed, CustomerCodeClaim
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
+from projections.events import CUSTOMER_EVENTS
 from projections.query import Answer, Page, paged
-from projections.readmodel import LoggedEvent, ReadModel, handles
+from projections.readmodel import (
+    LoggedEvent,
+    ReadModel,
+    field_values,
+    handles,
+    originators,
+    topics_of,
+)
 from projections.rows import Row
 from projections.sqltypes import Amount, UTCDateTime
 
@@ -42,8 +49,11 @@ metadata = MetaData()
 #: Lifetime values are kept as text with the domain's 4 decimal places, however they arrive.
 _QUANTUM = Decimal("0.0001")
 
-#: Events that create the customer row (nothing to prefetch for them).
-_CREATIONS = frozenset({get_topic(Customer.Registered)})
+#: Events that change an existing customer's row.
+_CUSTOMER_CHANGES = topics_of(*CUSTOMER_EVENTS) - topics_of(Customer.Registered)
+_ACCOUNT_OPENED = topics_of(Account.Opened)
+_ORDER_PLACED = topics_of(Account.OrderPlaced)
+_ORDER_CHANGES = topics_of(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
 
 customers = Table(
     "customer360",
@@ -137,9 +147,13 @@ class Customer360(ReadModel):
         self.orders = self.cache(orders)
 
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
-        self.customers.prefetch(
-            e.originator_id for e in events if e.topic not in _CREATIONS and e.originator_id
-        )
+        self.accounts.prefetch(originators(events, _ORDER_PLACED))
+        self.orders.prefetch(field_values(events, _ORDER_CHANGES, "order_id"))
+        customer_ids = originators(events, _CUSTOMER_CHANGES)
+        customer_ids |= field_values(events, _ACCOUNT_OPENED, "customer_id")
+        customer_ids.update(row["customer_id"] for row in self.orders.rows())
+        customer_ids.update(row["customer_id"] for row in self.accounts.rows())
+        self.customers.prefetch(customer_ids)
 
     def _customer(self, customer_id: UUID) -> Row:
         row = self.customers.get(customer_id)

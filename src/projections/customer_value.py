@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,14 @@ from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
 from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.query import Answer, Page, check_paging, paged
-from projections.readmodel import ReadModel, handles
+from projections.readmodel import (
+    LoggedEvent,
+    ReadModel,
+    field_values,
+    handles,
+    originators,
+    topics_of,
+)
 from projections.rows import Row
 from projections.sqltypes import Amount, UTCDateTime, to_amount, total
 
@@ -82,6 +90,13 @@ _CUSTOMER_IGNORED = tuple(
 )
 
 
+_ACCOUNT_OPENED = topics_of(Account.Opened)
+_ORDER_PLACED = topics_of(Account.OrderPlaced)
+_ORDER_CHANGES = topics_of(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
+_MONEY = topics_of(Account.InvoiceIssued, Account.PaymentReceived)
+_PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
+
+
 class CustomerValue(ReadModel):
     name = "customer_value"
     description = "revenue per customer, RFM quintiles, Pareto share of the top 20%"
@@ -116,6 +131,23 @@ class CustomerValue(ReadModel):
         self.customers = self.cache(customers)
         self.accounts = self.cache(accounts)
         self.orders = self.cache(orders)
+
+    def prepare(self, events: Sequence[LoggedEvent]) -> None:
+        self.customers.prefetch(originators(events, _PROFILE_CORRECTED))
+        self.accounts.prefetch(originators(events, _ORDER_PLACED | _MONEY))
+        self.orders.prefetch(field_values(events, _ORDER_CHANGES, "order_id"))
+        # revenue rows: (customer, currency) of counted orders, invoices and payments
+        owner = {row["account_id"]: row["customer_id"] for row in self.accounts.rows()}
+        owner.update(
+            (e.originator_id, e.event.customer_id) for e in events if e.topic in _ACCOUNT_OPENED
+        )
+        keys = {(row["customer_id"], row["currency"]) for row in self.orders.rows()}
+        for e in events:
+            if e.topic in _MONEY and e.originator_id in owner:
+                keys.add((owner[e.originator_id], e.event.amount.currency))
+            elif e.topic in _ORDER_PLACED and e.originator_id in owner:
+                keys.add((owner[e.originator_id], e.event.total.currency))
+        self.revenue.prefetch(keys)
 
     def _customer_of(self, account_id: UUID) -> UUID:
         account = self.accounts.get(account_id)

@@ -33,4 +33,4 @@ ALL_EVENTS = CUSTOMER_EVENTS + ACCOUNT_EVENTS + BOOKKEEPING_EVENTS
 
 def event_name(event: Any) -> str:
     """``ContactLogged`` for a ``Customer.ContactLogged`` event."""
-    return type(event).__name__
+    return str(event.__class__.__name__)

@@ -8,6 +8,7 @@ tickets, so the handover is not "a pile of name cards".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -35,7 +36,14 @@ from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
 from projections.events import BOOKKEEPING_EVENTS
 from projections.query import Answer
-from projections.readmodel import ReadModel, handles
+from projections.readmodel import (
+    LoggedEvent,
+    ReadModel,
+    field_values,
+    handles,
+    originators,
+    topics_of,
+)
 from projections.rows import Row
 from projections.sqltypes import Amount, UTCDateTime
 
@@ -123,6 +131,27 @@ tickets = Table(
 )
 
 
+_CUSTOMER_CHANGES = topics_of(
+    Customer.ProfileCorrected,
+    Customer.Deactivated,
+    Customer.Reactivated,
+    Customer.LifecycleStageChanged,
+    Customer.ManagerAssigned,
+)
+_TICKET_CHANGES = topics_of(Customer.TicketResolved, Customer.TicketClosed, Customer.TicketReopened)
+_ACCOUNT_CHANGES = topics_of(
+    Account.ManagerAssigned, Account.Closed, Account.KeyAccountDesignated, Account.KeyAccountRevoked
+)
+_OPPORTUNITY_CHANGES = topics_of(
+    Account.OpportunityStaged,
+    Account.OpportunityRevised,
+    Account.OpportunityWon,
+    Account.OpportunityLost,
+)
+_QUOTE_ISSUED = topics_of(Account.QuoteIssued)
+_QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired)
+
+
 class ManagerHandover(ReadModel):
     name = "handover"
     description = "per manager: customers, accounts, deals, quotes, promises, tickets"
@@ -165,6 +194,16 @@ class ManagerHandover(ReadModel):
         self.quotes = self.cache(quotes)
         self.tickets = self.cache(tickets)
         self.commitments = self.cache(commitments)
+
+    def prepare(self, events: Sequence[LoggedEvent]) -> None:
+        self.customers.prefetch(originators(events, _CUSTOMER_CHANGES))
+        self.tickets.prefetch(field_values(events, _TICKET_CHANGES, "ticket_id"))
+        self.accounts.prefetch(originators(events, _ACCOUNT_CHANGES))
+        self.opportunities.prefetch(field_values(events, _OPPORTUNITY_CHANGES, "opportunity_id"))
+        self.quotes.prefetch(
+            field_values(events, _QUOTE_ISSUED, "supersedes")
+            | field_values(events, _QUOTE_CHANGES, "quote_id")
+        )
 
     @staticmethod
     def _found(row: Row | None, what: str, key: UUID) -> Row:

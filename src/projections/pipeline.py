@@ -34,7 +34,14 @@ from crm_domain.account import Account
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.query import Answer, Page, paged
-from projections.readmodel import ReadModel, handles
+from projections.readmodel import (
+    LoggedEvent,
+    ReadModel,
+    field_values,
+    handles,
+    originators,
+    topics_of,
+)
 from projections.rows import Row
 from projections.sqltypes import Amount, UTCDateTime, to_amount, total
 
@@ -81,6 +88,13 @@ accounts = Table(
 )
 
 _QUANTUM = Decimal("0.0001")
+_OPENED = topics_of(Account.OpportunityOpened)
+_CHANGED = topics_of(
+    Account.OpportunityStaged,
+    Account.OpportunityRevised,
+    Account.OpportunityWon,
+    Account.OpportunityLost,
+)
 
 
 def _weighted(amount: Decimal | None, probability: Decimal) -> Decimal | None:
@@ -124,6 +138,10 @@ class SalesPipeline(ReadModel):
         self.opportunities = self.cache(opportunities)
         self.accounts = self.cache(accounts)
         self._changes: list[dict[str, Any]] = []
+
+    def prepare(self, events: Sequence[LoggedEvent]) -> None:
+        self.accounts.prefetch(originators(events, _OPENED))
+        self.opportunities.prefetch(field_values(events, _CHANGED, "opportunity_id"))
 
     def _opportunity(self, opportunity_id: UUID) -> Row:
         row = self.opportunities.get(opportunity_id)
@@ -171,9 +189,7 @@ class SalesPipeline(ReadModel):
                 # Events stored before the field existed carry None: fall back to the
                 # category of the opening stage in this read model's pipeline.
                 "forecast_category": (
-                    self._category(e.stage)
-                    if e.forecast_category is None
-                    else e.forecast_category
+                    self._category(e.stage) if e.forecast_category is None else e.forecast_category
                 ),
                 "amount": amount,
                 "currency": e.amount.currency if e.amount else None,

@@ -8,8 +8,6 @@ the batch and writes the read model's rows and its tracking position together.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -18,9 +16,12 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from crm_domain.persistence import PydanticMapper
+from projections.lazyevent import LazyEvent
 from projections.rows import RowCache
 
-Handler = Callable[[Any, Any, int], None]
+#: A bound handler: ``handler(event, position)``.
+Handler = Callable[[Any, int], None]
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -37,34 +38,60 @@ def handles(*event_classes: type[Any]) -> Callable[[F], F]:
     return mark
 
 
-@dataclass(eq=False)
 class LoggedEvent:
     """One notification from the application's log; decoded only if a read model needs it."""
 
-    notification: Notification
-    mapper: Mapper[Any] | None = field(default=None, repr=False)
-    decoded: Any = field(default=None, repr=False)
+    __slots__ = ("_event", "mapper", "notification", "originator_id", "position", "topic")
+
+    def __init__(
+        self,
+        notification: Notification,
+        mapper: Mapper[Any] | None = None,
+        decoded: Any = None,
+    ) -> None:
+        self.notification = notification
+        self.mapper = mapper
+        self.position: int = notification.id
+        self.topic: str = notification.topic
+        oid = notification.originator_id
+        self.originator_id: UUID | None = oid if isinstance(oid, UUID) else None
+        self._event = decoded
+
+    def __repr__(self) -> str:
+        return f"LoggedEvent({self.position}, {self.topic!r})"
 
     @property
-    def position(self) -> int:
-        return self.notification.id
-
-    @property
-    def topic(self) -> str:
-        return self.notification.topic
-
-    @property
-    def originator_id(self) -> UUID | None:
-        oid = self.notification.originator_id
-        return oid if isinstance(oid, UUID) else None
-
-    @cached_property
     def event(self) -> Any:
-        """The domain event, decoded (upcast, validated) on first use."""
-        if self.decoded is not None:
-            return self.decoded
-        assert self.mapper is not None
-        return self.mapper.to_domain_event(self.notification)
+        """The domain event, on first use: a :class:`~projections.lazyevent.LazyEvent` whose
+        fields are validated as they are read (the CRM's pydantic mapper), else decoded."""
+        event = self._event
+        if event is None:
+            mapper = self.mapper
+            assert mapper is not None
+            if isinstance(mapper, PydanticMapper):
+                event_class, state = mapper.to_event_state(self.notification)
+                event = LazyEvent(event_class, state, originator_id=self.originator_id)
+            else:
+                event = mapper.to_domain_event(self.notification)
+            self._event = event
+        return event
+
+
+def topics_of(*event_classes: type[Any]) -> frozenset[str]:
+    """The topics of these event classes (to pick events out of a batch)."""
+    return frozenset(get_topic(c) for c in event_classes)
+
+
+def originators(events: Sequence[LoggedEvent], topics: frozenset[str]) -> set[UUID]:
+    """The aggregates that recorded the batch's events of these topics."""
+    return {e.originator_id for e in events if e.topic in topics and e.originator_id is not None}
+
+
+def field_values(events: Sequence[LoggedEvent], topics: frozenset[str], name: str) -> set[Any]:
+    """The values (other than None) of one field of the batch's events of these topics."""
+    values = {getattr(e.event, name) for e in events if e.topic in topics}
+    values.discard(None)
+    return values
 
 
 class ReadModel:
@@ -122,7 +149,15 @@ class ReadModel:
         return rows
 
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
-        """Hook: prefetch the rows this batch will touch (default: nothing)."""
+        """Hook: prefetch the rows this batch will touch (default: nothing).
+
+        A row a handler asks for that was not prefetched is read on its own (correct, but
+        one query per row): prefetch every row the batch's events touch, in a few queries.
+        """
+
+    def handlers(self) -> dict[str, Handler]:
+        """This read model's handler of each topic, as ``handler(event, position)``."""
+        return {topic: getattr(self, attr) for topic, attr in self._handlers.items()}
 
     def apply(self, logged: LoggedEvent) -> None:
         """Apply one handled event."""

@@ -7,6 +7,7 @@ satisfaction averages, and which customers complain most.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,14 @@ from crm_domain.errors import InvalidCommandError
 from crm_domain.values import Priority, SatisfactionClass, TicketKind
 from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS
 from projections.query import Answer, Page, paged
-from projections.readmodel import ReadModel, handles
+from projections.readmodel import (
+    LoggedEvent,
+    ReadModel,
+    field_values,
+    handles,
+    originators,
+    topics_of,
+)
 from projections.rows import Row
 from projections.sqltypes import UTCDateTime
 
@@ -81,6 +89,16 @@ satisfaction = Table(
     Column("at", UTCDateTime, nullable=False),
 )
 
+_TICKET_CHANGES = topics_of(
+    Customer.TicketAssigned,
+    Customer.TicketResponded,
+    Customer.TicketEscalated,
+    Customer.TicketResolved,
+    Customer.TicketReopened,
+    Customer.TicketClosed,
+    Customer.TicketSlaBreached,
+)
+_PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
 _PRIORITY_ORDER = [p.value for p in (Priority.URGENT, Priority.HIGH, Priority.NORMAL, Priority.LOW)]
 
 
@@ -112,6 +130,10 @@ class ServiceDesk(ReadModel):
         self.tickets = self.cache(tickets)
         self.customers = self.cache(customers)
         self._scores: list[dict[str, Any]] = []
+
+    def prepare(self, events: Sequence[LoggedEvent]) -> None:
+        self.tickets.prefetch(field_values(events, _TICKET_CHANGES, "ticket_id"))
+        self.customers.prefetch(originators(events, _PROFILE_CORRECTED))
 
     def _ticket(self, ticket_id: UUID) -> Row:
         row = self.tickets.get(ticket_id)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,9 +32,10 @@ from sqlalchemy import (
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
-from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS, CUSTOMER_EVENTS, event_name
+from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
+from projections.lazyevent import json_state
 from projections.query import Answer, Page, paged
-from projections.readmodel import ReadModel, handles
+from projections.readmodel import LoggedEvent, ReadModel, handles
 
 metadata = MetaData()
 
@@ -73,6 +76,7 @@ _BASE_FIELDS = frozenset(
     }
 )
 _SUMMARY_LIMIT = 1000
+_ACCOUNT_TOPICS = frozenset(get_topic(c) for c in ACCOUNT_EVENTS)
 
 
 def _iso(moment: datetime) -> str:
@@ -82,28 +86,50 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _iso_text(stored: str) -> str:
+    """:func:`_iso` of a time as stored in an event's JSON (pydantic writes UTC times with
+    microseconds in exactly that form, so most need no parsing)."""
+    if len(stored) == 27 and stored[26] == "Z" and stored[19] == "." and stored[10] == "T":
+        return stored
+    return _iso(datetime.fromisoformat(stored))
+
+
 def describe(event: Any) -> str:
     """One line a person reads on the timeline."""
-    if isinstance(event, Customer.ContactLogged):
-        text = f"{event.direction.value} {event.channel.value}: {event.summary}"
-        if event.commitments:
+    return _describe(event.__class__, json_state(event))
+
+
+def _describe(event_class: type[Any], state: dict[str, Any]) -> str:
+    """:func:`describe` from the event's JSON state (what is stored), without decoding it."""
+    if event_class is Customer.ContactLogged:
+        text = f"{state['direction']} {state['channel']}: {state['summary']}"
+        if state["commitments"]:
             text += " | promised: " + "; ".join(
-                f"{c.description} ({c.owner})" for c in event.commitments
+                f"{c['description']} ({c['owner']})" for c in state["commitments"]
             )
-        if event.next_step:
-            text += f" | next: {event.next_step}"
+        if state["next_step"]:
+            text += f" | next: {state['next_step']}"
         return text[:_SUMMARY_LIMIT]
-    if isinstance(event, Customer.Registered):
-        return f"registered {event.kind.value} {event.name!r} as {event.code}"
-    if isinstance(event, Customer.TicketOpened):
-        return f"{event.priority.value} {event.kind.value} opened: {event.subject}"
-    if isinstance(event, Account.OpportunityStaged):
-        return f"opportunity {event.opportunity_id} moved {event.from_stage} -> {event.to_stage}"
-    fields = event.model_dump(mode="json", exclude=set(_BASE_FIELDS))
-    parts = [f"{k}={v}" for k, v in fields.items() if v not in (None, "", [], {})]
-    return (_words(event_name(event)) + (": " + ", ".join(parts) if parts else ""))[:_SUMMARY_LIMIT]
+    if event_class is Customer.Registered:
+        return f"registered {state['kind']} {state['name']!r} as {state['code']}"
+    if event_class is Customer.TicketOpened:
+        return f"{state['priority']} {state['kind']} opened: {state['subject']}"
+    if event_class is Account.OpportunityStaged:
+        return (
+            f"opportunity {state['opportunity_id']} moved "
+            f"{state['from_stage']} -> {state['to_stage']}"
+        )
+    parts = [
+        f"{k}={v}"
+        for k, v in state.items()
+        if k not in _BASE_FIELDS and v not in (None, "", [], {})
+    ]
+    return (_words(event_class.__name__) + (": " + ", ".join(parts) if parts else ""))[
+        :_SUMMARY_LIMIT
+    ]
 
 
+@cache
 def _words(name: str) -> str:
     out = "".join(f" {ch.lower()}" if ch.isupper() else ch for ch in name).strip()
     return out
@@ -120,27 +146,39 @@ class ActivityTimeline(ReadModel):
         self.accounts = self.cache(accounts)
         self._new: list[dict[str, Any]] = []
 
+    def prepare(self, events: Sequence[LoggedEvent]) -> None:
+        self.accounts.prefetch(
+            e.originator_id for e in events if e.topic in _ACCOUNT_TOPICS and e.originator_id
+        )
+
     def _add(
         self, e: Any, position: int, kind: str, customer_id: UUID, account_id: UUID | None
     ) -> None:
+        # Everything comes from the stored JSON: the timeline shows what was recorded.
+        state = json_state(e)
+        event_class = e.__class__
+        channel = state.get("channel")
         self._new.append(
             {
                 "position": position,
                 "subject_kind": kind,
                 "customer_id": customer_id,
                 "account_id": account_id,
-                "occurred_at": _iso(e.occurred_at),
-                "recorded_at": _iso(e.timestamp),
-                "event_type": event_name(e),
-                "summary": describe(e),
-                "actor": e.metadata.get("actor", "") or "",
-                "channel": getattr(getattr(e, "channel", None), "value", None),
+                "occurred_at": _iso_text(state["occurred_at"]),
+                "recorded_at": _iso_text(state["timestamp"]),
+                "event_type": event_class.__name__,
+                "summary": _describe(event_class, state),
+                "actor": state["metadata"].get("actor", "") or "",
+                "channel": channel if isinstance(channel, str) else None,
             }
         )
 
     @handles(*CUSTOMER_EVENTS)
     def customer_event(self, e: Any, position: int) -> None:
-        self._add(e, position, "customer", e.originator_id, getattr(e, "account_id", None))
+        account_id = json_state(e).get("account_id")
+        self._add(
+            e, position, "customer", e.originator_id, UUID(account_id) if account_id else None
+        )
 
     @handles(*ACCOUNT_EVENTS)
     def account_event(self, e: Any, position: int) -> None:

@@ -188,19 +188,27 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
 
     def _record(self, application_name: str, batch: Sequence[LoggedEvent]) -> None:
         last = Tracking(application_name, batch[-1].position)
+        batch_topics = {e.topic for e in batch}
         with self.transaction(commit=True) as session:
             for model_class in self.read_models:
                 table = self.tracking_tables[model_class.name]
                 position = self._lock_position(session, table, application_name)
-                todo = [e for e in batch if position is None or e.position > position]
-                if not todo:
-                    continue
+                todo = batch
+                topics = batch_topics
+                if position is not None and batch[0].position <= position:
+                    todo = [e for e in batch if e.position > position]
+                    if not todo:
+                        continue
+                    topics = {e.topic for e in todo}
+                self._check_topics(model_class, todo, topics)
+                handled_topics = model_class.handled_topics()
+                handled = [e for e in todo if e.topic in handled_topics]
                 model = model_class(session)
-                handled = [e for e in todo if self._wants(model_class, e)]
                 model.prepare(handled)
+                handlers = model.handlers()
                 for logged in handled:
                     try:
-                        model.apply(logged)
+                        handlers[logged.topic](logged.event, logged.position)
                     except Exception as exc:
                         raise self._explain(exc, logged, model_class.name) from exc
                 try:
@@ -212,11 +220,14 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                 self._write_position(session, table, last, exists=position is not None)
 
     @staticmethod
-    def _wants(model_class: type[ReadModel], logged: LoggedEvent) -> bool:
-        if model_class.handles_topic(logged.topic):
-            return True
-        if model_class.ignores_topic(logged.topic):
-            return False
+    def _check_topics(
+        model_class: type[ReadModel], todo: Sequence[LoggedEvent], topics: set[str]
+    ) -> None:
+        """Stop at the first event the read model neither handles nor ignores."""
+        unknown = topics - model_class.handled_topics() - model_class.ignored_topics()
+        if not unknown:
+            return
+        logged = next(e for e in todo if e.topic in unknown)
         raise UnhandledEventError(
             read_model=model_class.name,
             topic=logged.topic,

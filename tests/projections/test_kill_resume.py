@@ -22,7 +22,7 @@ from projections.runner import open_view
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def _start(store_url: str) -> subprocess.Popen[bytes]:
+def _start(store_url: str, batch_size: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
         [
@@ -34,7 +34,7 @@ def _start(store_url: str) -> subprocess.Popen[bytes]:
             "--store",
             store_url,
             "--batch-size",
-            "7",
+            str(batch_size),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -74,7 +74,7 @@ def test_killed_runner_resumes_exactly_once(store_url: str, tmp_path: Path) -> N
     app.close()
     kills = 0
     for _ in range(2):
-        proc = _start(store_url)
+        proc = _start(store_url, batch_size=7)  # small batches: killed between many commits
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
@@ -91,7 +91,7 @@ def test_killed_runner_resumes_exactly_once(store_url: str, tmp_path: Path) -> N
             proc.wait(timeout=10)
     assert kills == 2, "the runner finished before it could be killed twice"
     assert min(_positions(store_url, app_name)) < head
-    proc = _start(store_url)
+    proc = _start(store_url, batch_size=500)  # resumes where each read model stopped
     try:
         deadline = time.monotonic() + 120
         while min(_positions(store_url, app_name)) < head:

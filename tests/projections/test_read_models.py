@@ -14,8 +14,8 @@ from eventsourcing.persistence import Notification
 from conftest import T0, Known, at, cny, project
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
-from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
+from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from projections.customer360 import Customer360Queries
 from projections.customer_value import CustomerValueQueries, quintile
 from projections.handover import HandoverQueries
@@ -240,7 +240,6 @@ def test_handover_pack_for_a_leaving_manager(view: ReadModelView, known: Known) 
     assert [(m.manager, m.customers, m.accounts) for m in q.managers()] == [("li", 1, 1)]
     with pytest.raises(InvalidCommandError):
         q.for_manager(" ", now=T0)
-
 
 
 def _promising_contacts(crm: CRM, customer_id: UUID) -> list[UUID]:

@@ -18,11 +18,13 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy src
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 
 typecheck: install
 	$(BIN)/mypy src

@@ -69,7 +69,8 @@ def read_purchases(path: Path) -> Iterator[Purchase]:
 def import_purchases(
     crm: CRM, purchases: Iterable[Purchase], *, max_customers: int | None = None
 ) -> ImportSummary:
-    """Register each CDNOW customer (code ``CDNOW-<id>``) and replay their purchases.
+    """Register each CDNOW customer (code ``CDNOW-<id>``) and replay their purchases
+    (only the file's first ``max_customers`` customers, if given).
 
     One transaction per customer (the bulk path): a customer is imported whole or not at
     all, so a re-run skips the customers already there (their code is taken) and an
@@ -80,7 +81,7 @@ def import_purchases(
     for purchase in purchases:
         by_customer.setdefault(purchase.customer, []).append(purchase)
     for customer, group in by_customer.items():
-        if max_customers is not None and summary.customers >= max_customers:
+        if max_customers is not None and summary.customers + summary.skipped >= max_customers:
             break
         history = sorted(group, key=lambda p: p.day)
         if _already_imported(crm, customer):

@@ -462,9 +462,13 @@ class DemoCompany:
                     reason = f"{leaver} left the company"
                     self.crm.assign_customer_manager(cid, manager=successor, reason=reason)
                     if cid in self.account_of:
-                        self.crm.assign_account_manager(
-                            self.account_of[cid], manager=successor, reason=reason
-                        )
+                        aid = self.account_of[cid]
+                        self.crm.assign_account_manager(aid, manager=successor, reason=reason)
+                        for deal in self.crm.account(aid).open_pipeline():
+                            if deal.owner == leaver:
+                                self.crm.reassign_opportunity(
+                                    aid, deal.opportunity_id, owner=successor, reason=reason
+                                )
                     moved += 1
         self.summary.handover = (leaver, successor, moved)
 

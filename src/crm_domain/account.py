@@ -211,6 +211,14 @@ class Account(Aggregate):
         expected_close: date
         reason: str = ""
 
+    class OpportunityReassigned(Aggregate.Event):
+        """An open opportunity got a new owner (e.g. its rep left), with the reason."""
+
+        opportunity_id: UUID
+        owner: Label
+        previous_owner: Label
+        reason: NonEmptyStr
+
     class OpportunityWon(Aggregate.Event):
         """An opportunity closed won, with its amount."""
 
@@ -602,6 +610,19 @@ class Account(Aggregate):
         opp = self.opportunities[opportunity_id]
         opp.amount = amount
         opp.expected_close = expected_close
+
+    def reassign_opportunity(self, opportunity_id: UUID, *, owner: str, reason: str) -> None:
+        """Hand an open opportunity to another rep; its history goes with it."""
+        opp = self._open_opportunity(opportunity_id, "reassign")
+        if owner == opp.owner:
+            raise RuleViolationError(f"{owner} already owns opportunity {opp.name!r}")
+        self._reassign(
+            opportunity_id=opportunity_id, owner=owner, previous_owner=opp.owner, reason=reason
+        )
+
+    @event(OpportunityReassigned)
+    def _reassign(self, opportunity_id: UUID, owner: str, previous_owner: str, reason: str) -> None:
+        self.opportunities[opportunity_id].owner = owner
 
     def win_opportunity(
         self,

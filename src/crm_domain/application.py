@@ -986,6 +986,18 @@ class CRM(Application[UUID]):
             conflict_key=("opportunity_id", opportunity_id),
         )
 
+    def reassign_opportunity(
+        self, account_id: UUID, opportunity_id: UUID, *, owner: str, reason: str
+    ) -> None:
+        """Give an open opportunity a new owner (a rep left, territories changed)."""
+        self._account_command(
+            account_id,
+            "reassign_opportunity",
+            lambda a: a.reassign_opportunity(opportunity_id, owner=owner, reason=reason),
+            commutes=True,
+            conflict_key=("opportunity_id", opportunity_id),
+        )
+
     def win_opportunity(
         self, account_id: UUID, opportunity_id: UUID, *, reason: str, competitor: str | None = None
     ) -> None:

@@ -127,6 +127,7 @@ class Customer360(ReadModel):
         Account.OpportunityOpened,
         Account.OpportunityStaged,
         Account.OpportunityRevised,
+        Account.OpportunityReassigned,
         Account.OpportunityWon,
         Account.OpportunityLost,
         Account.QuoteIssued,

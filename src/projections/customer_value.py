@@ -114,6 +114,7 @@ class CustomerValue(ReadModel):
         Account.OpportunityOpened,
         Account.OpportunityStaged,
         Account.OpportunityRevised,
+        Account.OpportunityReassigned,
         Account.OpportunityWon,
         Account.OpportunityLost,
         Account.QuoteIssued,

@@ -145,6 +145,7 @@ _ACCOUNT_CHANGES = topics_of(
 _OPPORTUNITY_CHANGES = topics_of(
     Account.OpportunityStaged,
     Account.OpportunityRevised,
+    Account.OpportunityReassigned,
     Account.OpportunityWon,
     Account.OpportunityLost,
 )
@@ -354,6 +355,10 @@ class ManagerHandover(ReadModel):
             currency=e.amount.currency if e.amount else None,
             expected_close=e.expected_close,
         )
+
+    @handles(Account.OpportunityReassigned)
+    def opportunity_reassigned(self, e: Account.OpportunityReassigned, position: int) -> None:
+        self._opportunity(e.opportunity_id)["owner"] = e.owner
 
     @handles(Account.OpportunityWon, Account.OpportunityLost)
     def opportunity_closed(self, e: Any, position: int) -> None:

@@ -92,6 +92,7 @@ _OPENED = topics_of(Account.OpportunityOpened)
 _CHANGED = topics_of(
     Account.OpportunityStaged,
     Account.OpportunityRevised,
+    Account.OpportunityReassigned,
     Account.OpportunityWon,
     Account.OpportunityLost,
 )
@@ -228,6 +229,10 @@ class SalesPipeline(ReadModel):
         )
         if row["status"] == "open":
             row["close_month"] = e.expected_close.strftime("%Y-%m")
+
+    @handles(Account.OpportunityReassigned)
+    def reassigned(self, e: Account.OpportunityReassigned, position: int) -> None:
+        self._opportunity(e.opportunity_id)["owner"] = e.owner
 
     @handles(Account.OpportunityWon, Account.OpportunityLost)
     def closed(self, e: Any, position: int) -> None:

@@ -547,3 +547,45 @@ def test_rejected_aggregate_command_leaves_no_pending_event() -> None:
         account.stage_opportunity(opp, stage="closed_won")
     assert account.collect_events() == []
     assert account.version == version
+
+
+# ----- reassigning opportunities --------------------------------------------------------------
+
+
+def test_an_open_opportunity_can_be_handed_to_another_rep(
+    app: CRM, account_id: UUID, opportunity_id: UUID, rejects: Rejects
+) -> None:
+    app.reassign_opportunity(account_id, opportunity_id, owner="li.wei", reason="zhang.min left")
+    assert app.account(account_id).opportunity(opportunity_id).owner == "li.wei"
+    last = app.history(account_id)[-1]
+    assert isinstance(last, Account.OpportunityReassigned)
+    assert (last.previous_owner, last.owner, last.reason) == (
+        "zhang.min",
+        "li.wei",
+        "zhang.min left",
+    )
+    rejects(
+        RuleViolationError,
+        app.reassign_opportunity,
+        account_id,
+        opportunity_id,
+        owner="li.wei",
+        reason="again",
+    )
+    rejects(
+        InvalidCommandError,
+        app.reassign_opportunity,
+        account_id,
+        opportunity_id,
+        owner="",
+        reason="nobody",
+    )
+    app.lose_opportunity(account_id, opportunity_id, reason="budget cut")
+    rejects(
+        OpportunityClosedError,
+        app.reassign_opportunity,
+        account_id,
+        opportunity_id,
+        owner="wang.fang",
+        reason="too late",
+    )

@@ -6,10 +6,10 @@ import io
 from typing import Any
 
 import pytest
+from projection_history import known_history
 from rich.console import Console
 
 from adapters.cli import main
-from conftest import known_history
 from crm_domain.application import CRM
 from projections.customer360 import Customer360Queries
 from projections.pipeline import PipelineQueries

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+from projection_history import Known, project
 
-from conftest import Known, project
 from crm_domain.application import CRM
 from crm_domain.persistence import PydanticMapper
 from projections.lazyevent import LazyEvent, json_state

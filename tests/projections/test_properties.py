@@ -11,9 +11,9 @@ from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from projection_history import cny, project
 from sqlalchemy import select
 
-from conftest import cny, project
 from crm_domain.account import Account
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
@@ -42,7 +42,9 @@ op = st.one_of(
         st.sampled_from(["open", "resolve", "reopen", "close"]),
     ),
     st.tuples(
-        st.just("deal"), st.integers(0, 2), st.sampled_from(["open", "win", "lose", *DEAL_STAGES])
+        st.just("deal"),
+        st.integers(0, 2),
+        st.sampled_from(["open", "win", "lose", "hand-over", *DEAL_STAGES]),
     ),
     st.tuples(
         st.just("order"),
@@ -105,6 +107,11 @@ def play(app: CRM, ops: list[tuple[str, int, str]]) -> None:
                     app.win_opportunity(a, d, reason="r")
                 elif arg == "lose":
                     app.lose_opportunity(a, d, reason="r")
+                elif arg == "hand-over":
+                    owner = app.account(a).opportunity(d).owner
+                    app.reassign_opportunity(
+                        a, d, owner="wang" if owner == "li" else "li", reason="r"
+                    )
                 else:
                     app.stage_opportunity(a, d, stage=arg)
             elif kind == "order" and arg == "place":
@@ -133,7 +140,7 @@ def fold(app: CRM) -> dict[str, Any]:
     customers: dict[UUID, dict[str, Any]] = {}
     account_owner: dict[UUID, UUID] = {}
     orders: dict[UUID, list[Any]] = {}
-    deals: dict[UUID, tuple[str, str]] = {}
+    deals: dict[UUID, tuple[str, str, str]] = {}
     for n in app.recorder.select_notifications(start=1, limit=100_000):
         e = app.mapper.to_domain_event(n)
         if isinstance(e, Customer.Registered):
@@ -170,11 +177,14 @@ def fold(app: CRM) -> dict[str, Any]:
                 order[2] = counted
                 customers[order[0]]["value"] += order[1] if counted else -order[1]
         elif isinstance(e, Account.OpportunityOpened):
-            deals[e.opportunity_id] = (e.stage, "open")
+            deals[e.opportunity_id] = (e.stage, "open", e.owner)
         elif isinstance(e, Account.OpportunityStaged):
-            deals[e.opportunity_id] = (e.to_stage, "open")
+            deals[e.opportunity_id] = (e.to_stage, "open", deals[e.opportunity_id][2])
+        elif isinstance(e, Account.OpportunityReassigned):
+            stage, status, _ = deals[e.opportunity_id]
+            deals[e.opportunity_id] = (stage, status, e.owner)
         elif isinstance(e, Account.OpportunityWon | Account.OpportunityLost):
-            deals[e.opportunity_id] = (e.to_stage, "closed")
+            deals[e.opportunity_id] = (e.to_stage, "closed", deals[e.opportunity_id][2])
     return {"customers": customers, "deals": deals}
 
 
@@ -214,7 +224,7 @@ def test_incremental_equals_rebuilt_equals_fold(ops: list[tuple[str, int, str]])
         c: w["value"] for c, w in expected["customers"].items() if c in booked or w["value"]
     }
     open_deals = {
-        o.opportunity_id: (o.stage, "open")
+        o.opportunity_id: (o.stage, "open", o.owner)
         for o in PipelineQueries(rebuilt.engine).open_opportunities(page_size=500).items
     }
     assert open_deals == {d: s for d, s in expected["deals"].items() if s[1] == "open"}

@@ -10,8 +10,8 @@ from uuid import UUID
 import orjson
 import pytest
 from eventsourcing.persistence import Notification
+from projection_history import T0, Known, at, cny, project
 
-from conftest import T0, Known, at, cny, project
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
@@ -339,3 +339,33 @@ def test_pipeline_forecast_category_comes_from_the_opening_event() -> None:
     assert categories == {new: "commit", old: "pipeline"}
     by_category = {f.key: (f.count, f.amount) for f in q.forecast_by_category()}
     assert by_category == {"commit": (1, D("1000")), "pipeline": (1, D("300"))}
+
+
+def test_reassigned_opportunities_follow_their_new_owner(crm: CRM) -> None:
+    customer = crm.register_customer(kind="enterprise", name="Acme", code="ACME-R")
+    account = crm.open_account(customer_id=customer, name="Acme")
+    crm.assign_account_manager(account, manager="li.wei", reason="new account")
+    deal = crm.open_opportunity(
+        account,
+        name="servers",
+        expected_close=date(2031, 1, 31),
+        owner="li.wei",
+        amount=cny(50_000),
+    )
+    crm.stage_opportunity(account, deal, stage="proposal")
+    before = project(crm)
+    assert [o.owner for o in PipelineQueries(before.engine).open_opportunities().items] == [
+        "li.wei"
+    ]
+    crm.assign_account_manager(account, manager="zhang.min", reason="li.wei left")
+    crm.reassign_opportunity(account, deal, owner="zhang.min", reason="li.wei left")
+    for view in (project(crm, view=before), project(crm)):  # incremental and rebuilt
+        pipeline = PipelineQueries(view.engine)
+        assert pipeline.open_opportunities(owner="li.wei").total == 0
+        assert [o.opportunity_id for o in pipeline.open_opportunities(owner="zhang.min").items] == [
+            deal
+        ]
+        handover = HandoverQueries(view.engine).for_manager("zhang.min", now=T0 + timedelta(days=1))
+        assert [(d.opportunity_id, d.owner) for d in handover.opportunities] == [
+            (deal, "zhang.min")
+        ]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from projection_history import Known, project
 from sqlalchemy import func, select
 
-from conftest import Known, project
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
 from projections.customer360 import Customer360, Customer360Queries

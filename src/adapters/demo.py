@@ -11,13 +11,12 @@ command context's ``occurred_at``; every command carries an actor.
 from __future__ import annotations
 
 import random
-import string
 from collections import Counter, defaultdict
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from crm_domain.application import CRM
 from crm_domain.context import CommandContext
@@ -67,7 +66,9 @@ class DemoCompany:
         self.n_customers = customers
         self.now = now
         self.start = now - timedelta(days=365)
-        self.run_tag = "".join(self.rng.choice(string.ascii_uppercase) for _ in range(4))
+        # A fresh tag per run keeps customer codes unique when the demo is replayed into
+        # the same (e.g. PostgreSQL) store; the seeded scenario is otherwise the same.
+        self.run_tag = uuid4().hex[:4].upper()
         self.summary = DemoSummary(store=crm.store.url, run_tag=self.run_tag)
         self.owner_of: dict[UUID, str] = {}
         self.account_of: dict[UUID, UUID] = {}

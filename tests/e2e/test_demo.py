@@ -57,11 +57,15 @@ def test_demo_starts_afresh_each_time(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_demo_on_postgres(tmp_path: Path, postgres_url: str) -> None:
-    output = run_demo(tmp_path, "--store", postgres_url)
+def test_demo_on_postgres_can_be_replayed_into_the_same_store(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = events_stored(run_demo(tmp_path, "--store", postgres_url))
+    second = events_stored(run_demo(tmp_path, "--store", postgres_url))
     crm = CRM(postgres_url)
     try:
-        assert crm.recorder.max_notification_id() == events_stored(output)
+        assert crm.recorder.max_notification_id() == second
     finally:
         crm.close()
+    assert second > first
     assert not (tmp_path / "crm-demo.sqlite").exists()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from rich.console import Console
 
 from crm_domain.application import CRM
@@ -160,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CRMError as exc:
         print(f"crm: {exc}", file=sys.stderr)
         return 1
+    except (InterfaceError, OperationalError) as exc:
+        print(f"crm: the store is unreachable: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return code

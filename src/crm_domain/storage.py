@@ -32,6 +32,8 @@ class StoreURL:
     pg_password: str = ""
     pg_dbname: str = ""
     pg_schema: str = ""
+    #: Seconds to wait for a PostgreSQL connection (``?connect_timeout=N``; default 10).
+    pg_connect_timeout: str = "10"
 
     @classmethod
     def parse(cls, url: str) -> StoreURL:
@@ -58,6 +60,7 @@ class StoreURL:
                 pg_password=unquote(parsed.password or ""),
                 pg_dbname=dbname,
                 pg_schema=query.get("schema", [""])[0],
+                pg_connect_timeout=query.get("connect_timeout", ["10"])[0],
             )
         raise InvalidCommandError(
             f"unsupported store URL {url!r}: use memory://, sqlite:///FILE or postgresql://..."
@@ -95,4 +98,5 @@ class StoreURL:
         }
         if self.pg_schema:
             env["POSTGRES_SCHEMA"] = self.pg_schema
+        env["POSTGRES_CONNECT_TIMEOUT"] = self.pg_connect_timeout
         return env

@@ -69,3 +69,33 @@ def test_demo_on_postgres_can_be_replayed_into_the_same_store(
         crm.close()
     assert second > first
     assert not (tmp_path / "crm-demo.sqlite").exists()
+
+
+def test_an_unreachable_store_is_exit_code_3_with_a_clear_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(CRM_SCRIPT),
+            "demo",
+            "--store",
+            "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3
+    assert "store is unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_store_url_is_exit_code_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(CRM_SCRIPT), "demo", "--store", "mysql://nowhere/db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "unsupported store URL" in result.stderr

@@ -1,4 +1,5 @@
-"""The Python examples in the README and docs/architecture.md run as written."""
+"""The Python examples in the README, docs/architecture.md and docs/projections.md run as
+written (docs/adapters.md needs a broker: tests/adapters run the same calls)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", ROOT / "docs" / "architecture.md"]
+DOCS = [ROOT / "README.md", ROOT / "docs" / "architecture.md", ROOT / "docs" / "projections.md"]
 
 
 def python_blocks(path: Path) -> list[str]:

@@ -42,7 +42,7 @@ from projections.readmodel import (
     originators,
     topics_of,
 )
-from projections.rows import Row
+from projections.rows import Row, execute_many
 from projections.sqltypes import Amount, UTCDateTime, to_amount, total
 
 metadata = MetaData()
@@ -256,7 +256,7 @@ class SalesPipeline(ReadModel):
     def finish(self) -> None:
         super().finish()
         if self._changes:
-            self.session.execute(stage_changes.insert(), self._changes)
+            execute_many(self.session, stage_changes, "insert", self._changes)
             self._changes = []
 
 

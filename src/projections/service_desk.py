@@ -42,7 +42,7 @@ from projections.readmodel import (
     originators,
     topics_of,
 )
-from projections.rows import Row
+from projections.rows import Row, execute_many
 from projections.sqltypes import UTCDateTime
 
 metadata = MetaData()
@@ -231,7 +231,7 @@ class ServiceDesk(ReadModel):
     def finish(self) -> None:
         super().finish()
         if self._scores:
-            self.session.execute(satisfaction.insert(), self._scores)
+            execute_many(self.session, satisfaction, "insert", self._scores)
             self._scores = []
 
 

@@ -36,6 +36,7 @@ from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS, CUSTOMER_EVEN
 from projections.lazyevent import json_state
 from projections.query import Answer, Page, paged
 from projections.readmodel import LoggedEvent, ReadModel, handles
+from projections.rows import execute_many
 
 metadata = MetaData()
 
@@ -194,7 +195,7 @@ class ActivityTimeline(ReadModel):
     def finish(self) -> None:
         super().finish()
         if self._new:
-            self.session.execute(entries.insert(), self._new)
+            execute_many(self.session, entries, "insert", self._new)
             self._new = []
 
 

@@ -109,3 +109,72 @@ def test_views_can_live_in_another_database(store_url: str, tmp_path: Any) -> No
     )
     assert status(store_url, read_models=["customer360"])[0].position is None
     app.close()
+
+
+def test_row_writes_read_back_what_was_written(store_url: str) -> None:
+    """RowCache writes (precompiled executemany; COPY on PostgreSQL) convert every column
+    type as SQLAlchemy would: UUIDs, amounts, aware times, dates, booleans, JSON, NULLs."""
+    from datetime import UTC, date, datetime, timedelta, timezone
+    from decimal import Decimal
+    from uuid import uuid4
+
+    from sqlalchemy import JSON, Boolean, Column, Date, MetaData, String, Table, Uuid, select
+    from sqlalchemy.orm import Session
+
+    from projections.rows import RowCache, execute_many
+    from projections.sqltypes import Amount, UTCDateTime
+
+    table = Table(
+        "rows_roundtrip",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("name", String(100), nullable=False),
+        Column("amount", Amount),
+        Column("at", UTCDateTime),
+        Column("day", Date),
+        Column("flag", Boolean),
+        Column("data", JSON),
+        Column("other", Uuid),
+    )
+    view = open_view(store_url)
+    table.create(view.engine)
+    ids = [uuid4() for _ in range(3)]
+    at = datetime(2024, 5, 1, 12, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    first = {
+        "id": ids[0],
+        "name": 'it\'s 100% \\ "quoted"\ttab',
+        "amount": Decimal("12.3456"),
+        "at": at,
+        "day": date(2024, 5, 1),
+        "flag": True,
+        "data": {"a": [1, "x"], "b": None},
+        "other": ids[1],
+    }
+    with Session(view.engine) as session, session.begin():
+        execute_many(session, table, "insert", [first, {"id": ids[1], "name": "sparse"}])
+        rows = RowCache(session, table)
+        rows.put({"id": ids[2], "name": "third", "flag": False}, new=True)
+        rows.write()
+    with Session(view.engine) as session, session.begin():
+        rows = RowCache(session, table)
+        rows.prefetch(ids)
+        changed = rows.get(ids[1])
+        assert changed is not None
+        changed.update(amount=Decimal("-0.0001"), data=[])
+        rows.delete(ids[2])
+        rows.write()
+    with view.engine.connect() as conn:
+        found = {r.id: r._asdict() for r in conn.execute(select(table))}
+    assert set(found) == {ids[0], ids[1]}
+    assert found[ids[0]] == {**first, "at": at.astimezone(UTC)}
+    assert found[ids[1]] == {
+        "id": ids[1],
+        "name": "sparse",
+        "amount": Decimal("-0.0001"),
+        "at": None,
+        "day": None,
+        "flag": None,
+        "data": [],
+        "other": None,
+    }
+    view.engine.dispose()

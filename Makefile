@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean install
+.PHONY: demo test lint typecheck bench bench-full clean install
 
 $(BIN)/crm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
+# Benchmarks are run on demand and reported in the issues, never asserted in tests.
 bench: install
 	$(BIN)/python benchmarks/commands.py
-	$(BIN)/python benchmarks/projections.py
+	$(BIN)/python benchmarks/projections.py --sizes 100000
 	$(BIN)/python benchmarks/relay.py
+
+# The projections benchmark at 100k and 1M events (about half an hour on 2 cores).
+bench-full: bench
+	$(BIN)/python benchmarks/projections.py --sizes 100000 1000000
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

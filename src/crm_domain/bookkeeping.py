@@ -95,8 +95,8 @@ def decode_result(data: dict[str, Any]) -> Any:
     return data["value"]
 
 
-#: Topics of the bookkeeping events, for readers that only want CRM facts.
-BOOKKEEPING_TOPICS = (
-    get_topic(CustomerCodeClaim.Claimed),
-    get_topic(CommandProcessed.Recorded),
+#: The bookkeeping event classes, for readers that only want CRM facts to skip.
+BOOKKEEPING_EVENTS: tuple[type[Aggregate.Event], ...] = (
+    CustomerCodeClaim.Claimed,
+    CommandProcessed.Recorded,
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,11 @@ from pydantic import BaseModel
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
-from crm_domain.eventmodel import DomainEvent
+from crm_domain.eventmodel import DomainEvent, event_classes
 
 AGGREGATES: tuple[type[Any], ...] = (Customer, Account)
 ENVELOPE_FIELDS = frozenset(DomainEvent.model_fields) | {"originator_topic"}
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "events.md"
-
-
-def event_classes(aggregate: type[Any]) -> Iterator[type[DomainEvent]]:
-    """The event classes of an aggregate, in the order they are declared."""
-    for name, value in vars(aggregate).items():
-        if (
-            isinstance(value, type)
-            and issubclass(value, DomainEvent)
-            and name[0].isupper()
-            and name not in ("Event", "Created")
-        ):
-            yield value
 
 
 def describe(cls: type[Any]) -> str:

@@ -113,6 +113,17 @@ class Aggregate(BaseAggregate[UUID]):
         return value
 
 
+def event_classes(aggregate: type[Aggregate]) -> tuple[type[Aggregate.Event], ...]:
+    """The event classes an aggregate declares, in declaration order (not the bases)."""
+    return tuple(
+        value
+        for name, value in vars(aggregate).items()
+        if isinstance(value, type)
+        and issubclass(value, Aggregate.Event)
+        and name not in ("Event", "Created")
+    )
+
+
 class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
     """Snapshot of an aggregate: ``state`` is validated against the aggregate's
     ``snapshot_state`` model, so Decimals, UUIDs and datetimes come back typed."""

@@ -28,10 +28,9 @@ from sqlalchemy import (
 )
 
 from crm_domain.account import Account
-from crm_domain.bookkeeping import CommandProcessed, CustomerCodeClaim
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
-from projections.events import CUSTOMER_EVENTS
+from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.query import Answer, Page, paged
 from projections.readmodel import (
     LoggedEvent,
@@ -108,8 +107,7 @@ class Customer360(ReadModel):
     description = "one row per customer: profile, stage, manager, contacts, tickets, value"
     tables = (customers, accounts, orders)
     ignores = (
-        CustomerCodeClaim.Claimed,
-        CommandProcessed.Recorded,
+        *BOOKKEEPING_EVENTS,
         Customer.CampaignResponseRecorded,
         Customer.CommitmentFulfilled,
         Customer.TicketAssigned,

@@ -1,4 +1,4 @@
-"""Names of the published event types: ``crm.<aggregate>.<event>.v<schema_version>``.
+"""Names of the published event types: ``crm.<aggregate>.<event>.v<class_version>``.
 
 A consumer on the bus never sees Python class paths. Each stored event class gets a
 stable, versioned CloudEvents ``type`` (``crm.customer.contact_logged.v1``) built from the
@@ -15,7 +15,7 @@ from functools import cache, cached_property
 
 from eventsourcing.utils import get_topic
 
-from crm_domain.eventmodel import Aggregate, DomainEvent
+from crm_domain.eventmodel import Aggregate, DomainEvent, event_classes
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
@@ -47,23 +47,7 @@ class EventType:
 
 def event_version(cls: type[DomainEvent]) -> int:
     """The payload version of an event class (eventsourcing's ``class_version`` convention)."""
-    version: object = getattr(cls, "class_version", None) or getattr(cls, "schema_version", 1)
-    return int(str(version))
-
-
-#: Base classes eventsourcing puts on every aggregate; never stored as such.
-_BASES = frozenset({"Event", "Created", "Snapshot"})
-
-
-def _nested_events(aggregate_cls: type[Aggregate]) -> Iterator[type[DomainEvent]]:
-    for name, value in vars(aggregate_cls).items():
-        if (
-            name not in _BASES
-            and isinstance(value, type)
-            and issubclass(value, DomainEvent)
-            and issubclass(value, Aggregate.Event)
-        ):
-            yield value
+    return int(getattr(cls, "class_version", 1))
 
 
 class EventTypeRegistry:
@@ -75,7 +59,7 @@ class EventTypeRegistry:
         self._by_topic: dict[str, EventType] = {}
         for aggregate_cls in aggregates:
             aggregate = snake(aggregate_cls.__name__)
-            for cls in _nested_events(aggregate_cls):
+            for cls in event_classes(aggregate_cls):
                 et = EventType(
                     cls=cls,
                     aggregate=aggregate,

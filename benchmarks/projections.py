@@ -8,7 +8,10 @@ Run on demand (not a test)::
 For each backend and size it writes a realistic history (customers with contacts,
 tickets, accounts, deals, quotes, orders, invoices and payments), then, in a fresh
 process per measurement: reads the whole log raw (notifications only), reads and decodes
-it (domain events), and rebuilds all read models, reporting events/s and peak RSS.
+it (domain events), runs the rebuild machinery with a read model that ignores every event
+(the floor: what following the log costs by itself), and rebuilds all read models in one
+process and with one worker process per CPU (the default of ``crm projections rebuild``),
+reporting events/s and peak RSS.
 Targets (issue 3): rebuild >= 1/3 of the raw read rate; peak RSS at 1M within 1.5x of
 that at 100k.
 """
@@ -110,15 +113,33 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
         app.close()
 
 
+def _floor_model() -> Any:
+    """A read model that ignores every event: what following the log costs by itself."""
+    from projections.events import ALL_EVENTS
+    from projections.readmodel import ReadModel
+
+    class Floor(ReadModel):
+        name = "bench_floor"
+        ignores = ALL_EVENTS
+
+    return Floor
+
+
 def measure(store_url: str, what: str) -> dict[str, Any]:
-    """One measurement in this (fresh) process: 'raw', 'decode' or 'rebuild'."""
+    """One measurement in this (fresh) process: 'raw', 'decode', 'floor' (the runner with a
+    read model that ignores everything), 'rebuild-1' (every read model, one process) or
+    'rebuild' (every read model, one worker process per CPU: what ``crm projections
+    rebuild --all`` does)."""
     from crm_domain.application import CRM
 
     started = time.perf_counter()
-    if what == "rebuild":
-        from projections.rebuild import rebuild
+    if what in ("rebuild", "rebuild-1", "floor"):
+        from projections.rebuild import default_workers, rebuild
 
-        result = rebuild(store_url)
+        if what == "floor":
+            result = rebuild(store_url, read_models=[_floor_model()])
+        else:
+            result = rebuild(store_url, workers=1 if what == "rebuild-1" else default_workers())
         count = result.events
     else:
         app = CRM(store_url, snapshot_interval=None)
@@ -134,7 +155,10 @@ def measure(store_url: str, what: str) -> dict[str, Any]:
             start = page[-1].id + 1
         app.close()
     seconds = time.perf_counter() - started
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,  # a parallel rebuild's workers
+    )
     return {
         "what": what,
         "events": count,
@@ -201,7 +225,10 @@ def main() -> int:
                     f"{backend} {size}: wrote {head} events in {time.perf_counter() - t:.0f}s",
                     flush=True,
                 )
-                results = {w: _in_child(store, w) for w in ("raw", "decode", "rebuild")}
+                results = {
+                    w: _in_child(store, w)
+                    for w in ("raw", "decode", "floor", "rebuild-1", "rebuild")
+                }
             finally:
                 _drop(store)
             raw, rebuild = results["raw"]["rate"], results["rebuild"]["rate"]
@@ -210,6 +237,8 @@ def main() -> int:
                 "events": head,
                 "raw_rate": raw,
                 "decode_rate": results["decode"]["rate"],
+                "floor_rate": results["floor"]["rate"],
+                "rebuild_1_rate": results["rebuild-1"]["rate"],
                 "rebuild_rate": rebuild,
                 "rebuild/raw": round(rebuild / raw, 3),
                 "rebuild/decode": round(rebuild / results["decode"]["rate"], 3),
@@ -217,11 +246,15 @@ def main() -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print("\nbackend   events     raw/s  decode/s  rebuild/s  rebuild/raw  rebuild RSS MB")
+    print(
+        "\nbackend   events     raw/s  decode/s   floor/s  1 proc/s  rebuild/s  rebuild/raw"
+        "  rebuild RSS MB"
+    )
     for r in rows:
         print(
             f"{r['backend']:9} {r['events']:>8} {r['raw_rate']:>9} {r['decode_rate']:>9} "
-            f"{r['rebuild_rate']:>10} {r['rebuild/raw']:>12} {r['rebuild_rss_mb']:>15}"
+            f"{r['floor_rate']:>9} {r['rebuild_1_rate']:>9} {r['rebuild_rate']:>10} "
+            f"{r['rebuild/raw']:>12} {r['rebuild_rss_mb']:>15}"
         )
     for backend in args.backends:
         rss = {r["events"]: r["rebuild_rss_mb"] for r in rows if r["backend"] == backend}

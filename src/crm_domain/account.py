@@ -939,6 +939,7 @@ class Account(Aggregate):
     def receive_payment(
         self, *, amount: Money, invoice_id: UUID | None = None, reference: str = ""
     ) -> UUID:
+        amount = Money.coerce(amount)
         if amount.amount <= 0:
             raise InvalidCommandError("a payment must be a positive amount")
         if invoice_id is not None:

@@ -347,6 +347,18 @@ class Money(Immutable):
         except ValidationError as exc:
             raise invalid(exc) from exc
 
+    @classmethod
+    def coerce(cls, value: object) -> Money:
+        """``value`` if it is Money, else Money validated from a mapping such as
+        ``{"amount": "10", "currency": "CNY"}``; anything else is an
+        :class:`~crm_domain.errors.InvalidCommandError` (not an ``AttributeError`` later)."""
+        if isinstance(value, Money):
+            return value
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            raise invalid(exc) from exc
+
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
 

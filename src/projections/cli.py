@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from projections.rebuild import rebuild_with_progress
+    from projections.rebuild import default_workers, rebuild_with_progress
 
     if args.all == bool(args.name):
         print("crm projections rebuild: name ONE read model or give --all", file=sys.stderr)
@@ -74,6 +74,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         read_models=None if args.all else [args.name],
         views_url=args.views or None,
         console=Console(),
+        workers=args.workers or default_workers(),
     )
     return 0
 
@@ -159,6 +160,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help=f"one of: {', '.join(names)}",
     )
     rebuild.add_argument("--all", action="store_true", help="rebuild every read model")
+    rebuild.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="processes rebuilding read models side by side (default: one per CPU)",
+    )
     _add_common(rebuild)
     rebuild.set_defaults(func=_rebuild)
 

@@ -105,6 +105,7 @@ orders = Table(
 class Customer360(ReadModel):
     name = "customer360"
     description = "one row per customer: profile, stage, manager, contacts, tickets, value"
+    rebuild_weight = 2.0
     tables = (customers, accounts, orders)
     ignores = (
         *BOOKKEEPING_EVENTS,

@@ -100,6 +100,7 @@ _PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
 class CustomerValue(ReadModel):
     name = "customer_value"
     description = "revenue per customer, RFM quintiles, Pareto share of the top 20%"
+    rebuild_weight = 1.4
     tables = (revenue, customers, accounts, orders)
     ignores = (
         *BOOKKEEPING_EVENTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from crm_domain.errors import CRMError, InvalidCommandError
@@ -18,6 +19,9 @@ class UnknownReadModelError(InvalidCommandError):
         super().__init__(f"unknown read model {name!r}; known: {', '.join(sorted(known))}")
         self.name = name
         self.known = known
+
+    def __reduce__(self) -> tuple[type[UnknownReadModelError], tuple[str, list[str]]]:
+        return type(self), (self.name, self.known)
 
 
 class UnhandledEventError(ProjectionError):
@@ -46,6 +50,29 @@ class UnhandledEventError(ProjectionError):
         self.position = position
         self.originator_id = originator_id
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: pickle (a parallel rebuild's worker reporting to its
+        # parent) needs to be told how to build the error again.
+        return _unhandled_event_error, (
+            self.read_model,
+            self.topic,
+            self.position,
+            self.originator_id,
+            self.reason,
+        )
+
+
+def _unhandled_event_error(
+    read_model: str, topic: str, position: int, originator_id: UUID | None, reason: str
+) -> UnhandledEventError:
+    return UnhandledEventError(
+        read_model=read_model,
+        topic=topic,
+        position=position,
+        originator_id=originator_id,
+        reason=reason,
+    )
 
 
 class ProjectionLagError(ProjectionError, TimeoutError):

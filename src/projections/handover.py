@@ -156,6 +156,7 @@ _QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired)
 class ManagerHandover(ReadModel):
     name = "handover"
     description = "per manager: customers, accounts, deals, quotes, promises, tickets"
+    rebuild_weight = 2.6
     tables = (owned_customers, owned_accounts, opportunities, quotes, commitments, tickets)
     ignores = (
         *BOOKKEEPING_EVENTS,

@@ -105,6 +105,7 @@ def _weighted(amount: Decimal | None, probability: Decimal) -> Decimal | None:
 class SalesPipeline(ReadModel):
     name = "pipeline"
     description = "open opportunities by stage and owner, forecasts, conversion, win rate"
+    rebuild_weight = 1.6
     tables = (opportunities, stage_changes, accounts)
     #: Stage order, and forecast categories for opportunities opened by events stored
     #: before ``OpportunityOpened.forecast_category`` existed.

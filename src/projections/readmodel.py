@@ -108,6 +108,9 @@ class ReadModel:
     description: ClassVar[str] = ""
     tables: ClassVar[tuple[Table, ...]] = ()
     ignores: ClassVar[tuple[type[Any], ...]] = ()
+    #: Relative cost of applying the whole log (measured with ``benchmarks/projections.py``);
+    #: a parallel rebuild balances its workers by it.
+    rebuild_weight: ClassVar[float] = 1.0
 
     _handlers: ClassVar[dict[str, str]] = {}
     _ignored: ClassVar[frozenset[str]] = frozenset()

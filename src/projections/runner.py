@@ -162,12 +162,15 @@ def follow(
     views_url: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     env: EnvType | None = None,
+    creates_indexes: bool = True,
 ) -> ReadModelRunner:
     """Start a runner that keeps read models current; use it as a context manager.
 
     ``source`` is a store URL, or an application open in this process (needed for
     ``memory://``). ``views_url`` puts the read models in another database (default: the
     event store's database; for an in-memory store, an in-memory SQLite database).
+    ``creates_indexes=False`` leaves missing secondary indexes to the caller (a rebuild
+    builds them once, after loading the rows).
     """
     models = select_read_models(read_models)
     if isinstance(source, Application):
@@ -190,7 +193,7 @@ def follow(
     return ReadModelRunner(
         application_class=app_class,
         projection_class=projection_class,
-        view_class=view_class_for(models),
+        view_class=view_class_for(models, creates_indexes=creates_indexes),
         env=full_env,
     )
 
@@ -240,6 +243,7 @@ def open_view(
     *,
     read_models: Sequence[str | type[ReadModel]] | None = None,
     views_url: str | None = None,
+    creates_indexes: bool = True,
 ) -> ReadModelView:
     """The read models' view on its own (no runner): for status, rebuild and queries."""
     from eventsourcing.persistence import InfrastructureFactory
@@ -248,7 +252,7 @@ def open_view(
     models = select_read_models(read_models)
     env = Environment(ReadModelProjection.name, ProjectionTarget(store_url, views_url).env())
     factory = InfrastructureFactory[ReadModelView].construct(env=env)
-    return factory.tracking_recorder(view_class_for(models))
+    return factory.tracking_recorder(view_class_for(models, creates_indexes=creates_indexes))
 
 
 def log_head(store_url: str) -> tuple[str, int]:

@@ -105,6 +105,7 @@ _PRIORITY_ORDER = [p.value for p in (Priority.URGENT, Priority.HIGH, Priority.NO
 class ServiceDesk(ReadModel):
     name = "service_desk"
     description = "open tickets, SLA due and breached, response times, satisfaction"
+    rebuild_weight = 1.1
     tables = (tickets, customers, satisfaction)
     ignores = (
         *BOOKKEEPING_EVENTS,

@@ -139,6 +139,7 @@ def _words(name: str) -> str:
 class ActivityTimeline(ReadModel):
     name = "timeline"
     description = "every interaction and change per customer and account, newest first"
+    rebuild_weight = 2.5
     tables = (entries, accounts)
     ignores = BOOKKEEPING_EVENTS
 

@@ -19,15 +19,23 @@ from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
 from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateTable
 
 from projections.errors import ProjectionError, UnhandledEventError
 from projections.readmodel import LoggedEvent, ReadModel
+
+#: A read model whose batch was applied in memory: its class, tracking table, the position
+#: it started from, the instance holding its changed rows, and the events it handled.
+_Applied = tuple[type[ReadModel], Table, int | None, ReadModel, list[LoggedEvent]]
 
 
 class ReadModelView(SQLAlchemyTrackingRecorder):
     """A set of read models (the class attribute ``read_models``) in one SQL database."""
 
     read_models: ClassVar[tuple[type[ReadModel], ...]] = ()
+    #: Whether opening the view creates missing secondary indexes (not while rebuilding:
+    #: :func:`~projections.rebuild.rebuild` builds them once, at the end).
+    creates_indexes: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -66,17 +74,27 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
     # -- schema ------------------------------------------------------------------------
 
     def create_table(self) -> None:
-        """Create each read model's tables and tracking table (if missing)."""
+        """Create each read model's tables, indexes and tracking table (where missing).
+
+        Indexes are checked one by one, so a rebuild interrupted before it could index
+        (see :meth:`drop_read_model`) gets them back from the next runner that opens it.
+        """
         engine = self.engine
         for model in self.read_models:
             for table in (*model.tables, self.tracking_tables[model.name]):
                 table.create(engine, checkfirst=True)
+                if self.creates_indexes:
+                    for index in table.indexes:
+                        index.create(engine, checkfirst=True)
 
-    def drop_read_model(self, name: str) -> None:
+    def drop_read_model(self, name: str, *, defer_indexes: bool = False) -> None:
         """Drop one read model's tables and its tracking, then create them empty.
 
         Both happen in one transaction where the database allows DDL in transactions
-        (PostgreSQL, SQLite), so a failed drop leaves the old read model in place.
+        (PostgreSQL, SQLite), so a failed drop leaves the old read model in place. With
+        ``defer_indexes``, secondary indexes (not unique ones) are left out until
+        :meth:`create_indexes`: building an index once over the loaded rows is cheaper
+        than keeping it up to date row by row, which is how databases bulk-load.
         """
         model = self._model(name)
         tables = (*model.tables, self.tracking_tables[name])
@@ -84,7 +102,18 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             for table in reversed(tables):
                 table.drop(conn, checkfirst=True)
             for table in tables:
-                table.create(conn, checkfirst=True)
+                conn.execute(CreateTable(table))
+                for index in table.indexes:
+                    if index.unique or not defer_indexes:
+                        index.create(conn)
+
+    def create_indexes(self, name: str) -> None:
+        """Create the named read model's missing indexes (after a rebuild deferred them)."""
+        model = self._model(name)
+        with self.engine.begin() as conn:
+            for table in (*model.tables, self.tracking_tables[name]):
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     def _model(self, name: str) -> type[ReadModel]:
         for model in self.read_models:
@@ -187,12 +216,22 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                 self._record(application_name, [logged])
 
     def _record(self, application_name: str, batch: Sequence[LoggedEvent]) -> None:
+        """Apply the batch in memory first, then take the write locks and write.
+
+        The positions are read, the rows prefetched and the handlers run before anything
+        is written, so the write lock (all of SQLite, a tracking row on PostgreSQL) is held
+        only while rows are written: the application's commands and other runners (a
+        parallel rebuild's workers) wait for writes, not for the batch's Python work. The
+        position each read model started from is checked again under the lock; if another
+        runner moved it meanwhile, nothing is written.
+        """
         last = Tracking(application_name, batch[-1].position)
         batch_topics = {e.topic for e in batch}
         with self.transaction(commit=True) as session:
+            applied: list[_Applied] = []
             for model_class in self.read_models:
                 table = self.tracking_tables[model_class.name]
-                position = self._lock_position(session, table, application_name)
+                position = self._read_position(session, table, application_name)
                 todo = batch
                 topics = batch_topics
                 if position is not None and batch[0].position <= position:
@@ -204,13 +243,22 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                 handled_topics = model_class.handled_topics()
                 handled = [e for e in todo if e.topic in handled_topics]
                 model = model_class(session)
-                model.prepare(handled)
-                handlers = model.handlers()
-                for logged in handled:
-                    try:
-                        handlers[logged.topic](logged.event, logged.position)
-                    except Exception as exc:
-                        raise self._explain(exc, logged, model_class.name) from exc
+                if handled:
+                    model.prepare(handled)
+                    handlers = model.handlers()
+                    for logged in handled:
+                        try:
+                            handlers[logged.topic](logged.event, logged.position)
+                        except Exception as exc:
+                            raise self._explain(exc, logged, model_class.name) from exc
+                applied.append((model_class, table, position, model, handled))
+            for model_class, table, position, model, handled in applied:
+                locked = self._lock_position(session, table, application_name)
+                if locked != position:
+                    raise IntegrityError(
+                        f"read model {model_class.name!r} moved from {position} to {locked} "
+                        "while this batch was applied: is another runner projecting it?"
+                    )
                 try:
                     model.finish()
                 except Exception as exc:
@@ -249,7 +297,10 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         )
 
 
-def view_class_for(read_models: Sequence[type[ReadModel]]) -> type[ReadModelView]:
+def view_class_for(
+    read_models: Sequence[type[ReadModel]], *, creates_indexes: bool = True
+) -> type[ReadModelView]:
     """A :class:`ReadModelView` subclass holding exactly these read models."""
     names = "_".join(m.name for m in read_models)
-    return type(f"ReadModelView_{names}", (ReadModelView,), {"read_models": tuple(read_models)})
+    attrs = {"read_models": tuple(read_models), "creates_indexes": creates_indexes}
+    return type(f"ReadModelView_{names}", (ReadModelView,), attrs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -530,6 +531,32 @@ def test_invoices_and_payments(app: CRM, rejects: Rejects, account_id: UUID) -> 
     )
     rejects(EntityNotFoundError, app.receive_payment, account_id, amount=cny(5), invoice_id=uuid4())
     rejects(InvalidCommandError, lambda: app.receive_payment(account_id, amount=cny(-5)))
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["set_credit_limit", "issue_invoice", "receive_payment", "open_opportunity", "issue_quote"],
+)
+@pytest.mark.parametrize("loose", ["5 CNY", 5, None, {"amount": "-5", "currency": "CNY"}])
+def test_money_that_is_not_money_is_a_typed_error(
+    app: CRM, account_id: UUID, rejects: Rejects, command: str, loose: Any
+) -> None:
+    """Untyped callers (JSON payloads, scripts) get InvalidCommandError, never AttributeError;
+    a mapping with a valid amount and currency is accepted as Money."""
+    opportunity = app.open_opportunity(account_id, name="deal", expected_close=CLOSE, owner="o")
+    calls: dict[str, Any] = {
+        "set_credit_limit": lambda m: app.set_credit_limit(account_id, limit=m),
+        "issue_invoice": lambda m: app.issue_invoice(account_id, amount=m),
+        "receive_payment": lambda m: app.receive_payment(account_id, amount=m),
+        "open_opportunity": lambda m: app.open_opportunity(
+            account_id, name="n", expected_close=CLOSE, owner="o", amount=m if m else "x"
+        ),
+        "issue_quote": lambda m: app.issue_quote(
+            account_id, opportunity, amount=m, valid_until=CLOSE
+        ),
+    }
+    rejects(InvalidCommandError, calls[command], loose)
+    calls[command]({"amount": "5", "currency": "CNY"})
 
 
 # ----- the aggregate on its own ----------------------------------------------------------------

@@ -9,13 +9,33 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import select
+
 from crm_domain.application import CRM
 from crm_domain.values import Money
 from projections.readmodel import LoggedEvent, ReadModel
+from projections.registry import all_read_models
 from projections.runner import open_view
 from projections.views import ReadModelView
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def read_model_rows(url: str, views_url: str | None = None) -> dict[str, list[Any]]:
+    """Every shipped read model's rows, by table, in primary-key order (to compare views)."""
+    view = open_view(url, views_url=views_url)
+    out: dict[str, list[Any]] = {}
+    try:
+        with view.engine.connect() as conn:
+            for model in all_read_models().values():
+                for table in model.tables:
+                    keys = list(table.primary_key.columns)
+                    out[table.name] = [
+                        tuple(r) for r in conn.execute(select(table).order_by(*keys))
+                    ]
+    finally:
+        view.engine.dispose()
+    return out
 
 
 def cny(amount: int | str) -> Money:

@@ -80,6 +80,10 @@ def test_cli_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["projections", "rebuild", "customer360", *store]) == 0
     assert "rebuilt customer360" in capsys.readouterr().out
     assert main(["projections", "rebuild", *store]) == 2
+    assert main(["projections", "rebuild", "--all", "--workers", "2", *store]) == 0
+    assert "2 worker processes" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["projections", "rebuild", "--all", "--workers", "0", *store])
     for args in (
         ["pipeline"],
         ["service"],

@@ -9,14 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select
+from projection_history import read_model_rows
 
 from adapters.demo import run_demo
 from crm_domain.application import CRM
 from projections.rebuild import rebuild
-from projections.registry import all_read_models
 from projections.runner import open_view
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -48,22 +46,6 @@ def _positions(store_url: str, app_name: str) -> list[int]:
         return [p or 0 for p in view.positions(app_name).values()]
     finally:
         view.engine.dispose()
-
-
-def _snapshot(url: str, views_url: str | None = None) -> dict[str, list[Any]]:
-    view = open_view(url, views_url=views_url)
-    out: dict[str, list[Any]] = {}
-    try:
-        with view.engine.connect() as conn:
-            for model in all_read_models().values():
-                for table in model.tables:
-                    keys = list(table.primary_key.columns)
-                    out[table.name] = [
-                        tuple(r) for r in conn.execute(select(table).order_by(*keys))
-                    ]
-    finally:
-        view.engine.dispose()
-    return out
 
 
 def test_killed_runner_resumes_exactly_once(store_url: str, tmp_path: Path) -> None:
@@ -102,8 +84,8 @@ def test_killed_runner_resumes_exactly_once(store_url: str, tmp_path: Path) -> N
         assert proc.wait(timeout=20) == 0
     finally:
         proc.kill()
-    resumed = _snapshot(store_url)
+    resumed = read_model_rows(store_url)
     clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"
     rebuild(store_url, views_url=clean)
-    assert resumed == _snapshot(store_url, views_url=clean)
+    assert resumed == read_model_rows(store_url, views_url=clean)
     assert sum(len(rows) for rows in resumed.values()) > head

@@ -17,7 +17,7 @@ import queue
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -134,7 +134,7 @@ def rebuild(
     app_name, head = log_head(store_url)
     groups = plan_workers(models, 1 if _in_memory(store_url, views_url) else workers)
     started = time.perf_counter()
-    with fewer_gc_passes() if tune_gc else _unchanged():
+    with fewer_gc_passes() if tune_gc else nullcontext():
         if len(groups) == 1:
             with follow(
                 store_url,
@@ -165,11 +165,6 @@ def rebuild(
     return RebuildResult(
         [m.name for m in models], head, time.perf_counter() - started, workers=len(groups)
     )
-
-
-@contextmanager
-def _unchanged() -> Iterator[None]:
-    yield
 
 
 def _in_memory(store_url: str, views_url: str | None) -> bool:
@@ -216,7 +211,7 @@ def _worker(
     """One worker process: rebuild its group of read models up to ``head``, report."""
     try:
         with (
-            fewer_gc_passes() if tune_gc else _unchanged(),
+            fewer_gc_passes() if tune_gc else nullcontext(),
             follow(
                 store_url,
                 read_models=read_models,

@@ -83,9 +83,8 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         for model in self.read_models:
             for table in (*model.tables, self.tracking_tables[model.name]):
                 table.create(engine, checkfirst=True)
-                if self.creates_indexes:
-                    for index in table.indexes:
-                        index.create(engine, checkfirst=True)
+            if self.creates_indexes:
+                self.create_indexes(model.name)
 
     def drop_read_model(self, name: str, *, defer_indexes: bool = False) -> None:
         """Drop one read model's tables and its tracking, then create them empty.

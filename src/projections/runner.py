@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from traceback import format_exc
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any, cast
 from warnings import warn
 
@@ -139,6 +139,23 @@ class ReadModelRunner(ProjectionRunner[Application[Any], ReadModelView]):
                 )
         finally:
             is_stopping.set()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Stop, close the application (the library's part), and return the view's pooled
+        connections: the library closes no tracking recorder, so each runner would otherwise
+        leave its pool of open connections (and SQLite file handles) behind. The engine
+        stays usable for queries. An in-memory SQLite view keeps its one connection, which
+        is its database."""
+        try:
+            super().__exit__(exc_type, exc_val, exc_tb)
+        finally:
+            if not self.view.datastore.is_sqlite_in_memory_db:
+                self.view.engine.dispose()
 
     @property
     def positions(self) -> dict[str, int | None]:

@@ -34,6 +34,19 @@ def test_runner_follows_the_store_live(store_url: str) -> None:
     app.close()
 
 
+def test_a_stopped_runner_gives_back_its_connections(store_url: str) -> None:
+    app = CRM(store_url)
+    known = known_history(app)
+    app.close()
+    with follow(store_url) as runner:
+        runner.wait_until_current(timeout=30)
+    pool: Any = runner.view.engine.pool
+    assert pool.checkedin() == 0
+    assert pool.checkedout() == 0
+    # the engine still answers queries after the runner stopped
+    assert Customer360Queries(runner.view.engine).get(known.acme).contacts_logged == 3
+
+
 def test_rebuild_status_and_reports(store_url: str) -> None:
     app = CRM(store_url)
     known = known_history(app)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, String, Table, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -129,7 +129,22 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             return self._read_position(session, table, application_name)
 
     def positions(self, application_name: str) -> dict[str, int | None]:
-        return {name: self.position(name, application_name) for name in self.names}
+        """Each read model's position (None where it has applied nothing)."""
+        with self.transaction(commit=False) as session:
+            return self._read_positions(session, application_name)
+
+    def _read_positions(self, session: Session, application_name: str) -> dict[str, int | None]:
+        """Every read model's position in one query (one round trip per batch, not six)."""
+        query = union_all(
+            *(
+                select(literal(name, String).label("name"), table.c.notification_id).where(
+                    table.c.application_name == application_name
+                )
+                for name, table in self.tracking_tables.items()
+            )
+        )
+        found = {name: int(value) for name, value in session.execute(query)}
+        return {name: found.get(name) for name in self.names}
 
     def max_tracking_id(self, application_name: str) -> int | None:
         """The position every read model here has reached (the least of them).
@@ -148,15 +163,15 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
 
     def _insert_tracking(self, session: Session, tracking: Tracking) -> None:
         """Record that every read model here has reached ``tracking``, in ``session``."""
+        positions = self._read_positions(session, tracking.application_name)
         for name in self.names:
-            table = self.tracking_tables[name]
-            position = self._lock_position(session, table, tracking.application_name)
+            position = positions[name]
             if position is not None and position >= tracking.notification_id:
                 raise IntegrityError(
                     f"read model {name!r} is already at {position}, "
                     f"not before {tracking.notification_id}"
                 )
-            self._write_position(session, table, tracking, exists=position is not None)
+            self._advance_position(session, self.tracking_tables[name], name, position, tracking)
 
     @staticmethod
     def _read_position(session: Session, table: Table, application_name: str) -> int | None:
@@ -165,31 +180,37 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         ).scalar()
         return int(value) if value is not None else None
 
-    def _lock_position(self, session: Session, table: Table, application_name: str) -> int | None:
-        """Read a position for update: a no-op UPDATE takes the write lock on both databases
-        (SQLite's database lock, PostgreSQL's row lock), so two runners cannot both apply
-        the same events."""
-        session.execute(
-            update(table)
-            .where(table.c.application_name == application_name)
-            .values(notification_id=table.c.notification_id)
-        )
-        return self._read_position(session, table, application_name)
-
     @staticmethod
-    def _write_position(session: Session, table: Table, tracking: Tracking, exists: bool) -> None:
-        if exists:
-            session.execute(
-                update(table)
-                .where(table.c.application_name == tracking.application_name)
-                .values(notification_id=tracking.notification_id)
-            )
-        else:
+    def _advance_position(
+        session: Session, table: Table, name: str, expected: int | None, tracking: Tracking
+    ) -> None:
+        """Move a read model's position from ``expected`` to ``tracking`` (compare and set).
+
+        The one statement takes the write lock (SQLite's database lock, PostgreSQL's row
+        lock, or the primary key of a first position), checks that no other runner moved
+        the position since the batch was read, and writes the new one; the batch's rows
+        follow in the same transaction.
+        """
+        if expected is None:
             session.execute(
                 insert(table).values(
                     application_name=tracking.application_name,
                     notification_id=tracking.notification_id,
                 )
+            )
+            return
+        moved: Any = session.execute(
+            update(table)
+            .where(
+                table.c.application_name == tracking.application_name,
+                table.c.notification_id == expected,
+            )
+            .values(notification_id=tracking.notification_id)
+        )
+        if moved.rowcount != 1:
+            raise IntegrityError(
+                f"read model {name!r} moved from {expected} while this batch was applied: "
+                "is another runner projecting it?"
             )
 
     # -- applying events ---------------------------------------------------------------
@@ -220,17 +241,18 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         The positions are read, the rows prefetched and the handlers run before anything
         is written, so the write lock (all of SQLite, a tracking row on PostgreSQL) is held
         only while rows are written: the application's commands and other runners (a
-        parallel rebuild's workers) wait for writes, not for the batch's Python work. The
-        position each read model started from is checked again under the lock; if another
-        runner moved it meanwhile, nothing is written.
+        parallel rebuild's workers) wait for writes, not for the batch's Python work. Each
+        position moves by compare-and-set from the one the batch started at; if another
+        runner moved it meanwhile, the transaction is rolled back and nothing is written.
         """
         last = Tracking(application_name, batch[-1].position)
         batch_topics = {e.topic for e in batch}
         with self.transaction(commit=True) as session:
             applied: list[_Applied] = []
+            positions = self._read_positions(session, application_name)
             for model_class in self.read_models:
                 table = self.tracking_tables[model_class.name]
-                position = self._read_position(session, table, application_name)
+                position = positions[model_class.name]
                 todo = batch
                 topics = batch_topics
                 if position is not None and batch[0].position <= position:
@@ -252,19 +274,13 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                             raise self._explain(exc, logged, model_class.name) from exc
                 applied.append((model_class, table, position, model, handled))
             for model_class, table, position, model, handled in applied:
-                locked = self._lock_position(session, table, application_name)
-                if locked != position:
-                    raise IntegrityError(
-                        f"read model {model_class.name!r} moved from {position} to {locked} "
-                        "while this batch was applied: is another runner projecting it?"
-                    )
+                self._advance_position(session, table, model_class.name, position, last)
                 try:
                     model.finish()
                 except Exception as exc:
                     if len(handled) == 1:
                         raise self._explain(exc, handled[0], model_class.name) from exc
                     raise
-                self._write_position(session, table, last, exists=position is not None)
 
     @staticmethod
     def _check_topics(

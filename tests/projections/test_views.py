@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
 from projection_history import Known, project
 from sqlalchemy import func, select
 
@@ -49,6 +50,19 @@ def test_a_batch_applied_twice_is_applied_once(crm: CRM, known: Known) -> None:
     facts = [n for n in page if "bookkeeping" not in n.topic]
     assert _timeline_rows(view) == before == len(facts) == len(page) - 2
     assert view.position("timeline", crm.name) == page[-1].id
+
+
+def test_tracking_only_moves_forward(crm: CRM) -> None:
+    """The stock runner's ``insert_tracking``: a position moves every read model forward,
+    never back or to where it already is."""
+    view = open_view("memory://", read_models=[Customer360, ActivityTimeline])
+    view.insert_tracking(Tracking(crm.name, 5))
+    view.insert_tracking(Tracking(crm.name, 9))
+    assert view.positions(crm.name) == {"customer360": 9, "timeline": 9}
+    for stale in (9, 4):
+        with pytest.raises(IntegrityError, match="already at 9"):
+            view.insert_tracking(Tracking(crm.name, stale))
+    assert view.positions(crm.name) == {"customer360": 9, "timeline": 9}
 
 
 def test_read_models_keep_their_own_positions(crm: CRM, known: Known) -> None:

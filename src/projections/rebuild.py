@@ -341,12 +341,13 @@ def rebuild_with_progress(
             )
     else:
         out = stream or sys.stdout
-        last = [0.0]
+        last = [0.0, -1.0]  # when a line was printed, and at what count
 
         def log(done: int, total: int) -> None:
             now = time.monotonic()
-            if now - last[0] >= LOG_INTERVAL or done >= total:
-                last[0] = now
+            finished = done >= total and last[1] != done
+            if now - last[0] >= LOG_INTERVAL or finished:
+                last[0], last[1] = now, done
                 pct = 100.0 * done / total if total else 100.0
                 print(
                     f"rebuilding {names}: {done}/{total} notifications ({pct:.1f}%)",

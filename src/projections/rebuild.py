@@ -28,6 +28,7 @@ from projections.errors import ProjectionError, ProjectionLagError
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models
 from projections.runner import ReadModelRunner, follow, log_head, open_view
+from projections.views import ReadModelView
 
 #: Events per transaction while rebuilding: larger than a live runner's batches (fewer
 #: commits and prefetch queries per event); memory grows with it, not with the history.
@@ -129,35 +130,33 @@ def rebuild(
     try:
         for model in models:
             view.drop_read_model(model.name, defer_indexes=True)
-    finally:
-        view.engine.dispose()
-    app_name, head = log_head(store_url)
-    groups = plan_workers(models, 1 if _in_memory(store_url, views_url) else workers)
-    started = time.perf_counter()
-    with fewer_gc_passes() if tune_gc else nullcontext():
-        if len(groups) == 1:
-            with follow(
-                store_url,
-                read_models=models,
-                views_url=views_url,
-                batch_size=batch_size,
-                creates_indexes=False,
-            ) as runner:
-                _wait_for(runner, head, on_progress, timeout)
-        else:
-            _rebuild_in_workers(
-                store_url,
-                app_name,
-                groups,
-                views_url=views_url,
-                batch_size=batch_size,
-                head=head,
-                on_progress=on_progress,
-                timeout=timeout,
-                tune_gc=tune_gc,
-            )
-    view = open_view(store_url, read_models=models, views_url=views_url, creates_indexes=False)
-    try:
+        view.engine.dispose()  # hold no connection while the read models load
+        app_name, head = log_head(store_url)
+        groups = plan_workers(models, 1 if _in_memory(store_url, views_url) else workers)
+        started = time.perf_counter()
+        with fewer_gc_passes() if tune_gc else nullcontext():
+            if len(groups) == 1:
+                with follow(
+                    store_url,
+                    read_models=models,
+                    views_url=views_url,
+                    batch_size=batch_size,
+                    creates_indexes=False,
+                ) as runner:
+                    _wait_for(runner, head, on_progress, timeout)
+            else:
+                _rebuild_in_workers(
+                    view,
+                    store_url,
+                    app_name,
+                    groups,
+                    views_url=views_url,
+                    batch_size=batch_size,
+                    head=head,
+                    on_progress=on_progress,
+                    timeout=timeout,
+                    tune_gc=tune_gc,
+                )
         for model in models:
             view.create_indexes(model.name)
     finally:
@@ -240,6 +239,7 @@ def _transportable(exc: BaseException) -> BaseException:
 
 
 def _rebuild_in_workers(
+    view: ReadModelView,
     store_url: str,
     app_name: str,
     groups: list[list[type[ReadModel]]],
@@ -266,17 +266,9 @@ def _rebuild_in_workers(
     ]
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = set(range(len(processes)))
-    view = None
     try:
         for process in processes:
             process.start()
-        # for progress: the positions the workers commit
-        view = open_view(
-            store_url,
-            read_models=[m for g in groups for m in g],
-            views_url=views_url,
-            creates_indexes=False,
-        )
         while pending:
             try:
                 index, error = results.get(timeout=POLL_INTERVAL)
@@ -292,7 +284,7 @@ def _rebuild_in_workers(
                 if error is not None:
                     raise error
                 pending.discard(index)
-            if on_progress is not None:
+            if on_progress is not None:  # the positions the workers have committed
                 done = view.max_tracking_id(app_name) or 0
                 on_progress(min(done, head), head)
             if deadline is not None and time.monotonic() > deadline:
@@ -303,8 +295,6 @@ def _rebuild_in_workers(
                 process.terminate()
             process.join()
         results.close()
-        if view is not None:
-            view.engine.dispose()
 
 
 def rebuild_with_progress(

@@ -9,7 +9,6 @@ collide, and a bulk path that saves many commands for many aggregates in one tra
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -37,13 +36,14 @@ from crm_domain.errors import (
     InactiveCustomerError,
     InvalidCommandError,
     NotFoundError,
+    invalid,
 )
-from crm_domain.eventmodel import Aggregate, DomainEvent, Snapshot, invalid
+from crm_domain.eventmodel import Aggregate, DomainEvent, Snapshot
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.persistence import OrjsonTranscoder, PydanticMapper
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
+from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
-from crm_domain.storage import DEFAULT_SQLITE_PATH, StoreURL
 from crm_domain.values import (
     AccountTier,
     Channel,
@@ -62,9 +62,6 @@ from crm_domain.values import (
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
-
-#: Environment variable naming the store when none is passed to :class:`CRM`.
-STORE_ENV = "CRM_STORE_URL"
 
 
 @dataclass(frozen=True)
@@ -125,29 +122,44 @@ class CRM(Application[UUID]):
         self,
         store: str | None = None,
         *,
+        settings: CRMSettings | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
         lifecycle: LifecycleModel = DEFAULT_LIFECYCLE,
-        sla: SlaPolicy = DEFAULT_SLA,
-        snapshot_interval: int | None = 50,
-        source_system: str = "crm-core",
+        sla: SlaPolicy | None = None,
+        snapshot_interval: int | None = None,
+        source_system: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        url = store or os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_SQLITE_PATH}"
-        self.store = StoreURL.parse(url)
+        overrides = {
+            "store_url": store,
+            "snapshot_interval": snapshot_interval,
+            "source_system": source_system,
+        }
+        if settings is None:
+            settings = CRMSettings.load(**overrides)
+        else:
+            given = {k: v for k, v in overrides.items() if v is not None}
+            if given:
+                settings = CRMSettings.load(**(settings.model_dump() | given))
+        self.settings = settings
+        self.store = settings.store
         self.pipeline = pipeline
         self.lifecycle = lifecycle
-        self.sla = sla
-        self.source_system = source_system
-        settings = self.store.eventsourcing_env()
-        if snapshot_interval:
-            settings["IS_SNAPSHOTTING_ENABLED"] = "y"
+        self.sla = sla or SlaPolicy(
+            calendar=settings.calendar.business_calendar(),
+            priority_factor=DEFAULT_SLA.priority_factor,
+        )
+        self.source_system = settings.source_system
+        es_env = self.store.eventsourcing_env()
+        if settings.snapshot_interval:
+            es_env["IS_SNAPSHOTTING_ENABLED"] = "y"
             self.snapshotting_intervals = {  # type: ignore[misc]
-                Customer: snapshot_interval,
-                Account: snapshot_interval,
+                Customer: settings.snapshot_interval,
+                Account: settings.snapshot_interval,
             }
-        settings.update(env or {})
+        es_env.update(env or {})
         self._batch: ContextVar[_Batch | None] = ContextVar(f"crm_batch_{id(self)}", default=None)
-        super().__init__(settings)
+        super().__init__(es_env)
 
     # ----- context ------------------------------------------------------------------
     @contextmanager

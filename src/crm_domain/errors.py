@@ -1,32 +1,111 @@
-"""Typed errors: every rejected command raises one of these, and stores nothing.
+"""Every error crm-core raises on purpose, as one tree.
 
-Callers catch :class:`CRMError` for "the CRM said no", or a subclass to react to one
-rule. Each error says what was wrong in CRM words, so it can be shown to a user.
+Catch :class:`CRMError` for anything of ours, :class:`RejectedError` for "the CRM said
+no" (the request can be fixed and sent again), or :class:`InfrastructureError` for
+"something around the CRM failed" (a store, a broker, a read model, the configuration).
+Messages speak CRM, naming the command, the customer or the setting, never an internal
+class, so they can be shown to a user as they are::
+
+    CRMError
+    ├── RejectedError                    the CRM said no; nothing was stored
+    │   ├── InvalidCommandError          arguments failed validation (also ValueError)
+    │   │   └── UnknownValueError        a stage, currency, kind... the configuration lacks
+    │   ├── NotFoundError                no such customer, account or entity (LookupError)
+    │   │   ├── CustomerNotFoundError
+    │   │   ├── AccountNotFoundError
+    │   │   └── EntityNotFoundError      an opportunity, quote, order, ticket, contact
+    │   ├── RuleViolationError           a business rule forbids it in the current state
+    │   │   ├── InactiveCustomerError, AccountClosedError, LifecycleTransitionError,
+    │   │   ├── ConsentRequiredError, OpenComplaintError, TicketStateError,
+    │   │   ├── SatisfactionNotAllowedError, OpportunityClosedError, PipelineRuleError,
+    │   │   └── ActiveQuoteExistsError, QuoteStateError, OrderStateError, ContactRoleError
+    │   ├── ConflictError                it clashes with what is already stored
+    │   │   ├── ConcurrencyConflictError someone changed the same thing at the same time
+    │   │   ├── DuplicateCustomerCodeError
+    │   │   └── IdempotencyKeyReusedError a command id reused for a different request
+    │   └── InboundMessageError          a Kafka message that cannot become a command
+    └── InfrastructureError              not the request's fault: setup or a service
+        ├── ConfigurationError           a setting, store URL or routing file is wrong
+        │   │                            (also ValueError)
+        │   └── MissingDependencyError   an optional extra is not installed
+        ├── StoreError                   the event store or read-model database
+        │   ├── StoreUnavailableError    unreachable (retry later)
+        │   ├── StoreNotFoundError       a read-only command named a store that isn't there
+        │   └── CorruptHistoryError      stored events that cannot be replayed
+        ├── BrokerError                  Kafka
+        │   ├── BrokerUnavailableError   unreachable or not acknowledging (retry later)
+        │   ├── MissingTopicError
+        │   └── PublishError             the broker refused a message
+        └── ProjectionError              read models
+            ├── UnknownReadModelError    (also a ConfigurationError)
+            ├── UnhandledEventError      a read model cannot apply an event
+            └── ProjectionLagError       read models did not catch up in time
+
+:func:`invalid` is the one place where pydantic's ``ValidationError`` becomes an
+:class:`InvalidCommandError`. Exit codes are not attributes of these classes: the
+``crm`` command line maps them (``adapters.cli``), a library has no business exiting.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class CRMError(Exception):
     """Base class of every error this library raises on purpose."""
 
 
-class InvalidCommandError(CRMError, ValueError):
-    """A command's arguments failed validation (wrong type, unknown value, bad format)."""
+# ===== rejected: the CRM said no ========================================================
+class RejectedError(CRMError):
+    """The CRM refused the request; nothing was stored. Fix the request and send it again."""
+
+
+class InvalidCommandError(RejectedError, ValueError):
+    """A command's arguments failed validation (wrong type, unknown value, bad format).
+
+    ``errors`` lists each problem as pydantic reports it (``loc``, ``msg``, ``type``), so
+    a form or an API can point at the field.
+    """
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.errors)
 
 
 class UnknownValueError(InvalidCommandError):
     """A value is not one of those the configuration knows (a stage, a currency, a kind)."""
 
 
-class NotFoundError(CRMError, LookupError):
+def invalid(exc: ValidationError, what: str | None = None) -> InvalidCommandError:
+    """Turn pydantic's error into ours, naming the command (``what``) and each bad field.
+
+    ``what`` is the CRM name of the thing validated, e.g. ``"register_customer"``; by
+    default the model's title, which for a command or value model is its CRM name too.
+    """
+    errors = exc.errors(include_url=False)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in errors
+    )
+    return InvalidCommandError(
+        f"invalid {what or exc.title}: {problems}",
+        errors=[{k: v for k, v in e.items() if k != "ctx"} | _ctx(e) for e in errors],
+    )
+
+
+def _ctx(err: Any) -> dict[str, Any]:
+    # pydantic's ctx may hold the raised exception object: keep only printable values.
+    ctx = err.get("ctx")
+    return {"ctx": {k: str(v) for k, v in ctx.items()}} if ctx else {}
+
+
+class NotFoundError(RejectedError, LookupError):
     """No aggregate or entity with that id (or customer code) exists."""
 
 
@@ -35,11 +114,17 @@ class CustomerNotFoundError(NotFoundError):
         super().__init__(f"no customer {ref}")
         self.ref = ref
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.ref,)
+
 
 class AccountNotFoundError(NotFoundError):
     def __init__(self, ref: UUID | str) -> None:
         super().__init__(f"no account {ref}")
         self.ref = ref
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.ref,)
 
 
 class EntityNotFoundError(NotFoundError):
@@ -51,46 +136,44 @@ class EntityNotFoundError(NotFoundError):
         self.entity_id = entity_id
         self.owner_id = owner_id
 
-
-class DuplicateCustomerCodeError(CRMError):
-    def __init__(self, code: str) -> None:
-        super().__init__(f"customer code {code!r} is already taken")
-        self.code = code
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.kind, self.entity_id, self.owner_id)
 
 
-class ConcurrencyConflictError(CRMError):
-    """Someone else changed the same thing at the same time; reload and decide again."""
-
-    def __init__(self, aggregate_id: UUID, detail: str = "") -> None:
-        msg = f"concurrent change to {aggregate_id}"
-        super().__init__(f"{msg}: {detail}" if detail else msg)
-        self.aggregate_id = aggregate_id
-
-
-class RuleViolationError(CRMError):
+class RuleViolationError(RejectedError):
     """A business rule forbids this command in the aggregate's current state."""
 
 
 class InactiveCustomerError(RuleViolationError):
-    pass
+    """The customer is deactivated: reactivate them first."""
 
 
 class AccountClosedError(RuleViolationError):
-    pass
+    """The account is closed: nothing more can be sold or ordered on it."""
 
 
 class LifecycleTransitionError(RuleViolationError):
+    """The lifecycle model does not allow moving between these two stages."""
+
     def __init__(self, from_stage: str, to_stage: str) -> None:
         super().__init__(f"lifecycle stage {from_stage!r} cannot move to {to_stage!r}")
         self.from_stage = from_stage
         self.to_stage = to_stage
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.from_stage, self.to_stage)
+
 
 class ConsentRequiredError(RuleViolationError):
+    """Marketing needs the customer's consent for that purpose on that channel."""
+
     def __init__(self, purpose: str, channel: str) -> None:
         super().__init__(f"no marketing consent for purpose {purpose!r} on channel {channel!r}")
         self.purpose = purpose
         self.channel = channel
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.purpose, self.channel)
 
 
 class OpenComplaintError(RuleViolationError):
@@ -102,11 +185,11 @@ class TicketStateError(RuleViolationError):
 
 
 class SatisfactionNotAllowedError(RuleViolationError):
-    pass
+    """Satisfaction is asked only about a resolved ticket of this customer."""
 
 
 class OpportunityClosedError(RuleViolationError):
-    pass
+    """The opportunity is won or lost: it takes no more stages, quotes or revisions."""
 
 
 class PipelineRuleError(RuleViolationError):
@@ -114,6 +197,8 @@ class PipelineRuleError(RuleViolationError):
 
 
 class ActiveQuoteExistsError(RuleViolationError):
+    """An opportunity has at most one active quote."""
+
     def __init__(self, opportunity_id: UUID, quote_id: UUID) -> None:
         super().__init__(
             f"opportunity {opportunity_id} already has active quote {quote_id}; "
@@ -122,14 +207,238 @@ class ActiveQuoteExistsError(RuleViolationError):
         self.opportunity_id = opportunity_id
         self.quote_id = quote_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.opportunity_id, self.quote_id)
+
 
 class QuoteStateError(RuleViolationError):
-    pass
+    """The quote is not in a state that allows this step."""
 
 
 class OrderStateError(RuleViolationError):
-    pass
+    """The order is not in a state that allows this step (e.g. shipping before ERP confirms)."""
 
 
 class ContactRoleError(RuleViolationError):
-    pass
+    """A contact's role on the account does not allow this."""
+
+
+class ConflictError(RejectedError):
+    """The request clashes with what is already stored."""
+
+
+class ConcurrencyConflictError(ConflictError):
+    """Someone else changed the same thing at the same time; reload and decide again."""
+
+    def __init__(self, aggregate_id: UUID, detail: str = "") -> None:
+        msg = f"concurrent change to {aggregate_id}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+        self.aggregate_id = aggregate_id
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.aggregate_id, self.detail)
+
+
+class DuplicateCustomerCodeError(ConflictError):
+    """Customer codes are unique: callers name customers by them."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(f"customer code {code!r} is already taken")
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.code,)
+
+
+class IdempotencyKeyReusedError(ConflictError):
+    """A command id (idempotency key) came back with a different request.
+
+    As with payment APIs, one key names one request: repeating it returns the first
+    result, but the same key with another command or other arguments is refused.
+    """
+
+    def __init__(self, command_id: str, detail: str) -> None:
+        super().__init__(f"command id {command_id!r} was already used {detail}")
+        self.command_id = command_id
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.command_id, self.detail)
+
+
+class InboundMessageError(RejectedError, ValueError):
+    """An inbound message is malformed (not JSON, unknown type, invalid fields)."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.errors)
+
+
+# ===== infrastructure: setup or a service ==============================================
+class InfrastructureError(CRMError):
+    """Not the request's fault: the configuration, a store, a broker or a read model."""
+
+
+class ConfigurationError(InfrastructureError, ValueError):
+    """A setting, store URL, routing table or mapping is invalid: fix the configuration."""
+
+
+class MissingDependencyError(ConfigurationError):
+    """A feature needs an optional extra that is not installed."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(f"{feature} needs the {module!r} package: pip install 'crm-core[{extra}]'")
+        self.feature = feature
+        self.extra = extra
+        self.module = module
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.feature, self.extra, self.module)
+
+
+class StoreError(InfrastructureError):
+    """The event store or the read-model database failed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (down, refused, timed out): retry later."""
+
+
+class StoreNotFoundError(StoreError):
+    """A command that only reads was given a store that does not exist (a mistyped path?)."""
+
+
+class CorruptHistoryError(StoreError):
+    """Stored events of an aggregate cannot be replayed (a gap, a swap, invalid data)."""
+
+    def __init__(self, aggregate_id: UUID | str, position: int | None, detail: str) -> None:
+        where = f" at version {position}" if position is not None else ""
+        super().__init__(f"history of {aggregate_id} is corrupt{where}: {detail}")
+        self.aggregate_id = aggregate_id
+        self.position = position
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.aggregate_id, self.position, self.detail)
+
+
+class BrokerError(InfrastructureError):
+    """The Kafka broker failed or refused."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """The broker could not be reached, or did not acknowledge, within the allowed time."""
+
+    def __init__(self, bootstrap: str, seconds: float, detail: str = "") -> None:
+        message = f"Kafka broker {bootstrap} unavailable for more than {seconds:g}s"
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.bootstrap = bootstrap
+        self.seconds = seconds
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.bootstrap, self.seconds, self.detail)
+
+
+class MissingTopicError(BrokerError, ConfigurationError):
+    """A topic the adapter needs does not exist, and creating topics is not allowed."""
+
+    def __init__(self, topics: list[str], bootstrap: str) -> None:
+        names = ", ".join(sorted(topics))
+        super().__init__(
+            f"missing Kafka topic(s) {names} on {bootstrap}; create them, "
+            "or allow the adapter to create topics (--create-topics)"
+        )
+        self.topics = sorted(topics)
+        self.bootstrap = bootstrap
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.topics, self.bootstrap)
+
+
+class PublishError(BrokerError):
+    """The broker refused a message for a reason retrying cannot fix (too large, denied)."""
+
+    def __init__(self, topic: str, event_type: str, event_id: str, cause: BaseException) -> None:
+        super().__init__(
+            f"broker refused {event_type} {event_id} for topic {topic}: "
+            f"{type(cause).__name__}: {cause}"
+        )
+        self.topic = topic
+        self.event_type = event_type
+        self.event_id = event_id
+
+
+class ProjectionError(InfrastructureError):
+    """A read model could not be built or kept current."""
+
+
+class UnknownReadModelError(ProjectionError, ConfigurationError):
+    """A read model name that is not registered (e.g. a typo on the command line)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown read model {name!r}; known: {', '.join(sorted(known))}")
+        self.name = name
+        self.known = known
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.name, self.known)
+
+
+class UnhandledEventError(ProjectionError):
+    """A read model met an event it cannot apply; nothing from that event on was stored.
+
+    Names the read model, the event's topic, its position in the notification log and the
+    aggregate it came from, so the operator can find it and fix the projection or the data.
+    """
+
+    def __init__(
+        self,
+        *,
+        read_model: str,
+        topic: str,
+        position: int,
+        originator_id: UUID | None,
+        reason: str,
+    ) -> None:
+        where = f" of {originator_id}" if originator_id else ""
+        super().__init__(
+            f"read model {read_model!r} cannot handle event {topic}{where} "
+            f"at position {position}: {reason}"
+        )
+        self.read_model = read_model
+        self.topic = topic
+        self.position = position
+        self.originator_id = originator_id
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: pickle (a parallel rebuild's worker reporting to its
+        # parent) needs to be told how to build the error again.
+        return _unhandled_event_error, (
+            self.read_model,
+            self.topic,
+            self.position,
+            self.originator_id,
+            self.reason,
+        )
+
+
+def _unhandled_event_error(
+    read_model: str, topic: str, position: int, originator_id: UUID | None, reason: str
+) -> UnhandledEventError:
+    return UnhandledEventError(
+        read_model=read_model,
+        topic=topic,
+        position=position,
+        originator_id=originator_id,
+        reason=reason,
+    )
+
+
+class ProjectionLagError(ProjectionError, TimeoutError):
+    """The read models did not reach a position in the time allowed."""

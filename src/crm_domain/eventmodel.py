@@ -23,18 +23,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from crm_domain.context import current_metadata, current_occurred_at
-from crm_domain.errors import InvalidCommandError
-
-
-def invalid(exc: ValidationError) -> InvalidCommandError:
-    """Turn pydantic's error into ours, naming each bad field and why."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
-    )
-    return InvalidCommandError(
-        f"invalid {exc.title}: {problems}",
-        errors=[dict(e) for e in exc.errors(include_url=False)],
-    )
+from crm_domain.errors import invalid
 
 
 class Immutable(BaseModel):

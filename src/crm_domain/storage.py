@@ -8,15 +8,12 @@ projections and the Kafka relay, so one setting wires the whole library.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from eventsourcing.utils import get_topic
 
-from crm_domain.errors import InvalidCommandError
+from crm_domain.errors import ConfigurationError
 from crm_domain.sqlite_subscription import SubscribableSQLiteApplicationRecorder
-
-DEFAULT_SQLITE_PATH = Path("crm.sqlite")
 
 
 @dataclass(frozen=True)
@@ -44,13 +41,13 @@ class StoreURL:
             # sqlite:///relative.db, sqlite:////abs/path.db, sqlite:///:memory:
             path = unquote(parsed.path[1:] if parsed.path.startswith("/") else parsed.path)
             if not path:
-                raise InvalidCommandError(f"store URL {url!r} names no SQLite file")
+                raise ConfigurationError(f"store URL {url!r} names no SQLite file")
             return cls(url=url, backend="sqlite", sqlite_path=path)
         if parsed.scheme in ("postgres", "postgresql", "postgresql+psycopg"):
             query = parse_qs(parsed.query)
             dbname = parsed.path.lstrip("/")
             if not dbname:
-                raise InvalidCommandError(f"store URL {url!r} names no database")
+                raise ConfigurationError(f"store URL {url!r} names no database")
             return cls(
                 url=url,
                 backend="postgres",
@@ -62,7 +59,7 @@ class StoreURL:
                 pg_schema=query.get("schema", [""])[0],
                 pg_connect_timeout=query.get("connect_timeout", ["10"])[0],
             )
-        raise InvalidCommandError(
+        raise ConfigurationError(
             f"unsupported store URL {url!r}: use memory://, sqlite:///FILE or postgresql://..."
         )
 

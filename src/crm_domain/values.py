@@ -13,8 +13,8 @@ from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, EmailStr, Field, ValidationError
 
-from crm_domain.errors import InvalidCommandError, UnknownValueError
-from crm_domain.eventmodel import Immutable, invalid
+from crm_domain.errors import InvalidCommandError, UnknownValueError, invalid
+from crm_domain.eventmodel import Immutable
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -99,7 +99,7 @@ class ReadModel:
 
     ``ignores`` lists event classes the read model deliberately has no interest in; an
     event whose topic is neither handled nor ignored stops the projection with
-    :class:`~projections.errors.UnhandledEventError`, so a new domain event can never be
+    :class:`~crm_domain.errors.UnhandledEventError`, so a new domain event can never be
     silently left out of a read model.
     """
 

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from projections.errors import ProjectionError, ProjectionLagError
+from crm_domain.errors import ProjectionError, ProjectionLagError
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models
 from projections.runner import ReadModelRunner, follow, log_head, open_view

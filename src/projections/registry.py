@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from projections.errors import UnknownReadModelError
+from crm_domain.errors import UnknownReadModelError
 from projections.readmodel import ReadModel
 
 

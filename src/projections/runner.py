@@ -247,12 +247,9 @@ def run(
 
 def default_store_url() -> str:
     """The store the ``crm`` commands use when given none (same rule as :class:`CRM`)."""
-    import os
+    from crm_domain.settings import CRMSettings
 
-    from crm_domain.application import STORE_ENV
-    from crm_domain.storage import DEFAULT_SQLITE_PATH
-
-    return os.environ.get(STORE_ENV) or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    return CRMSettings.load().store_url
 
 
 def open_view(

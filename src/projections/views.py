@@ -21,7 +21,7 @@ from sqlalchemy import Engine, String, Table, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
-from projections.errors import ProjectionError, UnhandledEventError
+from crm_domain.errors import ProjectionError, UnhandledEventError
 from projections.readmodel import LoggedEvent, ReadModel
 
 #: A read model whose batch was applied in memory: its class, tracking table, the position

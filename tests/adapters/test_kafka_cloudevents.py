@@ -14,10 +14,10 @@ from adapters.kafka.cloudevents import (
     decode_cloudevent,
     decode_debezium,
 )
-from adapters.kafka.errors import InboundMessageError
 from adapters.kafka.eventtypes import crm_event_types
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
+from crm_domain.errors import InboundMessageError
 
 
 @pytest.fixture

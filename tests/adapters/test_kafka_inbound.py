@@ -10,7 +10,6 @@ import pytest
 from kafka import KafkaProducer
 from kafkatools import read_topic, unique
 
-from adapters.kafka.errors import InboundMessageError
 from adapters.kafka.inbound import (
     ConsumerSettings,
     InboundConsumer,
@@ -19,6 +18,7 @@ from adapters.kafka.inbound import (
 )
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.application import CRM
+from crm_domain.errors import InboundMessageError
 from crm_domain.values import Money, OrderStatus
 
 

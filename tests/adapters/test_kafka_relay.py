@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from kafkatools import ReadRecord, free_port, read_topic, seed_crm, unique
 
+from adapters.exit_codes import exit_code_for
 from adapters.kafka import (
     BrokerUnavailableError,
     KafkaRelay,
@@ -191,7 +192,7 @@ def test_missing_topic_without_permission_to_create_names_it(kafka_bootstrap: st
     with pytest.raises(MissingTopicError, match=missing) as info:
         relay.run(until_caught_up=True)
     assert missing in info.value.topics
-    assert info.value.exit_code == 2
+    assert exit_code_for(info.value) == 2
 
 
 def test_unreachable_broker_gives_up_after_the_configured_time() -> None:

@@ -8,10 +8,10 @@ from uuid import UUID
 import pytest
 
 from adapters.kafka.consent import PERSONAL_FIELDS, ConsentLedger, ConsentRule
-from adapters.kafka.errors import KafkaConfigError
 from adapters.kafka.eventtypes import EventType, crm_event_types
 from adapters.kafka.routing import Route, RoutingTable, WithoutConsent, default_routing
 from crm_domain.application import CRM
+from crm_domain.errors import ConfigurationError
 from crm_domain.eventmodel import DomainEvent
 
 
@@ -98,13 +98,13 @@ without_consent = "drop"
 def test_bad_routing_files_give_clear_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "routing.toml"
     path.write_text(content)
-    with pytest.raises(KafkaConfigError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         RoutingTable.load(path)
 
 
 def test_a_pattern_that_matches_nothing_is_a_config_error() -> None:
     table = RoutingTable(routes=(Route(topic="erp", types=("crm.acount.order_*",)),))
-    with pytest.raises(KafkaConfigError, match="matches no event type"):
+    with pytest.raises(ConfigurationError, match="matches no event type"):
         table.check_against(crm_event_types())
 
 
@@ -114,15 +114,15 @@ def test_yaml_needs_pyyaml_or_loads(tmp_path: Path) -> None:
     try:
         import yaml  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
-        with pytest.raises(KafkaConfigError, match="PyYAML is not installed"):
+        with pytest.raises(ConfigurationError, match="PyYAML is not installed"):
             RoutingTable.load(path)
     else:  # pragma: no cover - depends on the environment
         assert RoutingTable.load(path).topics == ["erp"]
     json_file = tmp_path / "routing.json"
     json_file.write_text("{}")
-    with pytest.raises(KafkaConfigError, match="unknown file type"):
+    with pytest.raises(ConfigurationError, match="unknown file type"):
         RoutingTable.load(json_file)
-    with pytest.raises(KafkaConfigError, match="cannot read"):
+    with pytest.raises(ConfigurationError, match="cannot read"):
         RoutingTable.load(tmp_path / "missing.toml")
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from crm_domain import CRM
-from crm_domain.errors import InvalidCommandError
+from crm_domain.errors import ConfigurationError
 from crm_domain.storage import StoreURL
 
 
@@ -75,12 +75,12 @@ def test_postgres_defaults(scheme: str) -> None:
     ],
 )
 def test_bad_urls_raise_typed_errors(url: str, message: str) -> None:
-    with pytest.raises(InvalidCommandError, match=message):
+    with pytest.raises(ConfigurationError, match=message):
         StoreURL.parse(url)
 
 
 def test_crm_refuses_a_bad_store_url() -> None:
-    with pytest.raises(InvalidCommandError, match="unsupported"):
+    with pytest.raises(ConfigurationError, match="unsupported"):
         CRM("oracle://scott:tiger@db/crm")
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, func, inspect, select
 from adapters.demo import run_demo
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
+from crm_domain.errors import UnhandledEventError, UnknownReadModelError
 from crm_domain.storage import StoreURL
-from projections.errors import UnhandledEventError, UnknownReadModelError
 from projections.events import ALL_EVENTS, BOOKKEEPING_EVENTS
 from projections.readmodel import LoggedEvent, ReadModel, handles
 from projections.rebuild import (

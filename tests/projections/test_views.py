@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
+from crm_domain.errors import UnhandledEventError, UnknownReadModelError
 from projections.customer360 import Customer360, Customer360Queries
-from projections.errors import UnhandledEventError, UnknownReadModelError
 from projections.events import ALL_EVENTS, BOOKKEEPING_EVENTS
 from projections.readmodel import LoggedEvent, ReadModel, handles
 from projections.registry import all_read_models, select_read_models

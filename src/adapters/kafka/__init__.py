@@ -7,31 +7,29 @@ from __future__ import annotations
 
 from adapters.kafka.cloudevents import CloudEvent, EventEncoder, MessageFormat, decode_cloudevent
 from adapters.kafka.consent import ConsentLedger, ConsentRule
-from adapters.kafka.errors import (
-    BrokerUnavailableError,
-    InboundMessageError,
-    KafkaAdapterError,
-    KafkaConfigError,
-    MissingTopicError,
-    PublishError,
-)
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.relay import KafkaRelay, RelayStats
 from adapters.kafka.routing import Route, RoutingTable, WithoutConsent, default_routing
 from adapters.kafka.settings import RelaySettings
 from adapters.kafka.topics import TopicSpec, ensure_topics
+from crm_domain.errors import (
+    BrokerUnavailableError,
+    ConfigurationError,
+    InboundMessageError,
+    MissingTopicError,
+    PublishError,
+)
 
 __all__ = [
     "BrokerUnavailableError",
     "CloudEvent",
+    "ConfigurationError",
     "ConsentLedger",
     "ConsentRule",
     "EventEncoder",
     "EventType",
     "EventTypeRegistry",
     "InboundMessageError",
-    "KafkaAdapterError",
-    "KafkaConfigError",
     "KafkaRelay",
     "MessageFormat",
     "MissingTopicError",

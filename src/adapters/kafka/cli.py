@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from adapters.exit_codes import exit_code_for
 from adapters.kafka.cloudevents import MessageFormat
-from adapters.kafka.errors import KafkaAdapterError
 from adapters.kafka.routing import (
     DEFAULT_ERP_TOPIC,
     DEFAULT_MARKETING_TOPIC,
@@ -25,6 +25,7 @@ from adapters.kafka.routing import (
     WithoutConsent,
     default_routing,
 )
+from crm_domain.errors import CRMError
 
 BOOTSTRAP_ENV = "CRM_KAFKA_BOOTSTRAP"
 STORE_ENV = "CRM_STORE_URL"
@@ -182,9 +183,9 @@ def run_relay(args: argparse.Namespace) -> int:
             stats = relay.run(until_caught_up=args.until_caught_up)
         finally:
             crm.close()
-    except KafkaAdapterError as exc:
+    except CRMError as exc:
         print(f"crm relay kafka: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code_for(exc)
     print(
         f"relay stopped at notification {stats.position}: {stats.events_read} events read, "
         f"{stats.messages_acked} messages acknowledged, "
@@ -223,9 +224,9 @@ def run_consumer(args: argparse.Namespace) -> int:
             stats = consumer.run(max_messages=args.max_messages, idle_timeout=args.idle_timeout)
         finally:
             crm.close()
-    except KafkaAdapterError as exc:
+    except CRMError as exc:
         print(f"crm consume kafka: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code_for(exc)
     print(f"consumer stopped: {stats.applied} applied, {stats.dead_lettered} dead-lettered")
     return 0
 

@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.kafka.errors import InboundMessageError
 from adapters.kafka.eventtypes import EventType
+from crm_domain.errors import InboundMessageError
 from crm_domain.eventmodel import DomainEvent
 
 SPEC_VERSION = "1.0"

@@ -32,7 +32,6 @@ from kafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.kafka.cloudevents import CloudEvent, decode_cloudevent
-from adapters.kafka.errors import BrokerUnavailableError, InboundMessageError
 from adapters.kafka.messages import (
     INBOUND_PAYLOADS,
     CampaignResponse,
@@ -46,7 +45,7 @@ from adapters.kafka.messages import (
 )
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from crm_domain.application import CRM
-from crm_domain.errors import ConcurrencyConflictError
+from crm_domain.errors import BrokerUnavailableError, ConcurrencyConflictError, InboundMessageError
 
 log = logging.getLogger(__name__)
 

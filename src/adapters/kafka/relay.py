@@ -34,12 +34,12 @@ from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from adapters.kafka.cloudevents import EventEncoder, KafkaRecord, stored_field_order
 from adapters.kafka.consent import CONSENT_GRANTED, CONSENT_WITHDRAWN, ConsentLedger, ConsentRule
-from adapters.kafka.errors import BrokerUnavailableError, KafkaConfigError, PublishError
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.routing import Route, RoutingTable, default_routing
 from adapters.kafka.settings import RelaySettings
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from adapters.kafka.tracking import tracking_recorder_for
+from crm_domain.errors import BrokerUnavailableError, ConfigurationError, PublishError
 from crm_domain.eventmodel import DomainEvent
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class KafkaRelay:
         try:
             return self._producer_factory(self.settings.producer_config())
         except TypeError as exc:
-            raise KafkaConfigError(f"invalid Kafka producer option: {exc}") from exc
+            raise ConfigurationError(f"invalid Kafka producer option: {exc}") from exc
 
     def _with_broker_retry(self, attempt: Callable[[], T], what: str) -> T:
         """Retry ``attempt`` with exponential back-off while the broker is unreachable,

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adapters.kafka.errors import KafkaConfigError
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry
+from crm_domain.errors import ConfigurationError
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 
@@ -81,7 +81,7 @@ class RoutingTable(BaseModel):
                 if not any(
                     fnmatchcase(et.name, pattern) or fnmatchcase(et.type, pattern) for et in known
                 ):
-                    raise KafkaConfigError(
+                    raise ConfigurationError(
                         f"route to {route.topic!r}: pattern {pattern!r} matches no event type; "
                         f"known types look like {known[0].type!r}"
                     )
@@ -98,7 +98,7 @@ class RoutingTable(BaseModel):
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
             )
-            raise KafkaConfigError(f"invalid {origin}: {problems}") from exc
+            raise ConfigurationError(f"invalid {origin}: {problems}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> RoutingTable:
@@ -107,21 +107,21 @@ class RoutingTable(BaseModel):
         try:
             text = path.read_bytes()
         except OSError as exc:
-            raise KafkaConfigError(f"cannot read routing table {path}: {exc}") from exc
+            raise ConfigurationError(f"cannot read routing table {path}: {exc}") from exc
         suffix = path.suffix.lower()
         if suffix == ".toml":
             try:
                 raw: Any = tomllib.loads(text.decode("utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise KafkaConfigError(f"routing table {path} is not valid TOML: {exc}") from exc
+                raise ConfigurationError(f"routing table {path} is not valid TOML: {exc}") from exc
         elif suffix in (".yaml", ".yml"):
             raw = _load_yaml(text, path)
         else:
-            raise KafkaConfigError(
+            raise ConfigurationError(
                 f"routing table {path}: unknown file type {suffix!r} (use .toml, .yaml or .yml)"
             )
         if not isinstance(raw, Mapping):
-            raise KafkaConfigError(f"routing table {path} must be a mapping with 'routes'")
+            raise ConfigurationError(f"routing table {path} must be a mapping with 'routes'")
         return cls.from_mapping(raw, origin=f"routing table {path}")
 
 
@@ -129,14 +129,14 @@ def _load_yaml(text: bytes, path: Path) -> Any:
     try:
         import yaml  # type: ignore[import-untyped]
     except ImportError as exc:
-        raise KafkaConfigError(
+        raise ConfigurationError(
             f"routing table {path} is YAML but PyYAML is not installed (pip install pyyaml), "
             "or use TOML"
         ) from exc
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise KafkaConfigError(f"routing table {path} is not valid YAML: {exc}") from exc
+        raise ConfigurationError(f"routing table {path} is not valid YAML: {exc}") from exc
 
 
 # ----- the default table -------------------------------------------------------------

@@ -13,7 +13,7 @@ Delivery guarantees live here, in one place, so they cannot drift apart:
 * Bounded retries: the producer retries with exponential back-off (``retry_backoff_ms``,
   ``reconnect_backoff_ms`` .. ``reconnect_backoff_max_ms``) for at most ``broker_timeout``
   seconds (``delivery_timeout_ms``); then the relay stops with
-  :class:`~adapters.kafka.errors.BrokerUnavailableError` (exit code 3).
+  :class:`~crm_domain.errors.BrokerUnavailableError` (exit code 3).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Many clusters forbid automatic topic creation, and a producer sending to a missing topic
 only blocks and times out with a vague error. So the relay and the consumer check their
 topics on start: create the missing ones (partitions, replication factor) when allowed,
-otherwise stop with :class:`~adapters.kafka.errors.MissingTopicError` naming them.
+otherwise stop with :class:`~crm_domain.errors.MissingTopicError` naming them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from adapters.kafka.errors import BrokerUnavailableError, KafkaConfigError, MissingTopicError
+from crm_domain.errors import BrokerUnavailableError, ConfigurationError, MissingTopicError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def ensure_topics(
         except TopicAlreadyExistsError:
             pass  # created concurrently by another relay or consumer: fine
         except KafkaError as exc:
-            raise KafkaConfigError(
+            raise ConfigurationError(
                 f"cannot create topic(s) {', '.join(missing)} on {bootstrap}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc

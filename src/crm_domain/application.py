@@ -38,7 +38,7 @@ from crm_domain.errors import (
     NotFoundError,
     invalid,
 )
-from crm_domain.eventmodel import Aggregate, DomainEvent, Snapshot
+from crm_domain.eventmodel import ENVELOPE_FIELDS, Aggregate, DomainEvent, Snapshot
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.persistence import OrjsonTranscoder, PydanticMapper
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
@@ -441,15 +441,7 @@ class CRM(Application[UUID]):
                 break
             payload = ev.model_dump(
                 mode="json",
-                exclude={
-                    "originator_id",
-                    "originator_version",
-                    "timestamp",
-                    "metadata",
-                    "event_id",
-                    "occurred_at",
-                    "originator_topic",
-                },
+                exclude=set(ENVELOPE_FIELDS),
             )
             out.append(
                 Change(

@@ -17,10 +17,9 @@ from pydantic import BaseModel
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
-from crm_domain.eventmodel import DomainEvent, event_classes
+from crm_domain.eventmodel import ENVELOPE_FIELDS, event_classes
 
 AGGREGATES: tuple[type[Any], ...] = (Customer, Account)
-ENVELOPE_FIELDS = frozenset(DomainEvent.model_fields) | {"originator_topic"}
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 

@@ -102,6 +102,13 @@ class Aggregate(BaseAggregate[UUID]):
         return value
 
 
+#: The envelope: fields every stored event has, around its payload (who, when, which
+#: aggregate and version, its id, and eventsourcing's class path of a created aggregate).
+#: The rest of an event's fields is its payload: what a change list, a timeline summary,
+#: a published ``data`` or its JSON Schema show.
+ENVELOPE_FIELDS: frozenset[str] = frozenset(Aggregate.Created.model_fields)
+
+
 def event_classes(aggregate: type[Aggregate]) -> tuple[type[Aggregate.Event], ...]:
     """The event classes an aggregate declares, in declaration order (not the bases)."""
     return tuple(

@@ -41,12 +41,9 @@ from projections.readmodel import (
     topics_of,
 )
 from projections.rows import Row
-from projections.sqltypes import Amount, UTCDateTime
+from projections.sqltypes import QUANTUM, Amount, UTCDateTime
 
 metadata = MetaData()
-
-#: Lifetime values are kept as text with the domain's 4 decimal places, however they arrive.
-_QUANTUM = Decimal("0.0001")
 
 #: Events that change an existing customer's row.
 _CUSTOMER_CHANGES = topics_of(*CUSTOMER_EVENTS) - topics_of(Customer.Registered)
@@ -317,7 +314,8 @@ class Customer360(ReadModel):
         values = dict(row["lifetime_value"])
         current = Decimal(values.get(order["currency"], "0"))
         current += order["amount"] if count else -order["amount"]
-        values[order["currency"]] = str(current.quantize(_QUANTUM))
+        # kept as text with the domain's 4 decimal places, however the amounts arrive
+        values[order["currency"]] = str(current.quantize(QUANTUM))
         row["lifetime_value"] = values
 
 

@@ -18,8 +18,3 @@ ACCOUNT_EVENTS = event_classes(Account)
 BOOKKEEPING_EVENTS: tuple[type[Any], ...] = bookkeeping.BOOKKEEPING_EVENTS
 #: Everything in the notification log.
 ALL_EVENTS = CUSTOMER_EVENTS + ACCOUNT_EVENTS + BOOKKEEPING_EVENTS
-
-
-def event_name(event: Any) -> str:
-    """``ContactLogged`` for a ``Customer.ContactLogged`` event."""
-    return str(event.__class__.__name__)

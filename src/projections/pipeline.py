@@ -43,7 +43,7 @@ from projections.readmodel import (
     topics_of,
 )
 from projections.rows import Row, execute_many
-from projections.sqltypes import Amount, UTCDateTime, to_amount, total
+from projections.sqltypes import QUANTUM, Amount, UTCDateTime, to_amount, total
 
 metadata = MetaData()
 
@@ -87,7 +87,6 @@ accounts = Table(
     Column("name", String(300), nullable=False),
 )
 
-_QUANTUM = Decimal("0.0001")
 _OPENED = topics_of(Account.OpportunityOpened)
 _CHANGED = topics_of(
     Account.OpportunityStaged,
@@ -99,7 +98,7 @@ _CHANGED = topics_of(
 
 
 def _weighted(amount: Decimal | None, probability: Decimal) -> Decimal | None:
-    return None if amount is None else (amount * probability).quantize(_QUANTUM)
+    return None if amount is None else (amount * probability).quantize(QUANTUM)
 
 
 class SalesPipeline(ReadModel):
@@ -470,7 +469,7 @@ class PipelineQueries:
                 continue
             n = len(reached[stage.name])
             k = len(advanced[stage.name])
-            rate = (Decimal(k) / Decimal(n)).quantize(_QUANTUM) if n else None
+            rate = (Decimal(k) / Decimal(n)).quantize(QUANTUM) if n else None
             out.append(StageConversion(stage=stage.name, reached=n, advanced=k, rate=rate))
         return out
 
@@ -489,15 +488,10 @@ class PipelineQueries:
                     cycle_seconds += (closed - opened).total_seconds()
                 else:
                     lost += 1
-        rate = (Decimal(won) / Decimal(won + lost)).quantize(_QUANTUM) if won + lost else None
+        rate = (Decimal(won) / Decimal(won + lost)).quantize(QUANTUM) if won + lost else None
         cycle = (
             (Decimal(cycle_seconds) / Decimal(86400 * won)).quantize(Decimal("0.01"))
             if won
             else None
         )
         return WinRate(won=won, lost=lost, rate=rate, average_cycle_days=cycle)
-
-
-def stage_names(totals: Sequence[StageTotal]) -> list[str]:
-    """The stages present in a list of totals, in order."""
-    return list(dict.fromkeys(t.stage for t in totals))

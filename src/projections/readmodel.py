@@ -133,14 +133,6 @@ class ReadModel:
     def ignored_topics(cls) -> frozenset[str]:
         return cls._ignored
 
-    @classmethod
-    def handles_topic(cls, topic: str) -> bool:
-        return topic in cls._handlers
-
-    @classmethod
-    def ignores_topic(cls, topic: str) -> bool:
-        return topic in cls._ignored
-
     def __init__(self, session: Session) -> None:
         self.session = session
         self._caches: list[RowCache] = []

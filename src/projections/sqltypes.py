@@ -17,7 +17,9 @@ from sqlalchemy.types import TypeDecorator
 
 #: Amounts are stored in units of 1/SCALE (the domain allows 4 decimal places).
 SCALE = 10_000
-_QUANTUM = Decimal("0.0001")
+#: The smallest step of an amount (and of a rate) in the read models: 4 decimal places.
+#: ``value.quantize(QUANTUM)`` gives every figure the same shape, however it was computed.
+QUANTUM = Decimal(1) / SCALE
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,14 +58,14 @@ class Amount(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return (Decimal(int(value)) / SCALE).quantize(_QUANTUM)
+        return (Decimal(int(value)) / SCALE).quantize(QUANTUM)
 
 
 def to_amount(value: Any) -> Decimal:
     """An amount from a raw SQL aggregate (e.g. ``SUM``) over an :class:`Amount` column."""
     if value is None:
         return Decimal("0.0000")
-    return (Decimal(int(value)) / SCALE).quantize(_QUANTUM)
+    return (Decimal(int(value)) / SCALE).quantize(QUANTUM)
 
 
 def total(column: Any) -> Any:

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
+from crm_domain.eventmodel import ENVELOPE_FIELDS
 from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.lazyevent import json_state
 from projections.query import Answer, Page, paged
@@ -64,18 +65,6 @@ accounts = Table(
     Column("customer_id", Uuid, nullable=False),
 )
 
-#: Fields every event has; left out of generic summaries.
-_BASE_FIELDS = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "timestamp",
-        "metadata",
-        "event_id",
-        "occurred_at",
-        "originator_topic",
-    }
-)
 _SUMMARY_LIMIT = 1000
 _ACCOUNT_TOPICS = frozenset(get_topic(c) for c in ACCOUNT_EVENTS)
 
@@ -123,7 +112,7 @@ def _describe(event_class: type[Any], state: dict[str, Any]) -> str:
     parts = [
         f"{k}={v}"
         for k, v in state.items()
-        if k not in _BASE_FIELDS and v not in (None, "", [], {})
+        if k not in ENVELOPE_FIELDS and v not in (None, "", [], {})
     ]
     return (_words(event_class.__name__) + (": " + ", ".join(parts) if parts else ""))[
         :_SUMMARY_LIMIT

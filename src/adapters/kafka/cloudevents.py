@@ -25,24 +25,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from adapters.kafka.eventtypes import EventType
 from crm_domain.errors import InboundMessageError
-from crm_domain.eventmodel import DomainEvent
+from crm_domain.eventmodel import ENVELOPE_FIELDS, DomainEvent
 
 SPEC_VERSION = "1.0"
 JSON = "application/json"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
-
-#: Fields every stored event has; they travel as CloudEvents attributes, not in ``data``.
-ENVELOPE_FIELDS = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "timestamp",
-        "metadata",
-        "event_id",
-        "occurred_at",
-        "originator_topic",  # eventsourcing's class path of a created aggregate: internal
-    }
-)
 
 #: Metadata keys (see ``crm_domain.context``) and the CloudEvents extension each becomes.
 METADATA_EXTENSIONS = {
@@ -185,18 +172,6 @@ class Envelope(NamedTuple):
             version=state["originator_version"],
             metadata=state.get("metadata") or {},
         )
-
-
-def cloudevent_attributes(
-    event: DomainEvent,
-    event_type: EventType,
-    source: str,
-    *,
-    redacted: Sequence[str] = (),
-    dataschema: str | None = None,
-) -> dict[str, str | int]:
-    """Context attributes and extensions of one event (everything but ``data``)."""
-    return _attributes(Envelope.of(event), event_type, source, redacted, dataschema)
 
 
 def _attributes(

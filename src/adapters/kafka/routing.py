@@ -86,9 +86,6 @@ class RoutingTable(BaseModel):
                         f"known types look like {known[0].type!r}"
                     )
 
-    def routed_types(self, registry: EventTypeRegistry) -> list[EventType]:
-        return [et for et in registry if self.routes_for(et)]
-
     # ----- loading ------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], origin: str = "routing table") -> RoutingTable:

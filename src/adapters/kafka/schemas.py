@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from adapters.kafka.cloudevents import ENVELOPE_FIELDS
 from adapters.kafka.consent import PERSONAL_FIELDS
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.catalog import describe
+from crm_domain.eventmodel import ENVELOPE_FIELDS
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path("docs/schemas")

@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field
 
+from crm_domain import consent
 from crm_domain.errors import (
     ConsentRequiredError,
     EntityNotFoundError,
@@ -27,6 +28,7 @@ from crm_domain.errors import (
 )
 from crm_domain.eventmodel import Aggregate, Entity, Immutable, SnapshotState
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
+from crm_domain.personal import personal_data
 from crm_domain.values import (
     Channel,
     ContactDetails,
@@ -107,6 +109,7 @@ class Customer(Aggregate):
     snapshot_state = CustomerState
 
     # ----- events -------------------------------------------------------------------
+    @personal_data("name", "contact")
     class Registered(Aggregate.Created):
         """A customer (person, enterprise or government body) was registered under a unique code."""
 
@@ -118,6 +121,7 @@ class Customer(Aggregate):
         lifecycle_stage: Label
         parent_id: UUID | None = None
 
+    @personal_data("name", "contact", "reason")
     class ProfileCorrected(Aggregate.Event):
         """Name, kind or contact details were corrected; the old values stay in history."""
 
@@ -131,16 +135,19 @@ class Customer(Aggregate):
 
         parent_id: UUID | None
 
+    @personal_data("reason")
     class Deactivated(Aggregate.Event):
         """The customer was deactivated (never deleted)."""
 
         reason: NonEmptyStr
 
+    @personal_data("reason")
     class Reactivated(Aggregate.Event):
         """A deactivated customer was made active again."""
 
         reason: NonEmptyStr
 
+    @personal_data("reason")
     class LifecycleStageChanged(Aggregate.Event):
         """The customer moved between lifecycle stages, with the reason."""
 
@@ -148,6 +155,7 @@ class Customer(Aggregate):
         to_stage: Label
         reason: NonEmptyStr
 
+    @personal_data("participants", "summary", "commitments", "next_step")
     class ContactLogged(Aggregate.Event):
         """An interaction: channel, direction, participants, summary, commitments, next step."""
 
@@ -163,6 +171,7 @@ class Customer(Aggregate):
         marketing_purpose: Label | None = None
         account_id: UUID | None = None
 
+    @personal_data("note")
     class CommitmentFulfilled(Aggregate.Event):
         """A promise made during a logged contact was kept."""
 
@@ -184,24 +193,28 @@ class Customer(Aggregate):
         previous_owner: str | None
         reason: NonEmptyStr
 
+    @personal_data()
     class SegmentAssigned(Aggregate.Event):
         """The customer was put in a marketing/service segment."""
 
         segment: Label
         previous_segment: str | None
 
+    @personal_data()
     class GradeAssigned(Aggregate.Event):
         """The customer was graded (e.g. A/B/C by value)."""
 
         grade: Label
         previous_grade: str | None
 
+    @personal_data()
     class ConsentGranted(Aggregate.Event):
         """Marketing consent was granted for one purpose on one channel."""
 
         purpose: Label
         channel: Channel
 
+    @personal_data("reason")
     class ConsentWithdrawn(Aggregate.Event):
         """Marketing consent was withdrawn for one purpose on one channel."""
 
@@ -209,6 +222,7 @@ class Customer(Aggregate):
         channel: Channel
         reason: str = ""
 
+    @personal_data("comment")
     class SatisfactionRecorded(Aggregate.Event):
         """A 1-5 satisfaction score, with its class (5 loyal, 3-4 at risk)."""
 
@@ -217,6 +231,7 @@ class Customer(Aggregate):
         ticket_id: UUID | None = None
         comment: str = ""
 
+    @personal_data()
     class CampaignResponseRecorded(Aggregate.Event):
         """The customer responded to a marketing campaign (or registered for it)."""
 
@@ -315,7 +330,7 @@ class Customer(Aggregate):
         self.support_owner: str | None = None
         self.segment: str | None = None
         self.grade: str | None = None
-        self.consents: dict[str, list[Channel]] = {}
+        self.consents: consent.Consents = {}
         self.satisfaction: int | None = None
         self.satisfaction_class: SatisfactionClass | None = None
         self.tickets: dict[UUID, Ticket] = {}
@@ -556,7 +571,7 @@ class Customer(Aggregate):
 
     @event(ConsentGranted)
     def _grant(self, purpose: str, channel: Channel | str) -> None:
-        self.consents.setdefault(purpose, []).append(Channel(channel))
+        self.consents = consent.granted(self.consents, purpose, channel)
 
     def withdraw_consent(self, *, purpose: str, channel: Channel | str, reason: str = "") -> None:
         if not self.has_consent(purpose, channel):
@@ -565,11 +580,7 @@ class Customer(Aggregate):
 
     @event(ConsentWithdrawn)
     def _withdraw(self, purpose: str, channel: Channel | str, reason: str) -> None:
-        remaining = [c for c in self.consents.get(purpose, []) if c is not Channel(channel)]
-        if remaining:
-            self.consents[purpose] = remaining
-        else:
-            self.consents.pop(purpose, None)
+        self.consents = consent.withdrawn(self.consents, purpose, channel)
 
     def record_campaign_response(
         self, *, campaign_id: str, response: str, channel: Channel | str, registered: bool = False

@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
 )
 
+from crm_domain import consent
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
@@ -237,17 +238,8 @@ class Customer360(ReadModel):
     @handles(Customer.ConsentGranted, Customer.ConsentWithdrawn)
     def consent_changed(self, e: Any, position: int) -> None:
         row = self._touch(e)
-        consents = {k: list(v) for k, v in row["consents"].items()}
-        channels = set(consents.get(e.purpose, []))
-        if isinstance(e, Customer.ConsentGranted):
-            channels.add(e.channel.value)
-        else:
-            channels.discard(e.channel.value)
-        if channels:
-            consents[e.purpose] = sorted(channels)
-        else:
-            consents.pop(e.purpose, None)
-        row["consents"] = consents
+        folded = consent.apply(row["consents"], e)
+        row["consents"] = {purpose: [c.value for c in cs] for purpose, cs in folded.items()}
 
     @handles(Customer.ContactLogged)
     def contact_logged(self, e: Customer.ContactLogged, position: int) -> None:

@@ -7,12 +7,14 @@ from uuid import UUID
 
 import pytest
 
-from adapters.kafka.consent import PERSONAL_FIELDS, ConsentLedger, ConsentRule
+from adapters.kafka.consent import ConsentLedger, ConsentRule
 from adapters.kafka.eventtypes import EventType, crm_event_types
 from adapters.kafka.routing import Route, RoutingTable, WithoutConsent, default_routing
 from crm_domain.application import CRM
+from crm_domain.customer import Customer
 from crm_domain.errors import ConfigurationError
 from crm_domain.eventmodel import DomainEvent
+from crm_domain.personal import personal_fields
 
 
 def _routed(table: RoutingTable, topic: str) -> set[str]:
@@ -52,10 +54,15 @@ def test_every_type_routed_to_a_guarded_topic_declares_its_personal_fields() -> 
     guarded = [r for r in table.routes if r.consent_purpose]
     for et in crm_event_types():
         if any(r.matches(et) for r in guarded):
-            assert et.name in PERSONAL_FIELDS, et.name
-            assert PERSONAL_FIELDS[et.name] <= set(et.cls.model_fields), et.name
+            assert personal_fields(et.cls) is not None, et.name
     # declared although unrouted, so routing ``crm.customer.*`` to marketing strips the note
-    assert PERSONAL_FIELDS["crm.customer.commitment_fulfilled"] == {"note"}
+    assert personal_fields(Customer.CommitmentFulfilled) == {"note"}
+    assert personal_fields(Customer.ContactLogged) == {
+        "participants",
+        "summary",
+        "commitments",
+        "next_step",
+    }
 
 
 def test_routing_table_loads_from_toml(tmp_path: Path) -> None:
@@ -148,7 +155,7 @@ def test_consent_is_judged_at_each_events_position_in_the_log() -> None:
     rule, ledger = ConsentRule(), ConsentLedger()
     decisions = []
     for event, et in _events(crm, cid):
-        ledger.apply(event, et)
+        ledger.apply(event)
         if route.matches(et):
             decisions.append((et.name, rule.decide(route, event, et, ledger)))
     names = [n for n, _ in decisions]
@@ -183,11 +190,14 @@ def test_drop_mode_and_undeclared_types_are_not_published() -> None:
         without_consent=WithoutConsent.DROP,
     )
     ledger = ConsentLedger()
-    rule = ConsentRule(personal_fields={"crm.customer.contact_logged": frozenset({"summary"})})
+    rule = ConsentRule()
     registered, logged = _events(crm, cid)
     assert not rule.decide(drop, logged[0], logged[1], ledger).publish
-    # Registered is not declared in this rule's table: never published without consent
-    undeclared = rule.decide(drop, registered[0], registered[1], ledger)
+    # an event class that declares no personal data: never published without consent
+    crm.open_ticket(cid, kind="complaint", priority="high", channel="phone", subject="broken")
+    opened = next((e, et) for e, et in _events(crm, cid) if isinstance(e, Customer.TicketOpened))
+    assert personal_fields(Customer.TicketOpened) is None
+    undeclared = rule.decide(drop, opened[0], opened[1], ledger)
     assert not undeclared.publish
     assert "no personal-data declaration" in undeclared.reason
     # an unguarded route publishes everything

@@ -2,25 +2,26 @@
 
 How the relay knows consent: the event log is the truth, and the relay reads it in order.
 :class:`ConsentLedger` folds ``ConsentGranted``/``ConsentWithdrawn`` into "customer -> purpose
--> channels" as the relay passes them, so every event is judged by the consent in force *at
-that event's position in the log* (not by today's state, which would leak an event logged
-before a withdrawal, or hide one logged after a grant). Nothing extra is stored: on start
-the ledger is rebuilt from the consent events up to the relay's tracked position, so it
-can never disagree with the log. Reading the ``Customer`` aggregate instead would cost a
-repository read per event and give the state at read time, not at the event.
+-> channels" as the relay passes them (with :func:`crm_domain.consent.apply`, the fold the
+``Customer`` aggregate and the customer 360 read model use), so every event is judged by the
+consent in force *at that event's position in the log* (not by today's state, which would leak
+an event logged before a withdrawal, or hide one logged after a grant). Nothing extra is
+stored: on start the ledger is rebuilt from the consent events up to the relay's tracked
+position, so it can never disagree with the log. Reading the ``Customer`` aggregate instead
+would cost a repository read per event and give the state at read time, not at the event.
 
 :class:`ConsentRule` decides per route and event: publish whole, publish with the personal
 fields removed (``strip``; the CloudEvent's ``redacted`` extension names them), or drop.
-Which fields are personal is declared per event type in :data:`PERSONAL_FIELDS`; an event
-type routed to a guarded topic that is not declared there is treated as wholly personal
-and dropped without consent, so a new event type cannot leak by default.
+Which fields are personal is declared on the event classes
+(:func:`crm_domain.personal.personal_data`); an event type routed to a guarded topic whose
+class declares nothing is treated as wholly personal and dropped without consent, so a new
+event type cannot leak by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 from uuid import UUID
 
@@ -28,29 +29,10 @@ from eventsourcing.application import Application
 
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry
 from adapters.kafka.routing import Route, WithoutConsent
+from crm_domain import consent
 from crm_domain.eventmodel import DomainEvent
-
-#: Fields holding personal data (names, contact details, free text about the person), per
-#: unversioned event type. An empty set means "no personal data in this event".
-PERSONAL_FIELDS: Mapping[str, frozenset[str]] = {
-    "crm.customer.registered": frozenset({"name", "contact"}),
-    "crm.customer.profile_corrected": frozenset({"name", "contact", "reason"}),
-    "crm.customer.contact_logged": frozenset(
-        {"participants", "summary", "commitments", "next_step"}
-    ),
-    # Not routed by default (a kept sales promise is neither an ERP fact nor marketing's), but
-    # a table that routes ``crm.customer.*`` to a guarded topic strips the free-text note.
-    "crm.customer.commitment_fulfilled": frozenset({"note"}),
-    "crm.customer.lifecycle_stage_changed": frozenset({"reason"}),
-    "crm.customer.segment_assigned": frozenset(),
-    "crm.customer.grade_assigned": frozenset(),
-    "crm.customer.consent_granted": frozenset(),
-    "crm.customer.consent_withdrawn": frozenset({"reason"}),
-    "crm.customer.campaign_response_recorded": frozenset(),
-    "crm.customer.satisfaction_recorded": frozenset({"comment"}),
-    "crm.customer.deactivated": frozenset({"reason"}),
-    "crm.customer.reactivated": frozenset({"reason"}),
-}
+from crm_domain.personal import personal_fields
+from crm_domain.values import Channel
 
 CONSENT_GRANTED = "crm.customer.consent_granted"
 CONSENT_WITHDRAWN = "crm.customer.consent_withdrawn"
@@ -60,35 +42,32 @@ class ConsentLedger:
     """Consent per customer, purpose and channel, as of the last event applied."""
 
     def __init__(self) -> None:
-        self._granted: dict[UUID, dict[str, set[str]]] = {}
+        self._consents: dict[UUID, consent.Consents] = {}
 
-    def apply(self, event: DomainEvent, event_type: EventType) -> None:
+    def apply(self, event: DomainEvent) -> None:
         """Fold one event in; events other than consent changes are ignored."""
-        if event_type.name not in (CONSENT_GRANTED, CONSENT_WITHDRAWN):
+        if not consent.is_consent_change(event):
             return
-        purpose = _text(getattr(event, "purpose", ""))
-        channel = _text(getattr(event, "channel", ""))
-        purposes = self._granted.setdefault(event.originator_id, {})
-        if event_type.name == CONSENT_GRANTED:
-            purposes.setdefault(purpose, set()).add(channel)
-            return
-        channels = purposes.get(purpose, set())
-        channels.discard(channel)
-        if not channels:
-            purposes.pop(purpose, None)
-        if not purposes:
-            self._granted.pop(event.originator_id, None)
+        customer_id = event.originator_id
+        state = consent.apply(self._consents.get(customer_id, {}), event)
+        if state:
+            self._consents[customer_id] = state
+        else:
+            self._consents.pop(customer_id, None)
 
-    def has_consent(self, customer_id: UUID, purpose: str, channel: str | None = None) -> bool:
+    def has_consent(
+        self, customer_id: UUID, purpose: str, channel: Channel | str | None = None
+    ) -> bool:
         """True if the customer consents to ``purpose`` (on ``channel``, or on any channel)."""
-        channels = self._granted.get(customer_id, {}).get(purpose, set())
-        return bool(channels) if channel is None else channel in channels
+        return consent.allows(self._consents.get(customer_id, {}), purpose, channel)
 
-    def channels(self, customer_id: UUID, purpose: str) -> frozenset[str]:
-        return frozenset(self._granted.get(customer_id, {}).get(purpose, set()))
+    def consents(self, customer_id: UUID) -> consent.Consents:
+        """The customer's consents as of the last event applied (purpose -> channels)."""
+        return {p: list(c) for p, c in self._consents.get(customer_id, {}).items()}
 
     def __len__(self) -> int:
-        return len(self._granted)
+        """How many customers consent to anything."""
+        return len(self._consents)
 
     @classmethod
     def rebuild(
@@ -103,9 +82,7 @@ class ConsentLedger:
         if not upto:
             return ledger
         for event in _consent_events(app, registry, upto, page_size):
-            event_type = registry.of(event)
-            if event_type is not None:
-                ledger.apply(event, event_type)
+            ledger.apply(event)
         return ledger
 
 
@@ -140,14 +117,13 @@ PUBLISH = Decision(publish=True)
 
 
 class ConsentRule:
-    """Applies a route's consent requirement to an event, using the ledger."""
-
-    def __init__(self, personal_fields: Mapping[str, frozenset[str]] = PERSONAL_FIELDS) -> None:
-        self.personal_fields = dict(personal_fields)
+    """Applies a route's consent requirement to an event, using the ledger and the personal
+    fields the event's class declares."""
 
     def decide(
         self, route: Route, event: DomainEvent, event_type: EventType, ledger: ConsentLedger
     ) -> Decision:
+        """Whether (and how redacted) ``event`` goes out on ``route``."""
         return self._decide(route, event.originator_id, event_type, ledger, event, _has_value)
 
     def decide_stored(
@@ -181,7 +157,7 @@ class ConsentRule:
             return PUBLISH
         if event_type.aggregate == "customer" and ledger.has_consent(aggregate_id, purpose):
             return PUBLISH
-        personal = self.personal_fields.get(event_type.name)
+        personal = personal_fields(event_type.cls)
         if personal is None:
             return Decision(
                 publish=False,
@@ -196,11 +172,6 @@ class ConsentRule:
                 publish=False, reason=f"no {purpose!r} consent: personal data in {present}"
             )
         return Decision(publish=True, redact=present, reason=f"no {purpose!r} consent")
-
-
-def _text(value: object) -> str:
-    """An enum's value, or the string itself."""
-    return str(value.value) if isinstance(value, Enum) else str(value)
 
 
 _EMPTY: tuple[object, ...] = (None, "", [], {}, ())

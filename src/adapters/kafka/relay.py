@@ -331,7 +331,7 @@ class _Session:
         futures: list[Any] = []
         topics: list[str] = []
         if event_type is not None:
-            self.ledger.apply(event, event_type)
+            self.ledger.apply(event)
             for route in relay._routes[event_type]:
                 decision = relay.consent_rule.decide(route, event, event_type, self.ledger)
                 if not decision.publish:

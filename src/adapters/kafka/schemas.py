@@ -4,8 +4,9 @@ Downstream teams validate against ``docs/schemas/<type>.json`` (outbound, one pe
 type, e.g. ``crm.customer.contact_logged.v1.json``) and ``docs/schemas/inbound/<type>.json``
 (what ERP and marketing send). The files are generated, never hand-edited:
 ``python -m adapters.kafka.schemas docs/schemas`` writes them, ``--check`` fails when the
-committed files and the code disagree (the test suite runs the check). Personal fields
-carry ``"x-personal-data": true``; a message published without consent lacks them and
+committed files and the code disagree (the test suite runs the check). Fields the event
+class declares personal (:func:`crm_domain.personal.personal_data`) carry
+``"x-personal-data": true``; a message published without consent lacks them and
 names them in its ``redacted`` extension.
 """
 
@@ -19,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from adapters.kafka.consent import PERSONAL_FIELDS
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.catalog import describe
 from crm_domain.eventmodel import ENVELOPE_FIELDS
+from crm_domain.personal import personal_fields
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path("docs/schemas")
@@ -40,7 +41,7 @@ def event_schema(event_type: EventType) -> dict[str, Any]:
         schema["required"] = required
     else:
         schema.pop("required", None)
-    for name in PERSONAL_FIELDS.get(event_type.name, frozenset()):
+    for name in personal_fields(event_type.cls) or ():
         if name in properties:
             properties[name]["x-personal-data"] = True
     schema["additionalProperties"] = False

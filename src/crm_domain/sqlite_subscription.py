@@ -16,6 +16,8 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription, Subscription
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
+from crm_domain.compat import wake_subscription
+
 #: Seconds between polls of the SQLite events table while a subscription waits.
 POLL_INTERVAL = 0.05
 
@@ -33,7 +35,7 @@ class PollingSQLiteSubscription(ListenNotifySubscription[SQLiteApplicationRecord
 
     def _poll(self) -> None:
         while not self._stopping.wait(POLL_INTERVAL):
-            self._has_been_notified.set()
+            wake_subscription(self)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -19,6 +19,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ClauseElement
 
+from crm_domain.compat import bind_names_in_order
+
 Row = dict[str, Any]
 
 #: Keys per ``IN (...)`` query when prefetching rows.
@@ -50,7 +52,7 @@ class _Precompiled:
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
         }
-        order = compiled.positiontup if dialect.positional else list(processors)
+        order = bind_names_in_order(compiled) if dialect.positional else list(processors)
         if order is None or set(order) != set(columns):  # pragma: no cover
             raise ValueError(f"{self.sql!r} binds {order}, not {list(columns)}")
         self.positional = dialect.positional

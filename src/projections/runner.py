@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import signal
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from traceback import format_exc
 from types import FrameType, TracebackType
 from typing import Any, cast
-from warnings import warn
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Subscription
 from eventsourcing.projection import ApplicationSubscription, Projection, ProjectionRunner
 from eventsourcing.utils import EnvType
 
+from crm_domain.compat import has_buffered_notifications, with_events_loop
 from crm_domain.storage import StoreURL
 from projections.projection import DEFAULT_BATCH_SIZE, ReadModelProjection
 from projections.readmodel import ReadModel
@@ -92,53 +89,24 @@ def sharing(app: Application[Any]) -> type[Application[Any]]:
     return cast(type[Application[Any]], SharedApplication)
 
 
-def _has_more_buffered(subscription: Subscription[Any]) -> bool:
-    """True if the next notification is already in the subscription's memory.
+def _process_in_batches(
+    subscription: ApplicationSubscription[Any], projection: Projection[Any]
+) -> None:
+    """Collect notifications; commit a batch whenever the subscription runs dry."""
+    assert isinstance(projection, ReadModelProjection)
+    notifications = subscription.subscription
+    for notification in notifications:
+        projection.collect(subscription.name, notification, subscription.mapper)
+        if projection.batch_is_full or not has_buffered_notifications(notifications):
+            projection.flush()
+    projection.flush()
 
-    Reads the state of eventsourcing's ``ListenNotifySubscription`` (all three backends use
-    it); any other subscription counts as empty, which only makes batches smaller.
-    """
-    notifications = getattr(subscription, "_notifications", None)
-    index = getattr(subscription, "_notifications_index", None)
-    queue = getattr(subscription, "_notifications_queue", None)
-    if notifications is None or index is None or queue is None:
-        return False
-    return bool(index < len(notifications) or not queue.empty())
 
-
+@with_events_loop(_process_in_batches)
 class ReadModelRunner(ProjectionRunner[Application[Any], ReadModelView]):
     """eventsourcing's ``ProjectionRunner`` with a batching event loop."""
 
     projection: ReadModelProjection
-
-    @staticmethod
-    def _process_events_loop(  # type: ignore[override]
-        subscription: ApplicationSubscription[Any],
-        projection: Projection[Any],
-        is_stopping: threading.Event,
-        runner: weakref.ReferenceType[ReadModelRunner],
-    ) -> None:
-        """Collect notifications; commit a batch whenever the subscription runs dry."""
-        try:
-            assert isinstance(projection, ReadModelProjection)
-            notifications = subscription.subscription
-            for notification in notifications:
-                projection.collect(subscription.name, notification, subscription.mapper)
-                if projection.batch_is_full or not _has_more_buffered(notifications):
-                    projection.flush()
-            projection.flush()
-        except BaseException as e:
-            _runner = runner()
-            if _runner is not None:
-                _runner._thread_error = e
-            else:  # pragma: no cover - the runner was garbage collected first
-                warn(
-                    f"runner gone before error could be assigned:\n{format_exc()}",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-        finally:
-            is_stopping.set()
 
     def __exit__(
         self,

@@ -39,6 +39,7 @@ from adapters.kafka.routing import Route, RoutingTable, default_routing
 from adapters.kafka.settings import RelaySettings
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from adapters.kafka.tracking import tracking_recorder_for
+from crm_domain.compat import force_close_sender
 from crm_domain.errors import BrokerUnavailableError, ConfigurationError, PublishError
 from crm_domain.eventmodel import DomainEvent
 
@@ -551,9 +552,7 @@ def abort_producer(producer: KafkaProducer) -> None:
     pending), so the sender thread is force-closed before: it fails every incomplete batch
     instead of sending it, and no message of this run can reach the broker afterwards.
     """
-    sender = getattr(producer, "_sender", None)
-    if sender is not None:
-        with contextlib.suppress(Exception):
-            sender.force_close()
+    with contextlib.suppress(Exception):
+        force_close_sender(producer)
     with contextlib.suppress(Exception):
         producer.close(timeout=1)

@@ -1,0 +1,137 @@
+"""Every use of a library's internals, in one place, each with why it is needed.
+
+crm-core builds on eventsourcing, kafka-python and SQLAlchemy through their public APIs,
+except for the few places below, where the public API has no way to do what is needed.
+Private attributes change without notice, so each is wrapped here by a function and
+checked by ``tests/test_compat.py`` against the library versions in
+:data:`CHECKED_AGAINST`; that test fails when an installed version leaves the checked
+release line, which is the moment to re-read the library and update this module.
+
+The library modules are imported only for type checking: importing ``crm_domain`` does not
+import kafka-python.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from traceback import format_exc
+from typing import TYPE_CHECKING, Any, TypeVar
+from warnings import warn
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import ListenNotifySubscription
+    from eventsourcing.projection import ApplicationSubscription, Projection, ProjectionRunner
+    from kafka import KafkaProducer
+    from sqlalchemy.sql.compiler import SQLCompiler
+
+#: The release each wrapper below was read against and tested with. The test accepts any
+#: later release of the same line (``~=``, e.g. 9.5.x from 9.5.6).
+CHECKED_AGAINST: Mapping[str, str] = {
+    "eventsourcing": "9.5.6",
+    "eventsourcing-sqlalchemy": "1.0.1",
+    "kafka-python": "3.0.12",
+    "SQLAlchemy": "2.0.58",
+}
+
+TRunner = TypeVar("TRunner", bound="type[ProjectionRunner[Any, Any]]")
+
+#: What a projection runner's event loop does with its subscription and projection.
+EventsLoop = Callable[["ApplicationSubscription[Any]", "Projection[Any]"], None]
+
+
+# ----- eventsourcing ------------------------------------------------------------------
+def has_buffered_notifications(subscription: Any) -> bool:
+    """True if the subscription's next notification is already in memory (so reading it
+    will not wait for the database).
+
+    eventsourcing's ``ListenNotifySubscription`` (used by every backend) keeps the page it
+    is reading in ``_notifications`` at ``_notifications_index``, and pages pulled ahead in
+    ``_notifications_queue``; it offers no public "would block" test. A subscription of
+    another kind counts as empty, which only makes the read models' batches smaller.
+    """
+    notifications = getattr(subscription, "_notifications", None)
+    index = getattr(subscription, "_notifications_index", None)
+    queue = getattr(subscription, "_notifications_queue", None)
+    if notifications is None or index is None or queue is None:
+        return False
+    return bool(index < len(notifications) or not queue.empty())
+
+
+def wake_subscription(subscription: ListenNotifySubscription[Any]) -> None:
+    """Make a ``ListenNotifySubscription`` pull what was committed since it last looked.
+
+    The subscription's pull loop waits on its private ``_has_been_notified`` event, which
+    the PostgreSQL recorder sets on ``NOTIFY`` and the in-memory one on insert; SQLite has
+    neither, so :mod:`crm_domain.sqlite_subscription` sets it on a timer.
+    """
+    has_been_notified: threading.Event = subscription._has_been_notified
+    has_been_notified.set()
+
+
+def with_events_loop(process: EventsLoop) -> Callable[[TRunner], TRunner]:
+    """Class decorator: a ``ProjectionRunner`` subclass whose processing thread runs
+    ``process(subscription, projection)`` instead of the library's one-event-at-a-time loop.
+
+    ``ProjectionRunner`` starts its thread on the private static method
+    ``_process_events_loop(subscription, projection, is_stopping, runner)``, and reports
+    a failure by setting the runner's private ``_thread_error`` (re-raised by ``wait``,
+    ``run_forever`` and ``__exit__``) and then ``is_stopping``. This reproduces that
+    contract around ``process``, so the read models can commit events in batches.
+    """
+
+    def loop(
+        subscription: ApplicationSubscription[Any],
+        projection: Projection[Any],
+        is_stopping: threading.Event,
+        runner: weakref.ReferenceType[ProjectionRunner[Any, Any]],
+    ) -> None:
+        try:
+            process(subscription, projection)
+        except BaseException as error:
+            still_there = runner()
+            if still_there is not None:
+                still_there._thread_error = error
+            else:  # pragma: no cover - the runner was garbage collected first
+                warn(
+                    f"runner gone before error could be assigned:\n{format_exc()}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        finally:
+            is_stopping.set()
+
+    def install(runner_class: TRunner) -> TRunner:
+        runner_class._process_events_loop = staticmethod(loop)  # type: ignore[assignment]
+        return runner_class
+
+    return install
+
+
+# ----- kafka-python -------------------------------------------------------------------
+def force_close_sender(producer: KafkaProducer) -> bool:
+    """Stop a producer's sender thread at once, failing every batch it still holds.
+
+    kafka-python's ``close(timeout=0)`` flushes first, so a producer that must not send
+    anything more (the relay after a failed checkpoint) has to force-close its private
+    ``_sender`` thread, as ``close`` itself does when its timeout runs out. False if the
+    producer has no sender (already closed).
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is None:
+        return False
+    sender.force_close()
+    return True
+
+
+# ----- SQLAlchemy ---------------------------------------------------------------------
+def bind_names_in_order(compiled: SQLCompiler) -> Sequence[str] | None:
+    """The names of a compiled statement's parameters in the order its SQL takes them, for
+    a positional paramstyle (``?``, ``$1``); ``None`` for a named one.
+
+    SQLAlchemy keeps that order in ``SQLCompiler.positiontup``, which it uses to build the
+    DBAPI parameters itself; :mod:`projections.rows` builds them directly, much faster.
+    """
+    order: Sequence[str] | None = compiled.positiontup
+    return order

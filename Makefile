@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench bench-full clean install
+.PHONY: demo test lint typecheck docs bench bench-full clean install
 
 $(BIN)/crm: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,23 @@ demo: install
 	$(BIN)/crm demo
 
 test: install
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/api.py
+	$(BIN)/ruff format --check src tests examples benchmarks docs/api.py
 	$(BIN)/mypy src
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/api.py
+	$(BIN)/ruff format --check src tests examples benchmarks docs/api.py
 
 typecheck: install
 	$(BIN)/mypy src
+
+# The API reference, generated from the docstrings by pdoc into build/api/index.html. A pdoc
+# warning or a public name without a docstring fails it (tests/e2e/test_api_docs.py checks
+# the same in `make test`).
+docs: install
+	$(BIN)/python docs/api.py build/api
 
 # Benchmarks are run on demand and reported in the issues, never asserted in tests.
 bench: install

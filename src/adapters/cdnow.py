@@ -28,6 +28,8 @@ CURRENCY = "USD"
 
 @dataclass(frozen=True)
 class Purchase:
+    """One line of the CDNOW log: a customer's purchase of some CDs on a day."""
+
     customer: str
     day: datetime
     cds: int
@@ -36,6 +38,9 @@ class Purchase:
 
 @dataclass
 class ImportSummary:
+    """What an import did: customers imported, customers skipped (imported before), purchases,
+    revenue."""
+
     customers: int = 0
     skipped: int = 0
     purchases: int = 0

@@ -83,6 +83,7 @@ class DemoCompany:
 
     # ----- the scenario -------------------------------------------------------------
     def run(self) -> DemoSummary:
+        """Play the whole year into the store and return what was recorded."""
         n_b2b = max(1, int(self.n_customers * 0.6))
         for i in range(self.n_customers):
             if i < n_b2b:

@@ -37,6 +37,7 @@ class CustomerCodeClaim(Aggregate):
 
     @staticmethod
     def id_for(code: str) -> UUID:
+        """The claim's id for a customer code (case and surrounding space do not count)."""
         return uuid5(_NAMESPACE, "customer-code:" + code.strip().lower())
 
     @event(Claimed)
@@ -59,6 +60,7 @@ class CommandProcessed(Aggregate):
 
     @staticmethod
     def id_for(command_id: str) -> UUID:
+        """The record's id for a command id: the same command id always finds the same record."""
         return uuid5(_NAMESPACE, "command:" + command_id)
 
     @event(Recorded)
@@ -68,6 +70,7 @@ class CommandProcessed(Aggregate):
         self.result = result
 
     def restore_result(self) -> Any:
+        """The command's result, as it was returned the first time."""
         return decode_result(self.result)
 
 
@@ -85,6 +88,7 @@ def encode_result(value: Any) -> dict[str, Any]:
 
 
 def decode_result(data: dict[str, Any]) -> Any:
+    """A command result from its stored form (see :func:`encode_result`)."""
     kind = data["type"]
     if kind == "none":
         return None

@@ -78,6 +78,7 @@ def _field_lines(model: type[BaseModel]) -> list[str]:
 
 
 def render() -> str:
+    """The catalog as Markdown: every event of every aggregate with its fields."""
     lines = [
         "# Event catalog",
         "",
@@ -110,6 +111,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: print the catalog, or ``--write`` it to ``docs/events.md``; the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help=f"write {DEFAULT_PATH}")
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)

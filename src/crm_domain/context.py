@@ -35,6 +35,8 @@ class CommandContext:
     occurred_at: datetime | None = None
 
     def as_metadata(self) -> dict[str, str]:
+        """The metadata stored on each event of the command (actor, source, correlation, causation,
+        command id)."""
         metadata = {
             "actor": self.actor,
             "source_system": self.source_system,

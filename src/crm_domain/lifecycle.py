@@ -48,12 +48,15 @@ class LifecycleModel:
         return cls(name, seq, seq[0], {k: frozenset(v) for k, v in transitions.items()})
 
     def require_stage(self, stage: str) -> None:
+        """Raise ``UnknownValueError`` (listing the stages) unless ``stage`` is one of this
+        model's."""
         if stage not in self.stages:
             raise UnknownValueError(
                 f"unknown lifecycle stage {stage!r}; {self.name} has {', '.join(self.stages)}"
             )
 
     def check_transition(self, from_stage: str, to_stage: str) -> None:
+        """Raise ``LifecycleTransitionError`` unless ``from_stage`` may move to ``to_stage``."""
         self.require_stage(to_stage)
         if to_stage not in self.transitions.get(from_stage, frozenset()):
             raise LifecycleTransitionError(from_stage, to_stage)

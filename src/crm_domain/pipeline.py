@@ -14,6 +14,8 @@ from crm_domain.errors import UnknownValueError
 
 @dataclass(frozen=True)
 class PipelineStage:
+    """One stage of a pipeline: win probability, forecast category, whether it closes the deal."""
+
     name: str
     probability: Decimal
     #: "pipeline", "best_case", "commit", "closed" or "omitted": the forecast category.
@@ -24,6 +26,8 @@ class PipelineStage:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A sales pipeline: its stages in order, with exactly one won and one lost stage."""
+
     name: str
     stages: tuple[PipelineStage, ...]
 
@@ -37,6 +41,7 @@ class Pipeline:
             raise ValueError("a pipeline needs a lost stage")
 
     def stage(self, name: str) -> PipelineStage:
+        """The stage of that name, or ``UnknownValueError`` listing the pipeline's stages."""
         for s in self.stages:
             if s.name == name:
                 return s
@@ -47,17 +52,21 @@ class Pipeline:
 
     @property
     def first(self) -> PipelineStage:
+        """The stage a new opportunity starts in."""
         return self.stages[0]
 
     @property
     def won_stage(self) -> PipelineStage:
+        """The closed stage that means the opportunity was won."""
         return next(s for s in self.stages if s.won)
 
     @property
     def lost_stage(self) -> PipelineStage:
+        """The closed stage that means the opportunity was lost."""
         return next(s for s in self.stages if s.closed and not s.won)
 
     def index(self, name: str) -> int:
+        """Position of a stage in the pipeline (``UnknownValueError`` if it has none)."""
         return [s.name for s in self.stages].index(self.stage(name).name)
 
 

@@ -33,9 +33,11 @@ class BusinessCalendar:
 
     @property
     def working_day(self) -> timedelta:
+        """The length of one working day (opening to closing time)."""
         return datetime.combine(date.min, self.closes) - datetime.combine(date.min, self.opens)
 
     def is_working_day(self, day: date) -> bool:
+        """True on a working weekday that is not a holiday."""
         return day.weekday() in self.workdays and day not in self.holidays
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
@@ -87,6 +89,7 @@ class SlaPolicy:
     priority_factor: Mapping[Priority, float] = field(default_factory=dict)
 
     def target(self, kind: TicketKind, priority: Priority) -> timedelta:
+        """The working time allowed for a ticket of this kind and priority."""
         if kind in self.targets:
             base = self.targets[kind]
         elif kind is TicketKind.COMPLAINT:
@@ -96,6 +99,7 @@ class SlaPolicy:
         return base * self.priority_factor.get(priority, 1.0)
 
     def due(self, kind: TicketKind, priority: Priority, opened_at: datetime) -> datetime:
+        """When a ticket opened at ``opened_at`` is due, in working time."""
         return self.calendar.add(opened_at, self.target(kind, priority))
 
 

@@ -101,6 +101,8 @@ orders = Table(
 
 
 class Customer360(ReadModel):
+    """The customer 360 read model: one row per customer, kept current from both aggregates."""
+
     name = "customer360"
     description = "one row per customer: profile, stage, manager, contacts, tickets, value"
     rebuild_weight = 2.0
@@ -343,6 +345,7 @@ class CustomerView(Answer):
 
     @classmethod
     def from_row(cls, row: Any) -> CustomerView:
+        """The answer for one ``customer360`` row."""
         data = dict(row)
         data.pop("open_ticket_ids", None)
         data["lifetime_value"] = {k: Decimal(v) for k, v in sorted(data["lifetime_value"].items())}
@@ -356,6 +359,7 @@ class Customer360Queries:
         self.engine = engine
 
     def get(self, customer_id: UUID) -> CustomerView:
+        """The customer with this id, or ``CustomerNotFoundError``."""
         with self.engine.connect() as conn:
             row = (
                 conn.execute(select(customers).where(customers.c.customer_id == customer_id))
@@ -367,6 +371,7 @@ class Customer360Queries:
         return CustomerView.from_row(row)
 
     def by_code(self, code: str) -> CustomerView:
+        """The customer with this code, or ``CustomerNotFoundError``."""
         with self.engine.connect() as conn:
             row = conn.execute(select(customers).where(customers.c.code == code)).mappings().first()
         if row is None:

@@ -98,6 +98,8 @@ _PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
 
 
 class CustomerValue(ReadModel):
+    """The customer value read model: revenue per customer and currency, for RFM and Pareto."""
+
     name = "customer_value"
     description = "revenue per customer, RFM quintiles, Pareto share of the top 20%"
     rebuild_weight = 1.4
@@ -240,6 +242,8 @@ class CustomerValue(ReadModel):
 
 
 class CustomerRevenue(Answer):
+    """One customer's revenue in one currency: booked, invoiced, paid, orders and their dates."""
+
     customer_id: UUID
     name: str
     currency: str
@@ -265,6 +269,7 @@ class RfmScore(Answer):
 
     @property
     def code(self) -> str:
+        """The three quintiles as one code, e.g. ``"545"`` (recency, frequency, monetary)."""
         return f"{self.recency}{self.frequency_score}{self.monetary_score}"
 
 

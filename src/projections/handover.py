@@ -154,6 +154,8 @@ _QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired)
 
 
 class ManagerHandover(ReadModel):
+    """The handover read model: what each manager owns and has promised."""
+
     name = "handover"
     description = "per manager: customers, accounts, deals, quotes, promises, tickets"
     rebuild_weight = 2.6
@@ -396,6 +398,8 @@ class ManagerHandover(ReadModel):
 
 
 class OwnedCustomer(Answer):
+    """A customer the manager is responsible for."""
+
     customer_id: UUID
     name: str
     code: str
@@ -404,6 +408,8 @@ class OwnedCustomer(Answer):
 
 
 class OwnedAccount(Answer):
+    """An account the manager is responsible for."""
+
     account_id: UUID
     customer_id: UUID
     name: str
@@ -412,6 +418,8 @@ class OwnedAccount(Answer):
 
 
 class OpenDeal(Answer):
+    """An open opportunity of one of the manager's accounts."""
+
     opportunity_id: UUID
     account_id: UUID
     name: str
@@ -425,6 +433,8 @@ class OpenDeal(Answer):
 
 
 class ActiveQuote(Answer):
+    """A quote still open for acceptance, on one of the manager's opportunities."""
+
     quote_id: UUID
     account_id: UUID
     opportunity_id: UUID
@@ -454,6 +464,8 @@ class Promise(Answer):
 
 
 class OpenTicket(Answer):
+    """An open service ticket of one of the manager's customers."""
+
     ticket_id: UUID
     customer_id: UUID
     subject: str
@@ -463,6 +475,8 @@ class OpenTicket(Answer):
 
 
 class Handover(Answer):
+    """Everything a manager hands over: customers, accounts, deals, quotes, promises, tickets."""
+
     manager: str
     customers: list[OwnedCustomer]
     accounts: list[OwnedAccount]
@@ -473,6 +487,8 @@ class Handover(Answer):
 
 
 class ManagerLoad(Answer):
+    """How many customers and accounts one manager owns."""
+
     manager: str
     customers: int
     accounts: int
@@ -485,6 +501,7 @@ class HandoverQueries:
         self.engine = engine
 
     def managers(self) -> list[ManagerLoad]:
+        """Every manager with how many customers and accounts they own."""
         c, a = owned_customers.c, owned_accounts.c
         with self.engine.connect() as conn:
             by_customer: dict[str, int] = {

@@ -102,6 +102,8 @@ def _weighted(amount: Decimal | None, probability: Decimal) -> Decimal | None:
 
 
 class SalesPipeline(ReadModel):
+    """The sales pipeline read model: opportunities, their stage changes, account names."""
+
     name = "pipeline"
     description = "open opportunities by stage and owner, forecasts, conversion, win rate"
     rebuild_weight = 1.6
@@ -264,6 +266,8 @@ class SalesPipeline(ReadModel):
 
 
 class OpportunityLine(Answer):
+    """One opportunity as the pipeline shows it: account, owner, stage, amounts, dates."""
+
     opportunity_id: UUID
     account_id: UUID
     account_name: str
@@ -283,6 +287,7 @@ class OpportunityLine(Answer):
 
     @classmethod
     def from_row(cls, row: Any) -> OpportunityLine:
+        """The answer for one ``pipeline_opportunities`` row."""
         data = {k: v for k, v in dict(row).items() if k != "close_month"}
         return cls.model_validate(data)
 
@@ -318,12 +323,16 @@ class StageConversion(Answer):
 
 
 class Transition(Answer):
+    """How many opportunities moved from one stage to another."""
+
     from_stage: str | None
     to_stage: str
     count: int
 
 
 class WinRate(Answer):
+    """Won and lost opportunities, the win rate and the average days to win."""
+
     won: int
     lost: int
     rate: Decimal | None

@@ -60,6 +60,7 @@ class ReadModelProjection(Projection[ReadModelView]):
 
     @property
     def batch_is_full(self) -> bool:
+        """True when the collected events fill a batch (time to flush)."""
         return len(self._pending) >= self.batch_size
 
     def flush(self) -> None:

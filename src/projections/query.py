@@ -32,10 +32,12 @@ class Page(Answer, Generic[T]):
 
     @property
     def pages(self) -> int:
+        """How many pages the whole answer takes (at least one)."""
         return max(1, -(-self.total // self.page_size))
 
 
 def check_paging(page: int, page_size: int) -> None:
+    """Raise ``InvalidCommandError`` for a page below 1 or a page size out of range."""
     if page < 1:
         raise InvalidCommandError(f"page must be 1 or more, not {page}")
     if not 1 <= page_size <= MAX_PAGE_SIZE:

@@ -28,11 +28,17 @@ F = TypeVar("F", bound=Callable[..., None])
 def handles(*event_classes: type[Any]) -> Callable[[F], F]:
     """Mark a read-model method as the handler of these event classes.
 
-    The method is called as ``method(event, position)``.
+    The method is called as ``method(event, position)``. Without a docstring of its own,
+    it is documented as applying the events it handles.
     """
 
     def mark(method: F) -> F:
-        method.__dict__.setdefault("_handles", []).extend(event_classes)
+        handled = method.__dict__.setdefault("_handles", [])
+        handled.extend(event_classes)
+        if method.__doc__ is None or method.__dict__.get("_generated_doc"):
+            names = ", ".join(f"``{c.__qualname__}``" for c in handled)
+            method.__doc__ = f"Applies {names} to the read model's rows."
+            method.__dict__["_generated_doc"] = True
         return method
 
     return mark
@@ -127,10 +133,12 @@ class ReadModel:
 
     @classmethod
     def handled_topics(cls) -> frozenset[str]:
+        """The topics of the events this read model applies."""
         return frozenset(cls._handlers)
 
     @classmethod
     def ignored_topics(cls) -> frozenset[str]:
+        """The topics of the events this read model deliberately skips."""
         return cls._ignored
 
     def __init__(self, session: Session) -> None:

@@ -47,6 +47,8 @@ Progress_ = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class RebuildResult:
+    """What a rebuild did: the read models, events applied, seconds taken, workers used."""
+
     read_models: list[str]
     events: int
     seconds: float

@@ -38,6 +38,7 @@ def _pct(value: Decimal | None) -> str:
 
 
 def pipeline_tables(engine: Engine) -> list[RenderableType]:
+    """The pipeline report as tables (``crm report pipeline``)."""
     q = PipelineQueries(engine)
     stages = Table(title="Open pipeline by stage")
     for col in ("stage", "open", "amount", "weighted"):
@@ -84,6 +85,7 @@ def pipeline_tables(engine: Engine) -> list[RenderableType]:
 
 
 def service_tables(engine: Engine, *, now: datetime | None = None) -> list[RenderableType]:
+    """The service desk report as tables (``crm report service``)."""
     q = ServiceDeskQueries(engine)
     now = now or datetime.now(UTC)
     load = Table(title="Open tickets by priority and assignee")
@@ -136,6 +138,7 @@ def service_tables(engine: Engine, *, now: datetime | None = None) -> list[Rende
 
 
 def value_tables(engine: Engine, *, now: datetime | None = None) -> list[RenderableType]:
+    """The customer value report as tables, per currency (``crm report value``)."""
     q = CustomerValueQueries(engine)
     now = now or datetime.now(UTC)
     out: list[RenderableType] = []
@@ -206,6 +209,7 @@ def customer_tables(engine: Engine, ref: str) -> list[RenderableType]:
 def handover_tables(
     engine: Engine, manager: str, *, now: datetime | None = None
 ) -> list[RenderableType]:
+    """The handover pack of one manager as tables (``crm report handover``)."""
     pack = HandoverQueries(engine).for_manager(manager, now=now or datetime.now(UTC))
     owned = Table(title=f"Customers of {manager} ({len(pack.customers)})")
     for col in ("customer", "code", "stage"):
@@ -249,6 +253,7 @@ def _find_customer(q: Customer360Queries, ref: str) -> CustomerView:
 
 
 def print_all(console: Console, renderables: Iterable[RenderableType]) -> None:
+    """Print the tables of a report, one after the other."""
     for item in renderables:
         console.print(item)
 

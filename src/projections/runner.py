@@ -41,6 +41,7 @@ class ProjectionTarget:
 
     @property
     def views_sqlalchemy_url(self) -> str:
+        """The SQLAlchemy URL of the read models' database (the store's unless set apart)."""
         if self.views_url:
             return StoreURL.parse(self.views_url).sqlalchemy_url
         return StoreURL.parse(self.store_url).sqlalchemy_url
@@ -127,6 +128,7 @@ class ReadModelRunner(ProjectionRunner[Application[Any], ReadModelView]):
 
     @property
     def positions(self) -> dict[str, int | None]:
+        """The last notification id each read model has applied."""
         return self.view.positions(self.app_name)
 
     def head(self) -> int:

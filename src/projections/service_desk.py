@@ -103,6 +103,8 @@ _PRIORITY_ORDER = [p.value for p in (Priority.URGENT, Priority.HIGH, Priority.NO
 
 
 class ServiceDesk(ReadModel):
+    """The service desk read model: tickets with their SLA state, and satisfaction scores."""
+
     name = "service_desk"
     description = "open tickets, SLA due and breached, response times, satisfaction"
     rebuild_weight = 1.1
@@ -240,6 +242,8 @@ class ServiceDesk(ReadModel):
 
 
 class TicketLine(Answer):
+    """One ticket as the service desk shows it: customer, kind, priority, status, SLA times."""
+
     ticket_id: UUID
     customer_id: UUID
     customer_name: str
@@ -261,6 +265,8 @@ class TicketLine(Answer):
 
 
 class TicketCount(Answer):
+    """Open tickets of one priority and assignee."""
+
     priority: str
     assignee: str | None
     count: int
@@ -276,12 +282,16 @@ class ResponseTimes(Answer):
 
 
 class SatisfactionSummary(Answer):
+    """Satisfaction scores: how many, their average, and the count per class."""
+
     count: int
     average: Decimal | None
     by_class: dict[str, int]
 
 
 class CustomerComplaints(Answer):
+    """How many complaints a customer made, and how many are still open."""
+
     customer_id: UUID
     customer_name: str
     complaints: int
@@ -331,6 +341,7 @@ class ServiceDeskQueries:
         return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
 
     def open_by_priority_and_assignee(self) -> list[TicketCount]:
+        """Open tickets counted by priority and assignee."""
         stmt = (
             select(tickets.c.priority, tickets.c.assignee, func.count())
             .where(tickets.c.status == "open")
@@ -381,6 +392,7 @@ class ServiceDeskQueries:
         return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
 
     def response_times(self, *, kind: TicketKind | str | None = None) -> ResponseTimes:
+        """Average first-response and resolution times (optionally of one ticket kind)."""
         stmt = select(tickets.c.opened_at, tickets.c.first_response_at, tickets.c.resolved_at)
         if kind is not None:
             stmt = stmt.where(tickets.c.kind == TicketKind(kind).value)
@@ -402,6 +414,7 @@ class ServiceDeskQueries:
         )
 
     def satisfaction(self, *, customer_id: UUID | None = None) -> SatisfactionSummary:
+        """Satisfaction scores of everyone, or of one customer."""
         s = satisfaction.c
         stmt = select(s.classification, func.count(), func.sum(s.score)).group_by(s.classification)
         if customer_id is not None:

@@ -11,6 +11,8 @@ from projections.runner import log_head, open_view
 
 @dataclass(frozen=True)
 class ReadModelStatus:
+    """How far one read model is behind the log (``crm projections status``)."""
+
     name: str
     description: str
     position: int | None
@@ -23,6 +25,7 @@ class ReadModelStatus:
 
     @property
     def current(self) -> bool:
+        """True when the read model has applied the whole log."""
         return self.lag == 0
 
 

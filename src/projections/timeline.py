@@ -126,6 +126,8 @@ def _words(name: str) -> str:
 
 
 class ActivityTimeline(ReadModel):
+    """The activity timeline read model: one line per event, per customer and account."""
+
     name = "timeline"
     description = "every interaction and change per customer and account, newest first"
     rebuild_weight = 2.5
@@ -193,6 +195,8 @@ class ActivityTimeline(ReadModel):
 
 
 class TimelineEntry(Answer):
+    """One line of a timeline: when, which event, by whom, and a summary."""
+
     position: int
     subject_kind: str
     customer_id: UUID
@@ -206,6 +210,7 @@ class TimelineEntry(Answer):
 
     @classmethod
     def from_row(cls, row: Any) -> TimelineEntry:
+        """The answer for one ``timeline`` row."""
         data = dict(row)
         for key in ("occurred_at", "recorded_at"):
             data[key] = datetime.fromisoformat(data[key].replace("Z", "+00:00"))

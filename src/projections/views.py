@@ -69,6 +69,7 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
 
     @property
     def names(self) -> list[str]:
+        """The names of the read models this view holds."""
         return [m.name for m in self.read_models]
 
     # -- schema ------------------------------------------------------------------------

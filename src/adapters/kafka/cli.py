@@ -60,7 +60,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``relay kafka`` and ``consume kafka`` to the ``crm`` command."""
     relay = subparsers.add_parser(
         "relay", help="publish stored events to a message bus (outbox relay)"
@@ -148,6 +148,8 @@ def _on_signals(stop: Callable[[], None]) -> None:
 
 
 def run_relay(args: argparse.Namespace) -> int:
+    """``crm relay kafka``: publish the stored events until stopped (or caught up); the exit
+    code."""
     from adapters.kafka.relay import KafkaRelay
     from adapters.kafka.settings import RelaySettings
     from crm_domain.application import CRM
@@ -196,6 +198,7 @@ def run_relay(args: argparse.Namespace) -> int:
 
 
 def run_consumer(args: argparse.Namespace) -> int:
+    """``crm consume kafka``: apply ERP and marketing messages until stopped; the exit code."""
     from adapters.kafka.inbound import (
         DEFAULT_ERP_INBOUND_TOPIC,
         DEFAULT_MARKETING_INBOUND_TOPIC,

@@ -25,11 +25,15 @@ def snake(name: str) -> str:
     return _CAMEL.sub("_", name).lower()
 
 
+#: An event class (a name, because ``EventType.type`` shadows the builtin in its body).
+EventClass = type[DomainEvent]
+
+
 @dataclass(frozen=True)
 class EventType:
     """One published event type: its class, aggregate, and names."""
 
-    cls: type[DomainEvent]
+    cls: EventClass
     aggregate: str  # "customer", "account"
     name: str  # "crm.customer.contact_logged" (unversioned: what routing matches)
     version: int
@@ -82,10 +86,13 @@ class EventTypeRegistry:
         return self._by_cls.get(cls)
 
     def by_type(self, type_: str) -> EventType | None:
+        """The event type of a CloudEvents ``type`` (``crm.customer.contact_logged.v1``), if
+        known."""
         return self._by_type.get(type_)
 
     @property
     def by_topic(self) -> Mapping[str, EventType]:
+        """Published event types by the eventsourcing topic their events are stored under."""
         return self._by_topic
 
 

@@ -77,6 +77,7 @@ class ConsumerSettings(BaseModel):
     client_options: dict[str, Any] = Field(default_factory=dict)
 
     def consumer_config(self) -> dict[str, Any]:
+        """kafka-python ``KafkaConsumer`` settings: manual commits, from the earliest offset."""
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap.split(","),
             "group_id": self.group_id,
@@ -93,6 +94,8 @@ class ConsumerSettings(BaseModel):
         return config
 
     def dead_letter_producer_config(self) -> dict[str, Any]:
+        """kafka-python ``KafkaProducer`` settings of the dead-letter producer (idempotent, all
+        acks)."""
         budget_ms = int(self.broker_timeout * 1000)
         config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap.split(","),
@@ -108,6 +111,8 @@ class ConsumerSettings(BaseModel):
 
 @dataclass
 class InboundStats:
+    """Counts of one consumer run: messages applied, dead-lettered, and applied per type."""
+
     applied: int = 0
     dead_lettered: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
@@ -248,9 +253,12 @@ class InboundConsumer:
         self.stats = InboundStats()
 
     def stop(self) -> None:
+        """Ask the consumer loop to stop after the message in hand."""
         self._stopping.set()
 
     def prepare_topics(self) -> list[str]:
+        """Check the inbound and dead-letter topics exist (creating the missing ones when
+        ``create_topics`` is set); the names created."""
         s = self.settings
         specs = [
             TopicSpec(name, s.partitions, s.replication_factor)

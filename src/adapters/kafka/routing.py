@@ -45,6 +45,7 @@ class Route(BaseModel):
     replication_factor: int = Field(default=1, ge=1)
 
     def matches(self, event_type: EventType) -> bool:
+        """True if one of the route's patterns matches the event type (versioned or not)."""
         return any(
             fnmatchcase(event_type.name, pattern) or fnmatchcase(event_type.type, pattern)
             for pattern in self.types
@@ -68,9 +69,11 @@ class RoutingTable(BaseModel):
 
     @property
     def topics(self) -> list[str]:
+        """Every topic of the table, in route order."""
         return [r.topic for r in self.routes]
 
     def routes_for(self, event_type: EventType) -> list[Route]:
+        """The routes an event of this type is published on (possibly none)."""
         return [r for r in self.routes if r.matches(event_type)]
 
     def check_against(self, registry: EventTypeRegistry) -> None:
@@ -89,6 +92,7 @@ class RoutingTable(BaseModel):
     # ----- loading ------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], origin: str = "routing table") -> RoutingTable:
+        """A table from parsed TOML/YAML; ``ConfigurationError`` naming each problem."""
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

@@ -55,6 +55,7 @@ def event_schema(event_type: EventType) -> dict[str, Any]:
 
 
 def inbound_schema(type_: str) -> dict[str, Any]:
+    """The schema of ``data`` for one inbound message type (what ERP or marketing send)."""
     cls = INBOUND_PAYLOADS[type_]
     schema = cls.model_json_schema(mode="validation")
     return {"$schema": DRAFT, "$id": f"inbound/{type_}.json", **schema, "title": type_}
@@ -69,6 +70,7 @@ def all_schemas(registry: EventTypeRegistry | None = None) -> dict[str, dict[str
 
 
 def render(schema: Mapping[str, Any]) -> bytes:
+    """A schema as the committed file holds it: indented, keys sorted, newline-terminated."""
     return orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
@@ -104,6 +106,7 @@ def differences(directory: Path = DEFAULT_DIR) -> tuple[list[str], list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: write the schemas, or ``--check`` them; the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m adapters.kafka.schemas",
         description="Generate (or --check) the JSON Schemas of the Kafka messages.",

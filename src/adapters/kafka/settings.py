@@ -52,6 +52,7 @@ class RelaySettings(BaseModel):
     client_options: dict[str, Any] = Field(default_factory=dict)
 
     def source_for(self, application_name: str) -> str:
+        """The CloudEvents ``source`` of an application's events (configured, or a URN)."""
         return self.source or f"urn:crm-core:{application_name}"
 
     def producer_config(self) -> dict[str, Any]:

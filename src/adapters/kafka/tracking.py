@@ -29,6 +29,7 @@ def tracking_recorder_for(app: Application[UUID], name: str) -> TrackingRecorder
 
 
 def sqlalchemy_tracking_recorder(url: str, table_name: str) -> TrackingRecorder:
+    """A tracking recorder in its own table of the database at ``url`` (the relay's checkpoint)."""
     from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
     from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
 

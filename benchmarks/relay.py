@@ -98,7 +98,7 @@ def same_records(crm: CRM, relay: KafkaRelay) -> list[tuple[str, bytes, bytes, l
         et = registry.of(event)
         if et is None:
             continue
-        ledger.apply(event, et)
+        ledger.apply(event)
         for route in relay.routing.routes_for(et):
             decision = rule.decide(route, event, et, ledger)
             if decision.publish:

@@ -24,7 +24,7 @@ from adapters.kafka.inbound import (
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.application import CRM
 from crm_domain.context import command_context
-from crm_domain.errors import InboundMessageError, InvalidCommandError
+from crm_domain.errors import InboundMessageError, InvalidCommandError, StoreUnavailableError
 from crm_domain.values import Money, OrderStatus
 
 
@@ -389,7 +389,7 @@ def test_a_store_failure_stops_the_consumer_without_repeating_earlier_dead_lette
     settings = _settings(kafka_bootstrap, topic, dlq, unique("g"))
     InboundConsumer(crm, settings).prepare_topics()
     _produce_records(kafka_bootstrap, topic, records)
-    with pytest.raises(OperationalError):
+    with pytest.raises(StoreUnavailableError, match="connection to the database lost"):
         InboundConsumer(crm, settings).run(max_messages=len(records), timeout=30)
     assert len(_campaigns(crm, customer)) == 4  # c0 c1 c3 c4
     crm.fail_campaign = ""  # the database is back: the restart applies the rest

@@ -1,17 +1,20 @@
 """Inbound: ERP and marketing messages become CRM commands, exactly once in effect.
 
 A consumer in a consumer group reads the ERP and marketing topics. Each message (format:
-:mod:`adapters.kafka.messages`) is parsed, validated and applied as one command inside
-``crm.context(command_id=...)``; the command id is derived from the message's own
+:mod:`adapters.kafka.messages`) is parsed, validated, recorded in the inbox
+(:mod:`adapters.kafka.inbox`: its id with a hash of its data) and applied as one command
+inside ``crm.context(command_id=...)``; the command id is derived from the message's own
 CloudEvents ``source`` and ``id``, so a redelivered message (after a crash, a rebalance,
-or a replay from an earlier offset) stores nothing twice. Offsets are committed only after
-the command is stored (or the message is safely in the dead-letter topic).
+or a replay from an earlier offset) stores nothing twice, and another message reusing the
+id is refused. Offsets are committed after each polled batch, once its commands are stored
+and its dead letters acknowledged.
 
-A message that is malformed, or that the domain rejects (unknown order, a rule broken),
-goes to the dead-letter topic with the original key, value and headers plus ``dlq.*``
-headers naming the error; consumption goes on. An infrastructure failure (the store is
-down) is *not* dead-lettered: the consumer stops without committing, and the message is
-processed after restart.
+Anything that cannot be read or applied (malformed, undecodable, refused by the domain, or
+failing in any other way for that one message) goes to the dead-letter topic once, with
+the original key, value and headers plus ``dlq.*`` headers naming the error; consumption
+goes on. A transient failure (:func:`is_transient`: the store is down) is *not*
+dead-lettered: the consumer commits what it finished and stops, and the message is
+applied after restart. So no message makes the consumer crash-loop.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from crm_domain.errors import (
     CRMError,
     InboundMessageError,
     InfrastructureError,
+    StoreUnavailableError,
     invalid,
 )
 
@@ -455,9 +459,17 @@ class InboundConsumer:
                 self.stats.duplicates += 1
                 return None
             self._apply(command)
-        except Exception as exc:
+        except CRMError as exc:
             if is_transient(exc):
                 raise
+            return self._dead_letter(dlq, record, exc)
+        except Exception as exc:
+            if is_transient(exc):
+                raise StoreUnavailableError(
+                    f"event store failed while applying {command.message.type} "
+                    f"{command.message.id}: {type(exc).__name__}: {exc}"
+                ) from exc
+            log.exception("%s %s could not be applied", command.message.type, command.message.id)
             return self._dead_letter(dlq, record, _rejection(exc, command))
         self.stats.applied += 1
         kind = command.message.type

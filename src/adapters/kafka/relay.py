@@ -209,19 +209,31 @@ class KafkaRelay:
         budget = self.settings.broker_timeout
         give_up = time.monotonic() + budget
         delay = 0.2
+        failures = 0
         while True:
             try:
-                return attempt()
+                result = attempt()
             except (KafkaConnectionError, KafkaTimeoutError, BrokerUnavailableError) as exc:
                 if time.monotonic() + delay > give_up or self._stopping.is_set():
                     raise BrokerUnavailableError(
                         self.settings.bootstrap, budget, f"{what}: {exc}"
                     ) from exc
-                log.warning(
-                    "Kafka broker unavailable (%s: %s); retrying in %.1fs", what, exc, delay
+                # Once per outage, not once per retry: the retries are the expected state.
+                log.log(
+                    logging.DEBUG if failures else logging.WARNING,
+                    "Kafka broker %s unavailable (%s: %s); retrying for up to %gs",
+                    self.settings.bootstrap,
+                    what,
+                    exc,
+                    budget,
                 )
+                failures += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if failures:
+                log.info("Kafka broker %s reachable again (%s)", self.settings.bootstrap, what)
+            return result
 
 
 class _Session:

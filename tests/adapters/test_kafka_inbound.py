@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import orjson
 import pytest
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import DataError, OperationalError
 from kafka import KafkaProducer
 from kafkatools import read_topic, unique
 
@@ -19,12 +19,19 @@ from adapters.kafka.inbound import (
     ConsumerSettings,
     InboundConsumer,
     apply_command,
+    is_transient,
     parse_message,
 )
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.application import CRM
 from crm_domain.context import command_context
-from crm_domain.errors import InboundMessageError, InvalidCommandError, StoreUnavailableError
+from crm_domain.errors import (
+    BrokerUnavailableError,
+    CorruptHistoryError,
+    InboundMessageError,
+    InvalidCommandError,
+    StoreUnavailableError,
+)
 from crm_domain.values import Money, OrderStatus
 
 
@@ -485,3 +492,22 @@ def test_stop_while_joining_the_group_returns_at_once(kafka_bootstrap: str) -> N
     started = time.monotonic()
     consumer.run(timeout=60)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (OperationalError("server closed the connection"), True),
+        (ConnectionRefusedError("refused"), True),
+        (StoreUnavailableError("store down"), True),
+        (BrokerUnavailableError("k:9092", 1.0), True),
+        (DataError("invalid byte sequence"), False),  # this message's data: dead-letter
+        (CorruptHistoryError(uuid4(), 3, "gap"), False),  # one aggregate: dead-letter
+        (InvalidCommandError("invalid actor"), False),
+        (TypeError("a bug met by one message"), False),
+    ],
+)
+def test_only_failures_of_the_store_or_broker_stop_the_consumer(
+    error: Exception, transient: bool
+) -> None:
+    assert is_transient(error) is transient

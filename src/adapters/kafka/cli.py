@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     kafka.add_argument("--source", default="", help="CloudEvents source (urn:crm-core:CRM)")
     kafka.add_argument("--name", default="kafka_relay", help="relay name (tracking table prefix)")
     kafka.add_argument("--linger-ms", type=int, default=5)
-    kafka.add_argument("--max-pending", type=int, default=20_000, help=argparse.SUPPRESS)
+    kafka.add_argument("--max-pending", type=int, default=2_000, help=argparse.SUPPRESS)
     kafka.add_argument(
         "--checkpoint-interval",
         type=float,

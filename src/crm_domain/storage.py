@@ -153,7 +153,6 @@ class StoreURL:
     def _check_postgres(self, *, must_exist: bool, events_table: str) -> None:
         _require_psycopg()
         import psycopg
-        from psycopg import errors as pg_errors
 
         where = f"PostgreSQL {self.pg_host}:{self.pg_port}"
         try:
@@ -171,26 +170,17 @@ class StoreURL:
                 dbname=self.pg_dbname,
                 connect_timeout=timeout,
             )
-        except pg_errors.InvalidCatalogName:
-            raise StoreNotFoundError(
-                f"database {self.pg_dbname!r} does not exist on {where}: create it "
-                f"(createdb {self.pg_dbname}) or check --store / CRM_STORE_URL"
-            ) from None
-        except (pg_errors.InvalidAuthorizationSpecification, pg_errors.InvalidPassword) as exc:
-            raise ConfigurationError(
-                f"{where} refused user {self.pg_user!r}: {_first_line(exc)}"
-            ) from None
         except psycopg.OperationalError as exc:
-            cause = _first_line(exc)
-            if "does not exist" in cause and "database" in cause:
+            cause = _server_says(exc)
+            if "database" in cause and "does not exist" in cause:
                 raise StoreNotFoundError(
-                    f"database {self.pg_dbname!r} does not exist on {where}"
+                    f"database {self.pg_dbname!r} does not exist on {where}: create it "
+                    f"(createdb {self.pg_dbname}) or check --store / CRM_STORE_URL"
                 ) from None
-            if "role" in cause or "authentication" in cause or "password" in cause:
-                raise ConfigurationError(
-                    f"{where} refused user {self.pg_user!r}: {cause}"
-                ) from None
-            raise StoreUnavailableError(f"the store {where} is unreachable: {cause}") from None
+            if any(word in cause for word in ("role", "authentication", "password")):
+                refused = f"{where} refused user {self.pg_user!r}: {cause}"
+                raise ConfigurationError(refused) from None
+            raise StoreUnavailableError(f"the store is unreachable ({where}): {cause}") from None
         with connection:
             if must_exist:
                 table = f"{self.pg_schema}.{events_table}" if self.pg_schema else events_table
@@ -202,8 +192,12 @@ class StoreURL:
                     )
 
 
-def _first_line(exc: BaseException) -> str:
+def _server_says(exc: BaseException) -> str:
+    """The useful part of a driver's message: what the server said (after ``FATAL:``),
+    else the last line."""
     text = str(exc).strip()
+    if "FATAL:" in text:
+        return text.rsplit("FATAL:", 1)[1].strip().splitlines()[0]
     return text.splitlines()[-1].strip() if text else type(exc).__name__
 
 

@@ -9,7 +9,7 @@ store, with a progress bar when that takes a while (the first report after a lar
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,6 +25,7 @@ from adapters.cli.options import Format, OutputFormat, Store, Views, load_settin
 from adapters.cli.progress import progress
 from adapters.cli.render import Section, render
 from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
+from crm_domain.settings import CRMSettings
 from projections.runner import ReadModelRunner
 
 #: Lag (events) from which catching up is announced with a progress bar.
@@ -141,8 +142,14 @@ def value_report(engine: Engine, *, now: datetime) -> list[Section]:
     return out
 
 
-def customer_report(engine: Engine, ref: str) -> list[Section]:
-    """Customer 360, recent timeline and open tickets for a customer id or code."""
+def customer_report(
+    engine: Engine, ref: str, *, by_code: Callable[[str], UUID] | None = None
+) -> list[Section]:
+    """Customer 360, recent timeline and open tickets for a customer id or code.
+
+    The read model matches codes exactly; ``by_code`` (the CRM's own, case-insensitive
+    lookup) finds a code typed in another case, as ``CRM.customer_by_code`` does.
+    """
     from projections.customer360 import Customer360Queries
     from projections.service_desk import ServiceDeskQueries
     from projections.timeline import TimelineQueries
@@ -150,8 +157,13 @@ def customer_report(engine: Engine, ref: str) -> list[Section]:
     q = Customer360Queries(engine)
     try:
         customer = q.get(UUID(ref))
-    except (ValueError, CustomerNotFoundError):
-        customer = q.by_code(ref)
+    except ValueError:
+        try:
+            customer = q.by_code(ref)
+        except CustomerNotFoundError:
+            if by_code is None:
+                raise
+            customer = q.get(by_code(ref))
     card = Section(f"{customer.name} ({customer.code})", ("field", "value"), measures=True)
     for label, value in (
         ("kind", customer.kind),
@@ -339,16 +351,26 @@ def _report(
     fmt: OutputFormat,
     no_catch_up: bool,
     timeout: float,
-    build: object,
+    build: Callable[[Engine, CRMSettings], list[Section]],
 ) -> None:
     settings = load_settings(store)
     settings.store.check(must_exist=True)
     with current_read_models(
         settings.store_url, views, catch_up=not no_catch_up, timeout=timeout
     ) as engine:
-        assert callable(build)
-        sections: list[Section] = build(engine)
+        sections = build(engine, settings)
     render(sections, fmt)
+
+
+def _customer_id(settings: CRMSettings, code: str) -> UUID:
+    """The customer with ``code`` in any case, from the event store itself."""
+    from crm_domain.application import CRM
+
+    crm = CRM(settings=settings)
+    try:
+        return crm.customer_by_code(code).id
+    finally:
+        crm.close()
 
 
 @report_app.command("pipeline")
@@ -360,7 +382,7 @@ def pipeline(
     timeout: Timeout = 600.0,
 ) -> None:
     """Open pipeline, forecast, stage conversion, win rate."""
-    _report(store, views, fmt, no_catch_up, timeout, pipeline_report)
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: pipeline_report(e))
 
 
 @report_app.command("service")
@@ -373,7 +395,7 @@ def service(
 ) -> None:
     """Open tickets, SLA breaches, response times, satisfaction."""
     now = datetime.now(UTC)
-    _report(store, views, fmt, no_catch_up, timeout, lambda e: service_report(e, now=now))
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: service_report(e, now=now))
 
 
 @report_app.command("value")
@@ -386,7 +408,7 @@ def value(
 ) -> None:
     """Pareto share and RFM scores per currency."""
     now = datetime.now(UTC)
-    _report(store, views, fmt, no_catch_up, timeout, lambda e: value_report(e, now=now))
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, now=now))
 
 
 @report_app.command("customer")
@@ -399,7 +421,11 @@ def customer(
     timeout: Timeout = 600.0,
 ) -> None:
     """Customer 360, recent timeline and open tickets of one customer."""
-    _report(store, views, fmt, no_catch_up, timeout, lambda e: customer_report(e, ref))
+
+    def build(engine: Engine, settings: CRMSettings) -> list[Section]:
+        return customer_report(engine, ref, by_code=lambda code: _customer_id(settings, code))
+
+    _report(store, views, fmt, no_catch_up, timeout, build)
 
 
 @report_app.command("handover")
@@ -413,4 +439,6 @@ def handover(
 ) -> None:
     """What a successor needs from a manager: customers, deals, quotes, promises."""
     now = datetime.now(UTC)
-    _report(store, views, fmt, no_catch_up, timeout, lambda e: handover_report(e, manager, now=now))
+    _report(
+        store, views, fmt, no_catch_up, timeout, lambda e, _: handover_report(e, manager, now=now)
+    )

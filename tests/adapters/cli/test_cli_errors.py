@@ -198,4 +198,5 @@ def test_every_command_names_the_store_option_the_same_way(
         code, output = run([*argv, "--help"], capsys)
         assert code == 0, argv
         flat = " ".join(output.replace("│", " ").split())
-        assert "--store" in flat and first_words in flat, argv
+        assert "--store" in flat, argv
+        assert first_words in flat, argv

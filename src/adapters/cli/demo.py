@@ -19,6 +19,8 @@ from rich.console import Console
 
 from adapters.cli.options import OutputFormat, Store, load_settings
 from adapters.cli.render import render
+from crm_domain.application import CRM
+from crm_domain.settings import CRMSettings
 
 #: The demo's own store when none is configured: replaced on every run.
 DEMO_DB = Path("crm-demo.sqlite")
@@ -49,6 +51,27 @@ def command_name() -> str:
     return shorter if os.sep in shorter else f".{os.sep}{shorter}"
 
 
+def publish(crm: CRM, settings: CRMSettings, console: Console) -> None:
+    """Relay every event the demo stored to the default ERP and marketing topics, then stop
+    (on the deployment's Kafka connection and security, ``CRMSettings.kafka``)."""
+    from adapters.kafka.relay import KafkaRelay
+    from adapters.kafka.routing import default_routing
+    from adapters.kafka.settings import RelaySettings
+
+    routing = default_routing()
+    relay_settings = RelaySettings.from_settings(
+        settings.kafka, create_topics=True, broker_timeout=30.0
+    )
+    relay = KafkaRelay(crm, relay_settings, routing)
+    with console.status(f"Publishing to Kafka at {settings.kafka.bootstrap}..."):
+        stats = relay.run(until_caught_up=True)
+    console.print(
+        f"  kafka: {stats.messages_acked:,} messages to {', '.join(routing.topics)} "
+        f"({stats.redacted_for_consent} redacted, {stats.dropped_for_consent} dropped "
+        "for missing marketing consent)"
+    )
+
+
 def demo(
     store: Store = None,
     customers: Annotated[
@@ -60,7 +83,8 @@ def demo(
         typer.Option(
             "--kafka",
             metavar="HOST:PORT",
-            help="also publish the events to Kafka at these bootstrap servers",
+            help="also publish the events to Kafka at these bootstrap servers (security "
+            "from $CRM_KAFKA__* or crm.toml)",
             show_default=False,
         ),
     ] = None,
@@ -68,7 +92,6 @@ def demo(
     """Play a realistic year of CRM history into a store and summarise it (SQLite: no server)."""
     from adapters.cli.reports import current_read_models, pipeline_report, service_report
     from adapters.demo import run_demo
-    from crm_domain.application import CRM
 
     settings = load_settings(store)
     if store is None and "store_url" not in settings.model_fields_set:
@@ -113,9 +136,7 @@ def demo(
             now = datetime.now(UTC)
             render(service_report(engine, now=now), OutputFormat.TABLE, console=console)
         if kafka:
-            from adapters.kafka.demo import publish_demo_events
-
-            publish_demo_events(crm, kafka, console)
+            publish(crm, load_settings(settings.store_url, bootstrap=kafka), console)
         console.print(f"database: {settings.store.display}", soft_wrap=True)
         if not settings.store.in_memory:
             crm_cmd = command_name()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,8 +32,6 @@ from adapters.cli.options import (
     load_settings,
     read_secret,
 )
-from adapters.kafka.cloudevents import MessageFormat
-from adapters.kafka.routing import WithoutConsent
 from crm_domain.settings import CRMSettings
 
 #: Keys of ``CRMSettings.kafka.topics`` (``CRM_KAFKA__TOPICS__ERP=...``) the commands read.
@@ -44,6 +43,23 @@ ERP_INBOUND_TOPIC, MARKETING_INBOUND_TOPIC, DEAD_LETTER_TOPIC = (
 )
 
 TOPICS = "Topics"
+
+
+class MessageFormat(StrEnum):
+    """``--format``: the values of ``adapters.kafka.MessageFormat`` (the Kafka client is
+    imported only when a Kafka command runs, so every other command starts without it)."""
+
+    BINARY = "binary"
+    STRUCTURED = "structured"
+    DEBEZIUM = "debezium"
+
+
+class WithoutConsent(StrEnum):
+    """``--without-consent``: the values of ``adapters.kafka.WithoutConsent``."""
+
+    STRIP = "strip"
+    DROP = "drop"
+
 
 relay_app = typer.Typer(
     name="relay",
@@ -226,6 +242,7 @@ def relay_kafka(
     ] = False,
 ) -> None:
     """Publish every stored event to Kafka (CloudEvents or Debezium), at least once."""
+    from adapters.kafka.cloudevents import MessageFormat as KafkaMessageFormat
     from adapters.kafka.relay import KafkaRelay
     from adapters.kafka.routing import (
         DEFAULT_ERP_TOPIC,
@@ -233,6 +250,7 @@ def relay_kafka(
         RoutingTable,
         default_routing,
     )
+    from adapters.kafka.routing import WithoutConsent as KafkaWithoutConsent
     from adapters.kafka.settings import RelaySettings
     from crm_domain.application import CRM
 
@@ -257,14 +275,14 @@ def relay_kafka(
         else default_routing(
             erp_topic or topics.get(ERP_TOPIC, DEFAULT_ERP_TOPIC),
             marketing_topic or topics.get(MARKETING_TOPIC, DEFAULT_MARKETING_TOPIC),
-            without_consent=without_consent,
+            without_consent=KafkaWithoutConsent(without_consent),
             partitions=partitions,
             replication_factor=replication_factor,
         )
     )
     relay_settings = RelaySettings.from_settings(
         settings.kafka,
-        message_format=message_format,
+        message_format=KafkaMessageFormat(message_format),
         source=source,
         create_topics=create_topics,
         broker_timeout=broker_timeout,

@@ -121,3 +121,24 @@ def test_kafka_client_logs_are_quiet_unless_asked_for(
     assert main(["-vv", "settings", "show"]) == 0
     assert logging.getLogger("kafka").getEffectiveLevel() == logging.INFO
     capsys.readouterr()
+
+
+def test_kafka_choices_are_the_adapters_own() -> None:
+    """The CLI lists the choices without importing the Kafka client; they must not drift."""
+    from adapters.cli import kafka as cli_kafka
+    from adapters.kafka.cloudevents import MessageFormat
+    from adapters.kafka.routing import WithoutConsent
+
+    assert [m.value for m in cli_kafka.MessageFormat] == [m.value for m in MessageFormat]
+    assert [w.value for w in cli_kafka.WithoutConsent] == [w.value for w in WithoutConsent]
+
+
+def test_commands_other_than_kafka_start_without_the_kafka_client() -> None:
+    import subprocess
+    import sys
+
+    script = "import sys, adapters.cli; print('kafka' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "False", result.stderr

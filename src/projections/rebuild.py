@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crm_domain.errors import ProjectionError, ProjectionLagError
+from crm_domain.storage import StoreURL
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models
 from projections.runner import ReadModelRunner, follow, log_head, open_view
@@ -167,7 +168,9 @@ def rebuild(
 
 
 def _in_memory(store_url: str, views_url: str | None) -> bool:
-    return store_url.startswith("memory:") or ":memory:" in (views_url or "")
+    return StoreURL.parse(store_url).in_memory or bool(
+        views_url and StoreURL.parse(views_url).in_memory
+    )
 
 
 def _wait_for(

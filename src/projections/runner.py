@@ -245,13 +245,6 @@ def run(
             signal.signal(s, handler)
 
 
-def default_store_url() -> str:
-    """The store the ``crm`` commands use when given none (same rule as :class:`CRM`)."""
-    from crm_domain.settings import CRMSettings
-
-    return CRMSettings.load().store_url
-
-
 def open_view(
     store_url: str,
     *,

@@ -12,6 +12,7 @@ from eventsourcing.popo import POPOTrackingRecorder
 from kafka import KafkaProducer
 from kafkatools import ReadRecord, free_port, read_topic, seed_crm, unique
 
+from adapters.cli import main as kafka_cli
 from adapters.exit_codes import exit_code_for
 from adapters.kafka import (
     BrokerUnavailableError,
@@ -21,7 +22,6 @@ from adapters.kafka import (
     RelaySettings,
     default_routing,
 )
-from adapters.kafka.cli import main as kafka_cli
 from adapters.kafka.cloudevents import CloudEvent, decode_cloudevent, decode_debezium
 from adapters.kafka.eventtypes import crm_event_types
 from crm_domain.application import CRM

@@ -23,6 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.kafka.cloudevents import MessageFormat
+from crm_domain.errors import ConfigurationError
+from crm_domain.settings import KafkaSettings
 
 
 class RelaySettings(BaseModel):
@@ -60,6 +62,17 @@ class RelaySettings(BaseModel):
     schema_base_uri: str | None = None
     #: Extra kafka-python options (security_protocol, sasl_*, ssl_*, client_id, ...).
     client_options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings, **options: Any) -> RelaySettings:
+        """Relay settings on the deployment's Kafka connection (``CRMSettings.kafka``):
+        its bootstrap servers, security and client id, with ``options`` for the rest."""
+        if not kafka.bootstrap:
+            raise ConfigurationError(
+                "the Kafka relay needs bootstrap servers: --bootstrap HOST:PORT, "
+                "CRM_KAFKA__BOOTSTRAP, or [kafka] bootstrap in crm.toml"
+            )
+        return cls(bootstrap=kafka.bootstrap, client_options=kafka.client_options(), **options)
 
     def source_for(self, application_name: str) -> str:
         return self.source or f"urn:crm-core:{application_name}"

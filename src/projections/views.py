@@ -27,7 +27,13 @@ from sqlalchemy import Engine, String, Table, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
-from crm_domain.errors import CRMError, ProjectionError, StoreFullError, UnhandledEventError
+from crm_domain.errors import (
+    CRMError,
+    NotFoundError,
+    ProjectionError,
+    StoreFullError,
+    UnhandledEventError,
+)
 from projections import control
 from projections.control import ControlState, lock_states, read_states
 from projections.readmodel import LoggedEvent, ReadModel
@@ -458,6 +464,12 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         if isinstance(exc, UnhandledEventError) or _is_database_outage(exc):
             return exc
         reason = str(exc) if isinstance(exc, CRMError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, NotFoundError):  # a row the history says exists is not there
+            reason += (
+                f" in the read model's rows (deleted or edited by hand?); "
+                f"`crm projections verify {read_model} --repair` restores them, "
+                f"then `crm projections retry {read_model}`"
+            )
         return UnhandledEventError(
             read_model=read_model or "?",
             topic=logged.topic,

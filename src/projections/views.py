@@ -173,18 +173,25 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         with self.transaction(commit=False) as session:
             return self._read_positions(session, application_name)
 
-    def _read_positions(self, session: Session, application_name: str) -> dict[str, int | None]:
-        """Every read model's position in one query (one round trip per batch, not six)."""
+    def _read_positions(
+        self, session: Session, application_name: str, names: Collection[str] | None = None
+    ) -> dict[str, int | None]:
+        """Every read model's (or the named ones') position in one query (one round trip
+        per batch, not six)."""
+        wanted = self.names if names is None else [n for n in self.names if n in names]
+        if not wanted:
+            return {}
         query = union_all(
             *(
                 select(literal(name, String).label("name"), table.c.notification_id).where(
                     table.c.application_name == application_name
                 )
                 for name, table in self.tracking_tables.items()
+                if name in wanted
             )
         )
         found = {name: int(value) for name, value in session.execute(query)}
-        return {name: found.get(name) for name in self.names}
+        return {name: found.get(name) for name in wanted}
 
     def control_states(self) -> dict[str, ControlState]:
         """Each read model's generation, rebuild claim and parked event."""
@@ -383,9 +390,8 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         with self.transaction(commit=True) as session:
             applied: list[_Applied] = []
             states = self._states_seen = read_states(session, self.names)
-            positions = self._read_positions(session, application_name)
-            for model_class in self.read_models:
-                name = model_class.name
+            writable = []
+            for name in self.names:
                 if only is not None and name not in only:
                     continue
                 if not states[name].writable_by(self.rebuild_token):
@@ -394,7 +400,13 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                             f"read model {name!r} was taken over by another rebuild "
                             f"(generation {states[name].generation}); this rebuild stops"
                         )
-                    continue  # parked, or a rebuild holds it: left alone meanwhile
+                    continue  # parked, or a rebuild holds it (and its tables): left alone
+                writable.append(name)
+            positions = self._read_positions(session, application_name, writable)
+            for model_class in self.read_models:
+                name = model_class.name
+                if name not in positions:
+                    continue
                 table = self.tracking_tables[name]
                 position = positions[name]
                 if since is not None and (position or 0) < since:

@@ -45,8 +45,9 @@ def test_rebuild_beside_a_live_runner_and_new_events(store_url: str, tmp_path: P
         writer = threading.Thread(target=keep_writing)
         writer.start()
         try:
-            for names in (None, ["customer360", "timeline"]):
-                rebuild(store_url, read_models=names)
+            # one process, then worker processes (as `crm projections rebuild --all`)
+            for names, workers in ((None, 1), (["customer360", "timeline"], 2)):
+                rebuild(store_url, read_models=names, workers=workers)
                 assert not runner.is_interrupted.is_set()
                 runner.run_forever(timeout=0.01)  # re-raises a runner error, if any
         finally:

@@ -1,4 +1,4 @@
-"""``crm projections run|rebuild|status``: keep the SQL read models current, rebuild them.
+"""``crm projections run|rebuild|status|retry|skip|verify``: keep the read models current.
 
 Adding an action is adding one function decorated with ``@projections_app.command()``
 that takes the shared :data:`~adapters.cli.options.Store` and ``Views`` options and calls
@@ -15,8 +15,10 @@ from rich.console import Console
 from adapters.cli.options import Format, OutputFormat, Store, Views, load_settings
 from adapters.cli.progress import progress
 from adapters.cli.render import Section, render
+from crm_domain.errors import ReadModelParkedError
 from projections.projection import DEFAULT_BATCH_SIZE
 from projections.registry import all_read_models
+from projections.status import ReadModelStatus
 
 projections_app = typer.Typer(
     name="projections",
@@ -140,12 +142,140 @@ def rebuild(
 
 @projections_app.command("status")
 def status(store: Store = None, views: Views = None, fmt: Format = OutputFormat.TABLE) -> None:
-    """Each read model's position against the head of the event log (its lag)."""
+    """Each read model's position against the head of the event log (its lag) and its state.
+
+    A read model that could not apply an event is ``parked`` there (the others go on):
+    the table below names the event and the error; ``crm projections retry`` or ``skip``
+    resumes it.
+    """
     from projections.status import status as read_model_status
 
     settings = load_settings(store)
     settings.store.check(must_exist=True)
-    table = Section("Read models", ("read model", "position", "head", "lag", "answers"))
+    table = Section("Read models", ("read model", "state", "position", "head", "lag", "answers"))
+    parked = Section(
+        "Parked read models",
+        ("read model", "position", "event", "customer or account", "error", "parked at"),
+    )
     for s in read_model_status(settings.store_url, views_url=views):
-        table.add(s.name, s.position or 0, s.head, s.lag, s.description)
-    render([table], fmt)
+        table.add(s.name, s.state, s.position or 0, s.head, s.lag, s.description)
+        if s.parked is not None:
+            p = s.parked
+            parked.add(
+                s.name,
+                p.position,
+                p.topic.rsplit(":", 1)[-1],
+                str(p.originator_id or ""),
+                p.error,
+                p.parked_at.isoformat(timespec="seconds"),
+            )
+    render([table, parked] if parked.rows else [table], fmt)
+
+
+ParkedName = Annotated[
+    str,
+    typer.Argument(
+        metavar="NAME",
+        callback=read_model_name,
+        autocompletion=complete_read_model,
+        help=f"the parked read model: {', '.join(READ_MODELS)}",
+        show_default=False,
+    ),
+]
+
+
+@projections_app.command("retry")
+def retry(name: ParkedName, store: Store = None, views: Views = None) -> None:
+    """Apply a parked read model's event again (after a fix) and catch it up to the head.
+
+    If the event still fails, the read model stays parked with the new error (exit 1).
+    """
+    from projections.parking import retry as retry_read_model
+
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    result = retry_read_model(settings.store_url, name, views_url=views)
+    _report_resumed(result)
+
+
+@projections_app.command("skip")
+def skip(
+    name: ParkedName,
+    position: Annotated[
+        int,
+        typer.Option(
+            "--position",
+            metavar="P",
+            min=1,
+            help="the position the read model is parked at (see status)",
+            show_default=False,
+        ),
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", help="why the event is skipped (kept for auditors)", show_default=False
+        ),
+    ],
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="who skips it [default: the OS user]", show_default=False),
+    ] = None,
+    store: Store = None,
+    views: Views = None,
+) -> None:
+    """Leave out the event a read model is parked at, record who and why, and go on."""
+    from projections.parking import skip as skip_event
+
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    result = skip_event(
+        settings.store_url, name, position=position, reason=reason, actor=actor, views_url=views
+    )
+    _report_resumed(result)
+
+
+def _report_resumed(result: ReadModelStatus) -> None:
+    if result.parked is not None:
+        raise ReadModelParkedError(
+            f"read model {result.name!r} is parked again at position "
+            f"{result.parked.position}: {result.parked.error}"
+        )
+    Console().print(f"{result.name}: {result.state} at position {result.position or 0:,}")
+
+
+@projections_app.command("verify")
+def verify(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME]...",
+            callback=read_model_names,
+            autocompletion=complete_read_model,
+            help="the read models to check [default: all]",
+            show_default=False,
+        ),
+    ] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="rewrite the rows that differ")] = False,
+    store: Store = None,
+    views: Views = None,
+) -> None:
+    """Rebuild read models aside and compare them row by row with the live tables.
+
+    Finds rows deleted, added or edited by hand, which ``status`` cannot see. Exits 1
+    when a read model differs and was not repaired.
+    """
+    from projections.verify import verify as verify_read_models
+
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    with Console(stderr=True).status("rebuilding the read models aside to compare"):
+        report = verify_read_models(
+            settings.store_url, names or None, views_url=views, repair=repair
+        )
+    console = Console()
+    for line in report.lines():
+        console.print(line, highlight=False)
+    if not report.ok and not repair:
+        console.print("run again with --repair to rewrite the rows that differ")
+        raise typer.Exit(1)

@@ -12,7 +12,7 @@ Two layouts are read: ``CDNOW_master.txt`` (header; ``customer_id date cds value
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -72,10 +72,17 @@ def read_purchases(path: Path) -> Iterator[Purchase]:
 
 
 def import_purchases(
-    crm: CRM, purchases: Iterable[Purchase], *, max_customers: int | None = None
+    crm: CRM,
+    purchases: Iterable[Purchase],
+    *,
+    max_customers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Register each CDNOW customer (code ``CDNOW-<id>``) and replay their purchases
     (only the file's first ``max_customers`` customers, if given).
+
+    ``on_progress(done, total)`` is called with customers handled (imported or skipped)
+    after each one, so a long import can show how far it got.
 
     One transaction per customer (the bulk path): a customer is imported whole or not at
     all, so a re-run skips the customers already there (their code is taken) and an
@@ -85,8 +92,12 @@ def import_purchases(
     by_customer: dict[str, list[Purchase]] = {}
     for purchase in purchases:
         by_customer.setdefault(purchase.customer, []).append(purchase)
+    total = len(by_customer) if max_customers is None else min(max_customers, len(by_customer))
     for customer, group in by_customer.items():
-        if max_customers is not None and summary.customers + summary.skipped >= max_customers:
+        done = summary.customers + summary.skipped
+        if on_progress is not None:
+            on_progress(done, total)
+        if done >= total:
             break
         history = sorted(group, key=lambda p: p.day)
         if _already_imported(crm, customer):
@@ -96,6 +107,8 @@ def import_purchases(
         summary.customers += 1
         summary.purchases += len(history)
         summary.revenue += sum((p.value for p in history), Decimal(0))
+    if on_progress is not None:
+        on_progress(summary.customers + summary.skipped, total)
     return summary
 
 

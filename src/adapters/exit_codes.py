@@ -1,6 +1,7 @@
 """The ``crm`` command line's exit codes: the one place errors become process statuses.
 
-0 ok, 1 the CRM said no, 2 usage or configuration, 3 a service stayed unreachable. A
+0 ok, 1 the CRM said no, 2 usage or configuration, 3 a service stayed unreachable (or
+its database is full: free space and run again). A
 supervisor can so tell "fix the request" from "fix the configuration" from "retry later".
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 from crm_domain.errors import (
     BrokerUnavailableError,
     ConfigurationError,
+    StoreFullError,
     StoreNotFoundError,
     StoreUnavailableError,
 )
@@ -21,7 +23,7 @@ UNAVAILABLE = 3
 
 def exit_code_for(exc: BaseException) -> int:
     """The exit code for an error that stopped a command."""
-    if isinstance(exc, StoreUnavailableError | BrokerUnavailableError):
+    if isinstance(exc, StoreUnavailableError | StoreFullError | BrokerUnavailableError):
         return UNAVAILABLE
     if isinstance(exc, ConfigurationError | StoreNotFoundError):
         return USAGE

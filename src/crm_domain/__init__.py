@@ -8,6 +8,13 @@ Start with :class:`crm_domain.application.CRM`::
     customer_id = crm.register_customer(kind="enterprise", name="Acme", code="ACME")
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("crm-core")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
+
 from crm_domain.account import Account
 from crm_domain.application import CRM, Change
 from crm_domain.context import CommandContext
@@ -37,4 +44,5 @@ __all__ = [
     "Pipeline",
     "PipelineStage",
     "SlaPolicy",
+    "__version__",
 ]

@@ -31,7 +31,9 @@ class, so they can be shown to a user as they are::
         ├── StoreError                   the event store or read-model database
         │   ├── StoreUnavailableError    unreachable (retry later)
         │   ├── StoreNotFoundError       a read-only command named a store that isn't there
+        │   ├── StoreFullError           the database's disk (or size limit) is full
         │   └── CorruptHistoryError      stored events that cannot be replayed
+        │       └── InvalidStoredEventError  one logged event's stored JSON is invalid
         ├── BrokerError                  Kafka
         │   ├── BrokerUnavailableError   unreachable or not acknowledging (retry later)
         │   ├── MissingTopicError
@@ -39,6 +41,7 @@ class, so they can be shown to a user as they are::
         └── ProjectionError              read models
             ├── UnknownReadModelError    (also a ConfigurationError)
             ├── UnhandledEventError      a read model cannot apply an event
+            ├── ReadModelParkedError     retry/skip asked of a read model in the wrong state
             └── ProjectionLagError       read models did not catch up in time
 
 :func:`invalid` is the one place where pydantic's ``ValidationError`` becomes an
@@ -312,6 +315,22 @@ class StoreNotFoundError(StoreError):
     """A command that only reads was given a store that does not exist (a mistyped path?)."""
 
 
+class StoreFullError(StoreError):
+    """The database ran out of space (its disk, or a size limit such as SQLite's
+    ``max_page_count``): nothing of the failed write was stored; free space and resume."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(
+            f"the {what} is full (no space left on its disk, or its size limit reached); "
+            f"nothing of the failed write was stored, free some space and start again: {detail}"
+        )
+        self.what = what
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.what, self.detail)
+
+
 class CorruptHistoryError(StoreError):
     """Stored events of an aggregate cannot be replayed (a gap, a swap, invalid data)."""
 
@@ -324,6 +343,27 @@ class CorruptHistoryError(StoreError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.aggregate_id, self.position, self.detail)
+
+
+class InvalidStoredEventError(CorruptHistoryError):
+    """One event of the notification log cannot be read: its stored JSON is not valid for
+    its event class (a field missing or of the wrong type, unreadable JSON, unknown type)."""
+
+    def __init__(
+        self, topic: str, position: int | None, originator_id: UUID | None, detail: str
+    ) -> None:
+        event = topic.rsplit(":", 1)[-1]
+        where = f" at position {position}" if position is not None else ""
+        of = f" of {originator_id}" if originator_id is not None else ""
+        StoreError.__init__(self, f"stored event {event}{of}{where} is invalid: {detail}")
+        self.aggregate_id = originator_id or ""
+        self.topic = topic
+        self.position = position
+        self.originator_id = originator_id
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.topic, self.position, self.originator_id, self.detail)
 
 
 class BrokerError(InfrastructureError):
@@ -438,6 +478,11 @@ def _unhandled_event_error(
         originator_id=originator_id,
         reason=reason,
     )
+
+
+class ReadModelParkedError(ProjectionError):
+    """``retry`` or ``skip`` was asked of a read model that is not parked (or not parked
+    at the position given): nothing was changed."""
 
 
 class ProjectionLagError(ProjectionError, TimeoutError):

@@ -20,8 +20,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from annotated_types import BaseMetadata
-from pydantic import BaseModel, TypeAdapter
+from eventsourcing.utils import get_topic
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+
+from crm_domain.errors import InvalidStoredEventError
 
 #: Turns a field's JSON value into the model's value; None where they are the same.
 Reader = Callable[[Any], Any] | None
@@ -84,10 +87,15 @@ class LazyEvent:
         state: dict[str, Any],
         *,
         originator_id: UUID | None = None,
+        position: int | None = None,
     ) -> None:
         fields = _FIELDS.get(event_class) or _fields_of(event_class)
         self.__dict__.update(
-            _event_class=event_class, _state=state, _fields=fields, _readers=fields.readers
+            _event_class=event_class,
+            _state=state,
+            _fields=fields,
+            _readers=fields.readers,
+            _position=position,
         )
         if originator_id is not None:  # already a UUID on the notification
             self.__dict__["originator_id"] = originator_id
@@ -105,13 +113,29 @@ class LazyEvent:
             raise AttributeError(name) from None
         state = attrs["_state"]
         if name not in state:  # stored before the field existed
-            value = attrs["_fields"].defaults[name].get_default(call_default_factory=True)
+            default = attrs["_fields"].defaults.get(name)
+            if default is None:
+                raise self._invalid(f"required field {name!r} is missing")
+            value = default.get_default(call_default_factory=True)
         elif reader is None:
             value = state[name]
         else:
-            value = reader(state[name])
+            try:
+                value = reader(state[name])
+            except ValidationError as exc:
+                problems = "; ".join(e["msg"] for e in exc.errors())
+                raise self._invalid(f"field {name!r} = {state[name]!r}: {problems}") from None
         attrs[name] = value
         return value
+
+    def _invalid(self, detail: str) -> InvalidStoredEventError:
+        attrs = self.__dict__
+        return InvalidStoredEventError(
+            get_topic(attrs["_event_class"]),
+            attrs["_position"],
+            attrs.get("originator_id"),
+            detail,
+        )
 
     def json_state(self) -> dict[str, Any]:
         """The event's fields as JSON values (what ``model_dump(mode="json")`` gives)."""
@@ -119,6 +143,9 @@ class LazyEvent:
         if len(state) == len(self._fields.readers):  # no unknown keys: the model forbids them
             return state
         missing = [name for name in self._fields.readers if name not in state]
+        required = [name for name in missing if name not in self._fields.defaults]
+        if required:
+            raise self._invalid(f"required field {required[0]!r} is missing")
         full = dict(state)
         for name in missing:
             default = self._fields.defaults[name].get_default(call_default_factory=True)

@@ -13,9 +13,11 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, Notification
 from eventsourcing.utils import get_topic
+from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
+from crm_domain.errors import InvalidStoredEventError
 from crm_domain.persistence import PydanticMapper
 from projections.lazyevent import LazyEvent
 from projections.rows import RowCache
@@ -74,11 +76,27 @@ class LoggedEvent:
         if event is None:
             mapper = self.mapper
             assert mapper is not None
-            if isinstance(mapper, PydanticMapper):
-                event_class, state = mapper.to_event_state(self.notification)
-                event = LazyEvent(event_class, state, originator_id=self.originator_id)
-            else:
-                event = mapper.to_domain_event(self.notification)
+            try:
+                if isinstance(mapper, PydanticMapper):
+                    event_class, state = mapper.to_event_state(self.notification)
+                    event = LazyEvent(
+                        event_class, state, originator_id=self.originator_id, position=self.position
+                    )
+                else:
+                    event = mapper.to_domain_event(self.notification)
+            except InvalidStoredEventError:
+                raise
+            except ValidationError as exc:  # the stock path: the whole model at once
+                problems = "; ".join(
+                    f"field {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors()
+                )
+                raise InvalidStoredEventError(
+                    self.topic, self.position, self.originator_id, problems
+                ) from exc
+            except Exception as exc:  # unreadable JSON, unknown type, a failing upcaster
+                raise InvalidStoredEventError(
+                    self.topic, self.position, self.originator_id, f"{type(exc).__name__}: {exc}"
+                ) from exc
             self._event = event
         return event
 

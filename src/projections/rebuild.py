@@ -4,8 +4,13 @@ The tables (and the tracking) are dropped and recreated empty, then the ordinary
 catches up from the first notification: the same code path as live projection, so a
 rebuild cannot disagree with an incrementally built read model. Interrupting a rebuild
 is safe: what was committed is consistent with its position, and ``crm projections run``
-(or another rebuild) carries on from there. Stop live runners of the same read models
-first: a runner that keeps its old position would be refused by the tracking check.
+(or another rebuild) carries on from there.
+
+Live runners may keep running: the rebuild first claims its read models (a new generation,
+see :mod:`projections.control`), which live runners check under a lock before every write,
+so they leave those read models alone until the rebuild hands them back, then catch them
+up from where the rebuild stopped. A rebuild killed before handing them back leaves them
+marked as being rebuilt (``status`` shows it): rebuild them again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crm_domain.errors import ProjectionError, ProjectionLagError
+from crm_domain.storage import StoreURL
+from projections.control import claim_for_rebuild, release_from_rebuild
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models
 from projections.runner import ReadModelRunner, follow, log_head, open_view
@@ -128,7 +135,9 @@ def rebuild(
     interrupted before then gets them back from the next runner that opens the views.
     """
     models = select_read_models(read_models)
+    names = [m.name for m in models]
     view = open_view(store_url, read_models=models, views_url=views_url, creates_indexes=False)
+    token = claim_for_rebuild(view.engine, names)
     try:
         for model in models:
             view.drop_read_model(model.name, defer_indexes=True)
@@ -144,6 +153,7 @@ def rebuild(
                     views_url=views_url,
                     batch_size=batch_size,
                     creates_indexes=False,
+                    rebuild_token=token,
                 ) as runner:
                     _wait_for(runner, head, on_progress, timeout)
             else:
@@ -158,18 +168,24 @@ def rebuild(
                     on_progress=on_progress,
                     timeout=timeout,
                     tune_gc=tune_gc,
+                    token=token,
                 )
         for model in models:
             view.create_indexes(model.name)
     finally:
-        view.engine.dispose()
+        try:
+            release_from_rebuild(view.engine, names, token)
+        finally:
+            view.engine.dispose()
     return RebuildResult(
         [m.name for m in models], head, time.perf_counter() - started, workers=len(groups)
     )
 
 
 def _in_memory(store_url: str, views_url: str | None) -> bool:
-    return store_url.startswith("memory:") or ":memory:" in (views_url or "")
+    return StoreURL.parse(store_url).in_memory or bool(
+        views_url and StoreURL.parse(views_url).in_memory
+    )
 
 
 def _wait_for(
@@ -207,6 +223,7 @@ def _worker(
     batch_size: int,
     head: int,
     tune_gc: bool,
+    token: str,
     results: Any,
 ) -> None:
     """One worker process: rebuild its group of read models up to ``head``, report."""
@@ -221,6 +238,7 @@ def _worker(
                 creates_indexes=False,
                 # the parent created every table; concurrent DDL fails on PostgreSQL
                 env={"CREATE_TABLE": "n"},
+                rebuild_token=token,
             ) as runner,
         ):
             _wait_for(runner, head, None, None)
@@ -252,6 +270,7 @@ def _rebuild_in_workers(
     on_progress: Progress_ | None,
     timeout: float | None,
     tune_gc: bool,
+    token: str,
 ) -> None:
     # Fresh interpreters, never fork: a forked worker would share the caller's open
     # database connections (SQLite's file locks do not survive that) and its threads' locks.
@@ -260,7 +279,17 @@ def _rebuild_in_workers(
     processes = [
         context.Process(
             target=_worker,
-            args=(i, store_url, _picklable(g), views_url, batch_size, head, tune_gc, results),
+            args=(
+                i,
+                store_url,
+                _picklable(g),
+                views_url,
+                batch_size,
+                head,
+                tune_gc,
+                token,
+                results,
+            ),
             name=f"crm-rebuild-{'-'.join(m.name for m in g)}",
             daemon=True,
         )

@@ -18,15 +18,16 @@ from types import FrameType, TracebackType
 from typing import Any, cast
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import Mapper
 from eventsourcing.projection import ApplicationSubscription, Projection, ProjectionRunner
 from eventsourcing.utils import EnvType
 
 from crm_domain.compat import has_buffered_notifications, with_events_loop
 from crm_domain.storage import StoreURL
 from projections.projection import DEFAULT_BATCH_SIZE, ReadModelProjection
-from projections.readmodel import ReadModel
+from projections.readmodel import LoggedEvent, ReadModel
 from projections.registry import select_read_models
-from projections.views import ReadModelView, view_class_for
+from projections.views import LogReader, ReadModelView, view_class_for
 
 #: Environment prefix of the view's settings (the projection's name, upper-cased).
 VIEW_ENV_PREFIX = ReadModelProjection.name.upper()
@@ -90,11 +91,22 @@ def sharing(app: Application[Any]) -> type[Application[Any]]:
     return cast(type[Application[Any]], SharedApplication)
 
 
+def log_reader(recorder: Any, mapper: Mapper[Any]) -> LogReader:
+    """Reads events from the application's log for a view catching a read model up."""
+
+    def fetch(after: int, through: int, limit: int) -> list[LoggedEvent]:
+        found = recorder.select_notifications(start=after + 1, limit=limit, stop=through)
+        return [LoggedEvent(n, mapper=mapper) for n in found]
+
+    return fetch
+
+
 def _process_in_batches(
     subscription: ApplicationSubscription[Any], projection: Projection[Any]
 ) -> None:
     """Collect notifications; commit a batch whenever the subscription runs dry."""
     assert isinstance(projection, ReadModelProjection)
+    projection.view.log_reader = log_reader(subscription.recorder, subscription.mapper)
     notifications = subscription.subscription
     for notification in notifications:
         projection.collect(subscription.name, notification, subscription.mapper)
@@ -150,6 +162,7 @@ def follow(
     batch_size: int = DEFAULT_BATCH_SIZE,
     env: EnvType | None = None,
     creates_indexes: bool = True,
+    rebuild_token: str | None = None,
 ) -> ReadModelRunner:
     """Start a runner that keeps read models current; use it as a context manager.
 
@@ -157,7 +170,9 @@ def follow(
     ``memory://``). ``views_url`` puts the read models in another database (default: the
     event store's database; for an in-memory store, an in-memory SQLite database).
     ``creates_indexes=False`` leaves missing secondary indexes to the caller (a rebuild
-    builds them once, after loading the rows).
+    builds them once, after loading the rows). ``rebuild_token`` makes it a rebuild's
+    runner: it writes only the read models that rebuild holds, and raises errors instead of
+    parking (see :mod:`projections.control`).
     """
     models = select_read_models(read_models)
     if isinstance(source, Application):
@@ -180,7 +195,9 @@ def follow(
     return ReadModelRunner(
         application_class=app_class,
         projection_class=projection_class,
-        view_class=view_class_for(models, creates_indexes=creates_indexes),
+        view_class=view_class_for(
+            models, creates_indexes=creates_indexes, rebuild_token=rebuild_token
+        ),
         env=full_env,
     )
 
@@ -213,13 +230,6 @@ def run(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def default_store_url() -> str:
-    """The store the ``crm`` commands use when given none (same rule as :class:`CRM`)."""
-    from crm_domain.settings import CRMSettings
-
-    return CRMSettings.load().store_url
 
 
 def open_view(

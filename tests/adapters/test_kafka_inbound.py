@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
 import pytest
+from eventsourcing.persistence import DataError, OperationalError
 from kafka import KafkaProducer
 from kafkatools import read_topic, unique
 
+from adapters.kafka.cloudevents import Headers
 from adapters.kafka.inbound import (
+    COMMANDS,
     ConsumerSettings,
     InboundConsumer,
     apply_command,
+    is_transient,
     parse_message,
 )
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.application import CRM
-from crm_domain.errors import InboundMessageError
+from crm_domain.context import command_context
+from crm_domain.errors import (
+    BrokerUnavailableError,
+    CorruptHistoryError,
+    InboundMessageError,
+    InvalidCommandError,
+    StoreUnavailableError,
+)
 from crm_domain.values import Money, OrderStatus
 
 
@@ -275,11 +288,226 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     # a new group reads everything again (as after a lost commit or a replay)
     second = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
     stats = second.run(max_messages=len(values), timeout=60)
-    assert stats.applied == len(values)
-    assert stats.dead_lettered == 0
+    assert (stats.applied, stats.duplicates, stats.dead_lettered) == (0, len(values), 0)
     assert (
         crm.recorder.max_notification_id(),
         crm.account(account).version,
         crm.customer(customer).version,
     ) == state_once
     assert crm.account(account).invoices[invoice].paid == paid_once
+
+
+def test_every_message_type_has_exactly_one_command() -> None:
+    assert set(COMMANDS) == set(INBOUND_PAYLOADS.values())
+
+
+def _binary(type_: str, data: dict[str, Any], id_: str, **extra: bytes) -> tuple[bytes, Headers]:
+    headers: Headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", id_.encode()),
+        ("ce_source", b"urn:erp:test"),
+        ("ce_type", type_.encode()),
+        ("content-type", b"application/json"),
+    ]
+    headers.extend((f"ce_{name}", value) for name, value in extra.items())
+    return orjson.dumps(data), headers
+
+
+def _produce_records(bootstrap: str, topic: str, records: list[tuple[bytes, Headers]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i, (value, headers) in enumerate(records):
+        producer.send(topic, key=f"k{i}".encode(), value=value, headers=headers)
+    producer.flush()
+    producer.close()
+
+
+def _campaigns(crm: CRM, customer: UUID) -> list[str]:
+    """The campaigns the customer's stored responses name."""
+    return [
+        str(event.campaign_id) for event in crm.history(customer) if hasattr(event, "campaign_id")
+    ]
+
+
+def _campaign(customer: UUID, n: int) -> dict[str, Any]:
+    return {
+        "customer_id": str(customer),
+        "campaign_id": f"c{n}",
+        "response": "clicked",
+        "channel": "email",
+    }
+
+
+@pytest.mark.kafka
+def test_undecodable_headers_are_dead_lettered_once_and_the_rest_is_applied(
+    kafka_bootstrap: str,
+) -> None:
+    """Issue 8: a non-UTF-8 header value crashed the consumer on every restart; the
+    messages behind it were never applied and the bad ones were dead-lettered again."""
+    crm, customer, _, _ = _crm_with_orders()
+    topic, dlq = unique("mkt.in"), unique("crm.dlq")
+    records = []
+    bad_offsets = []
+    for n in range(12):
+        value, headers = _binary("marketing.campaign_response.v1", _campaign(customer, n), f"m{n}")
+        if n % 4 == 1:
+            headers.append(("ce_actor", b"j\xf6rg"))  # Latin-1, not UTF-8
+            bad_offsets.append(n)
+        records.append((value, headers))
+    settings = _settings(kafka_bootstrap, topic, dlq, unique("g"))
+    InboundConsumer(crm, settings).prepare_topics()
+    _produce_records(kafka_bootstrap, topic, records)
+    stats = InboundConsumer(crm, settings).run(max_messages=len(records), timeout=30)
+    assert (stats.applied, stats.dead_lettered) == (9, 3)
+    assert sorted(_campaigns(crm, customer)) == sorted(
+        f"c{n}" for n in range(12) if n not in bad_offsets
+    )
+    # a restart finds nothing left: the offsets of the dead letters were committed
+    again = InboundConsumer(crm, settings).run(idle_timeout=0.5, timeout=20)
+    assert again.handled == 0
+    dead = read_topic(kafka_bootstrap, dlq, idle=0.5)
+    assert [int(d.headers["dlq.original.offset"]) for d in dead] == bad_offsets
+    assert {d.headers["dlq.error.type"] for d in dead} == {b"InboundMessageError"}
+    assert b"'ce_actor' is not UTF-8" in dead[0].headers["dlq.error.message"]
+    assert dead[0].headers["ce_actor"] == b"j\xf6rg"  # the original headers, as they were
+
+
+class _StoreGoesAway(CRM):
+    """A CRM whose store fails (as if the database went away) for one campaign."""
+
+    fail_campaign = "c5"
+
+    def record_campaign_response(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("campaign_id") == self.fail_campaign:
+            raise OperationalError("connection to the database lost")
+        super().record_campaign_response(*args, **kwargs)
+
+
+@pytest.mark.kafka
+def test_a_store_failure_stops_the_consumer_without_repeating_earlier_dead_letters(
+    kafka_bootstrap: str,
+) -> None:
+    crm = _StoreGoesAway("memory://")
+    customer = crm.register_customer(kind="individual", name="Ana Lima", code=unique("AL"))
+    topic, dlq = unique("mkt.in"), unique("crm.dlq")
+    records = [
+        _binary("marketing.campaign_response.v1", _campaign(customer, n), f"m{n}") for n in range(8)
+    ]
+    records[2] = (b"{not json", records[2][1])
+    settings = _settings(kafka_bootstrap, topic, dlq, unique("g"))
+    InboundConsumer(crm, settings).prepare_topics()
+    _produce_records(kafka_bootstrap, topic, records)
+    with pytest.raises(StoreUnavailableError, match="connection to the database lost"):
+        InboundConsumer(crm, settings).run(max_messages=len(records), timeout=30)
+    assert len(_campaigns(crm, customer)) == 4  # c0 c1 c3 c4
+    crm.fail_campaign = ""  # the database is back: the restart applies the rest
+    stats = InboundConsumer(crm, settings).run(max_messages=3, timeout=30)
+    assert (stats.applied, stats.dead_lettered, stats.duplicates) == (3, 0, 0)
+    assert len(_campaigns(crm, customer)) == 7
+    dead = read_topic(kafka_bootstrap, dlq, idle=0.5)
+    assert [d.headers["dlq.original.offset"] for d in dead] == [b"2"]  # once, not per restart
+
+
+@pytest.mark.kafka
+def test_a_reused_message_id_with_other_data_is_dead_lettered_not_applied(
+    kafka_bootstrap: str,
+) -> None:
+    crm, _, account, orders = _crm_with_orders()
+    topic, dlq = unique("erp.in"), unique("crm.dlq")
+    shipped = {"account_id": str(account), "order_id": str(orders[0])}
+    confirmed = cloudevent("erp.order_confirmed.v1", shipped, id_="erp-1")
+    repeat = orjson.dumps(orjson.loads(confirmed), option=orjson.OPT_SORT_KEYS)  # same data
+    reused = cloudevent("erp.order_confirmed.v1", {**shipped, "order_id": str(orders[1])}, "erp-1")
+    consumer = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
+    consumer.prepare_topics()
+    _produce(kafka_bootstrap, topic, [confirmed, repeat, reused])
+    stats = consumer.run(max_messages=3, timeout=30)
+    assert (stats.applied, stats.duplicates, stats.dead_lettered) == (1, 1, 1)
+    acc = crm.account(account)
+    assert acc.orders[orders[0]].status is OrderStatus.CONFIRMED
+    assert acc.orders[orders[1]].status is OrderStatus.CONFIRMATION_REQUESTED
+    (dead,) = read_topic(kafka_bootstrap, dlq, expect=1)
+    assert dead.value == reused
+    assert dead.headers["dlq.error.type"] == b"IdempotencyKeyReusedError"
+    assert b"kafka:urn:erp:test:erp-1" in dead.headers["dlq.error.message"]
+    assert b"other data" in dead.headers["dlq.error.message"]
+
+
+def _domain_bounds_context() -> bool:
+    try:
+        with command_context(actor="a" * 150):
+            return False
+    except (InvalidCommandError, ValueError):
+        return True
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("extension", "value", "field"),
+    [("time", b"0001-01-01T00:00:00Z", b"occurred_at"), ("actor", b"a" * 150, b"actor")],
+)
+def test_metadata_the_store_cannot_hold_is_dead_lettered_with_a_typed_reason(
+    kafka_bootstrap: str, extension: str, value: bytes, field: bytes
+) -> None:
+    """Issue 9: a CloudEvent time of year 1 or a 150-character actor must not be stored.
+
+    The bounds are the domain's (``crm_domain.context``); the consumer's part is to turn the
+    refusal into one dead-letter record."""
+    if not _domain_bounds_context():
+        pytest.skip("crm_domain.context does not bound command metadata (bounds not merged)")
+    crm, customer, _, _ = _crm_with_orders()
+    before = crm.recorder.max_notification_id()
+    topic, dlq = unique("mkt.in"), unique("crm.dlq")
+    record = _binary(
+        "marketing.campaign_response.v1", _campaign(customer, 1), "odd-1", **{extension: value}
+    )
+    consumer = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
+    consumer.prepare_topics()
+    _produce_records(kafka_bootstrap, topic, [record])
+    stats = consumer.run(max_messages=1, timeout=30)
+    assert (stats.applied, stats.dead_lettered) == (0, 1)
+    assert _campaigns(crm, customer) == []
+    (dead,) = read_topic(kafka_bootstrap, dlq, expect=1)
+    assert dead.headers["dlq.error.type"] == b"InvalidCommandError"
+    assert field in dead.headers["dlq.error.message"]
+    # nothing but the inbox record of the message id was stored
+    assert crm.recorder.max_notification_id() == (before or 0) + 1
+
+
+@pytest.mark.kafka
+def test_stop_while_joining_the_group_returns_at_once(kafka_bootstrap: str) -> None:
+    """Issue 8: SIGINT took ~20 s while the consumer was joining its group (the default,
+    long rebalance timeout kept the join, and the leave request behind it, open)."""
+    topic, dlq = unique("erp.in"), unique("crm.dlq")
+    settings = ConsumerSettings(
+        bootstrap=kafka_bootstrap,
+        topics=(topic,),
+        dead_letter_topic=dlq,
+        group_id=unique("g"),
+        create_topics=True,
+        partitions=1,
+    )  # the production defaults: max_poll_interval_ms=300000, session_timeout_ms=45000
+    consumer = InboundConsumer(CRM("memory://"), settings)
+    consumer.prepare_topics()
+    threading.Timer(0.5, consumer.stop).start()
+    started = time.monotonic()
+    consumer.run(timeout=60)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (OperationalError("server closed the connection"), True),
+        (ConnectionRefusedError("refused"), True),
+        (StoreUnavailableError("store down"), True),
+        (BrokerUnavailableError("k:9092", 1.0), True),
+        (DataError("invalid byte sequence"), False),  # this message's data: dead-letter
+        (CorruptHistoryError(uuid4(), 3, "gap"), False),  # one aggregate: dead-letter
+        (InvalidCommandError("invalid actor"), False),
+        (TypeError("a bug met by one message"), False),
+    ],
+)
+def test_only_failures_of_the_store_or_broker_stop_the_consumer(
+    error: Exception, transient: bool
+) -> None:
+    assert is_transient(error) is transient

@@ -1,5 +1,7 @@
-"""The Python examples in the README, docs/architecture.md and docs/projections.md run as
-written (docs/adapters.md needs a broker: tests/adapters run the same calls)."""
+"""The Python examples in the README and docs/ run as written.
+
+docs/adapters.md needs a broker: tests/adapters run the same calls.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", ROOT / "docs" / "architecture.md", ROOT / "docs" / "projections.md"]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "docs" / "architecture.md",
+    ROOT / "docs" / "projections.md",
+    ROOT / "docs" / "configuration.md",
+]
 
 
 def python_blocks(path: Path) -> list[str]:

@@ -1,7 +1,7 @@
-"""``python -m adapters.kafka relay kafka ...`` / ``consume kafka ...``."""
+"""``python -m adapters.kafka relay kafka ...`` / ``consume kafka ...``: the ``crm`` command."""
 
 from __future__ import annotations
 
-from adapters.kafka.cli import main
+from adapters.cli import main
 
 raise SystemExit(main())

@@ -317,10 +317,17 @@ class EventEncoder:
 
 
 def _header_map(headers: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Header values as text; a value that is not UTF-8 makes the record malformed."""
     result: dict[str, str] = {}
     for name, value in headers:
         if value is not None:
-            result[name.lower()] = value.decode("utf-8")
+            try:
+                result[name.lower()] = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InboundMessageError(
+                    f"header {name!r} is not UTF-8 text (byte {exc.start}: "
+                    f"{value[exc.start : exc.start + 1]!r})"
+                ) from None
     return result
 
 

@@ -1,17 +1,20 @@
 """Inbound: ERP and marketing messages become CRM commands, exactly once in effect.
 
 A consumer in a consumer group reads the ERP and marketing topics. Each message (format:
-:mod:`adapters.kafka.messages`) is parsed, validated and applied as one command inside
-``crm.context(command_id=...)``; the command id is derived from the message's own
+:mod:`adapters.kafka.messages`) is parsed, validated, recorded in the inbox
+(:mod:`adapters.kafka.inbox`: its id with a hash of its data) and applied as one command
+inside ``crm.context(command_id=...)``; the command id is derived from the message's own
 CloudEvents ``source`` and ``id``, so a redelivered message (after a crash, a rebalance,
-or a replay from an earlier offset) stores nothing twice. Offsets are committed only after
-the command is stored (or the message is safely in the dead-letter topic).
+or a replay from an earlier offset) stores nothing twice, and another message reusing the
+id is refused. Offsets are committed after each polled batch, once its commands are stored
+and its dead letters acknowledged.
 
-A message that is malformed, or that the domain rejects (unknown order, a rule broken),
-goes to the dead-letter topic with the original key, value and headers plus ``dlq.*``
-headers naming the error; consumption goes on. An infrastructure failure (the store is
-down) is *not* dead-lettered: the consumer stops without committing, and the message is
-processed after restart.
+Anything that cannot be read or applied (malformed, undecodable, refused by the domain, or
+failing in any other way for that one message) goes to the dead-letter topic once, with
+the original key, value and headers plus ``dlq.*`` headers naming the error; consumption
+goes on. A transient failure (:func:`is_transient`: the store is down) is *not*
+dead-lettered: the consumer commits what it finished and stops, and the message is
+applied after restart. So no message makes the consumer crash-loop.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import DataError, IntegrityError, PersistenceError
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.kafka.cloudevents import CloudEvent, decode_cloudevent
+from adapters.kafka.inbox import Receipt, data_hash, receive
 from adapters.kafka.messages import (
     INBOUND_PAYLOADS,
     CampaignResponse,
@@ -45,7 +49,16 @@ from adapters.kafka.messages import (
 )
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from crm_domain.application import CRM
-from crm_domain.errors import BrokerUnavailableError, ConcurrencyConflictError, InboundMessageError
+from crm_domain.errors import (
+    BrokerUnavailableError,
+    ConcurrencyConflictError,
+    CorruptHistoryError,
+    CRMError,
+    InboundMessageError,
+    InfrastructureError,
+    StoreUnavailableError,
+    invalid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +87,8 @@ class ConsumerSettings(BaseModel):
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     #: Times a command that collided with a concurrent write is retried before dead-lettering.
     conflict_retries: int = Field(default=3, ge=0)
+    #: Seconds :meth:`InboundConsumer.run` may spend leaving the group and flushing on exit.
+    close_timeout: float = Field(default=2.0, gt=0)
     client_options: dict[str, Any] = Field(default_factory=dict)
 
     def consumer_config(self) -> dict[str, Any]:
@@ -115,7 +130,14 @@ class InboundStats:
 
     applied: int = 0
     dead_lettered: int = 0
+    #: Messages seen before with the same id and data (redeliveries): nothing stored.
+    duplicates: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def handled(self) -> int:
+        """Messages dealt with: applied, dead-lettered or recognised as redelivered."""
+        return self.applied + self.dead_lettered + self.duplicates
 
 
 @dataclass(frozen=True)
@@ -129,6 +151,12 @@ class InboundCommand:
     def command_id(self) -> str:
         """Stable across redeliveries: the sender's own id for the message."""
         return f"kafka:{self.message.source}:{self.message.id}"
+
+    @property
+    def data_hash(self) -> str:
+        """What the message says (type and validated data), for telling a redelivery from
+        another message that reuses its id."""
+        return data_hash(self.message.type, self.payload.model_dump(mode="json"))
 
 
 def parse_message(
@@ -175,34 +203,73 @@ def apply_command(crm: CRM, command: InboundCommand) -> None:
         command_id=command.command_id,
         occurred_at=message.time,
     ):
-        _dispatch(crm, command.payload)
+        run = COMMANDS.get(type(command.payload))
+        if run is None:  # pragma: no cover - a test keeps COMMANDS and INBOUND_PAYLOADS in step
+            raise InboundMessageError(f"no CRM command for {message.type}")
+        run(crm, command.payload)
 
 
-def _dispatch(crm: CRM, p: InboundPayload) -> None:
-    if isinstance(p, OrderConfirmed):
-        crm.confirm_order(p.account_id, p.order_id, erp_reference=p.erp_reference)
-    elif isinstance(p, OrderRejected):
-        crm.reject_order(p.account_id, p.order_id, reason=p.reason, detail=p.detail)
-    elif isinstance(p, OrderShipped):
-        crm.ship_order(p.account_id, p.order_id, shipment_ref=p.shipment_ref)
-    elif isinstance(p, InvoicePaid):
-        crm.receive_payment(
-            p.account_id, amount=p.amount, invoice_id=p.invoice_id, reference=p.reference
-        )
-    elif isinstance(p, CreditLimitChanged):
-        crm.set_credit_limit(p.account_id, limit=p.limit)
-    elif isinstance(p, CampaignResponse):
-        crm.record_campaign_response(
-            p.customer_id,
-            campaign_id=p.campaign_id,
-            response=p.response,
-            channel=p.channel,
-            registered=p.registered,
-        )
-    elif isinstance(p, Unsubscribed):
-        crm.withdraw_consent(p.customer_id, purpose=p.purpose, channel=p.channel, reason=p.reason)
-    else:  # pragma: no cover - INBOUND_PAYLOADS and this dispatch are kept in step by a test
-        raise InboundMessageError(f"no command for {type(p).__name__}")
+def _confirm_order(crm: CRM, p: OrderConfirmed) -> None:
+    crm.confirm_order(p.account_id, p.order_id, erp_reference=p.erp_reference)
+
+
+def _reject_order(crm: CRM, p: OrderRejected) -> None:
+    crm.reject_order(p.account_id, p.order_id, reason=p.reason, detail=p.detail)
+
+
+def _ship_order(crm: CRM, p: OrderShipped) -> None:
+    crm.ship_order(p.account_id, p.order_id, shipment_ref=p.shipment_ref)
+
+
+def _receive_payment(crm: CRM, p: InvoicePaid) -> None:
+    crm.receive_payment(
+        p.account_id, amount=p.amount, invoice_id=p.invoice_id, reference=p.reference
+    )
+
+
+def _set_credit_limit(crm: CRM, p: CreditLimitChanged) -> None:
+    crm.set_credit_limit(p.account_id, limit=p.limit)
+
+
+def _record_campaign_response(crm: CRM, p: CampaignResponse) -> None:
+    crm.record_campaign_response(
+        p.customer_id,
+        campaign_id=p.campaign_id,
+        response=p.response,
+        channel=p.channel,
+        registered=p.registered,
+    )
+
+
+def _withdraw_consent(crm: CRM, p: Unsubscribed) -> None:
+    crm.withdraw_consent(p.customer_id, purpose=p.purpose, channel=p.channel, reason=p.reason)
+
+
+#: THE dispatch table: which CRM command each inbound message becomes (one place, so it can
+#: later map message types to command objects instead).
+COMMANDS: dict[type[InboundPayload], Callable[[CRM, Any], None]] = {
+    OrderConfirmed: _confirm_order,
+    OrderRejected: _reject_order,
+    OrderShipped: _ship_order,
+    InvoicePaid: _receive_payment,
+    CreditLimitChanged: _set_credit_limit,
+    CampaignResponse: _record_campaign_response,
+    Unsubscribed: _withdraw_consent,
+}
+
+
+def is_transient(error: BaseException) -> bool:
+    """True when ``error`` says the store, broker or setup is unwell, not the message: the
+    consumer then stops without committing, and the message is applied after restart.
+    Everything else (a rejected command, data a store cannot hold, a bug met by one
+    message) is the message's problem: it is dead-lettered and consumption goes on."""
+    if isinstance(error, CorruptHistoryError):
+        return False  # one aggregate's history: other messages can still be applied
+    if isinstance(error, InfrastructureError):
+        return True
+    if isinstance(error, PersistenceError):
+        return not isinstance(error, DataError | IntegrityError)
+    return isinstance(error, OSError)
 
 
 def dead_letter_headers(
@@ -215,7 +282,7 @@ def dead_letter_headers(
     headers.extend(
         [
             ("dlq.error.type", type(error).__name__.encode()),
-            ("dlq.error.message", str(error)[:4000].encode()),
+            ("dlq.error.message", str(error)[:4000].encode("utf-8", "backslashreplace")),
             ("dlq.original.topic", str(record.topic).encode()),
             ("dlq.original.partition", str(record.partition).encode()),
             ("dlq.original.offset", str(record.offset).encode()),
@@ -253,7 +320,13 @@ class InboundConsumer:
         self.stats = InboundStats()
 
     def stop(self) -> None:
-        """Ask the consumer loop to stop after the message in hand."""
+        """Ask a running :meth:`run` to return; safe from a signal handler or another thread.
+
+        :meth:`run` notices within one poll (0.2 s), also while it is still joining the
+        group, and then leaves the group waiting at most ``settings.close_timeout`` seconds
+        (a broker still holding a join request open would otherwise keep it for the whole
+        rebalance timeout).
+        """
         self._stopping.set()
 
     def prepare_topics(self) -> list[str]:
@@ -305,8 +378,7 @@ class InboundConsumer:
                     last_activity = now
                 elif consumer.assignment() and last_activity is None:
                     last_activity = now
-                handled = self.stats.applied + self.stats.dead_lettered
-                if max_messages is not None and handled >= max_messages:
+                if max_messages is not None and self.stats.handled >= max_messages:
                     break
                 if (
                     idle_timeout is not None
@@ -317,10 +389,11 @@ class InboundConsumer:
                 if timeout is not None and now - started > timeout:
                     break
         finally:
+            close_ms = int(self.settings.close_timeout * 1000)
             with contextlib.suppress(Exception):
-                consumer.close(autocommit=False)
+                consumer.close(autocommit=False, timeout_ms=close_ms)
             with contextlib.suppress(Exception):
-                dlq.close(timeout=5)
+                dlq.close(timeout=self.settings.close_timeout)
         return self.stats
 
     def _handle_batch(
@@ -329,21 +402,35 @@ class InboundConsumer:
         dlq: KafkaProducer,
         batch: dict[TopicPartition, list[Any]],
     ) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        """Handle a polled batch, then commit its offsets once its dead letters are safe.
+
+        When a transient failure (the store went away) stops the batch, the messages
+        handled before it are still committed, so a restart neither applies nor
+        dead-letters them again: every message is dead-lettered once.
+        """
+        done: dict[TopicPartition, OffsetAndMetadata] = {}
         dead_letters: list[Any] = []
-        for tp, records in batch.items():
-            for record in records:
-                future = self._handle(dlq, record)
-                if future is not None:
-                    dead_letters.append(future)
-                offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-        if dead_letters:
-            self._wait_for_dead_letters(dlq, dead_letters)
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    future = self._handle(dlq, record)
+                    if future is not None:
+                        dead_letters.append(future)
+                    done[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        finally:
+            if dead_letters:
+                self._wait_for_dead_letters(dlq, dead_letters)
+            if done:
+                self._commit(consumer, done)
+
+    def _commit(
+        self, consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> None:
         try:
             consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group rebalanced: another member will get these messages again; the
-            # command ids make the repeat harmless.
+            # inbox and the command ids make the repeat harmless.
             log.warning("offset commit failed after a rebalance: %s", exc)
 
     def _wait_for_dead_letters(self, dlq: KafkaProducer, futures: Sequence[Any]) -> None:
@@ -359,28 +446,54 @@ class InboundConsumer:
             ) from exc
 
     def _handle(self, dlq: KafkaProducer, record: Any) -> Any:
-        """Apply one record; returns the dead-letter send future when it was dead-lettered."""
+        """Apply one record; returns the dead-letter send future when it was dead-lettered.
+
+        Raises only for a transient failure (:func:`is_transient`); anything else that
+        stops a message from being read or applied sends it to the dead-letter topic.
+        """
         try:
             command = parse_message(record.value, record.headers or [])
         except InboundMessageError as exc:
             return self._dead_letter(dlq, record, exc)
+        except Exception as exc:  # a decoder bug must not stop the consumer for good
+            return self._dead_letter(
+                dlq,
+                record,
+                InboundMessageError(f"cannot read message: {type(exc).__name__}: {exc}"),
+            )
+        try:
+            receipt = receive(self.crm, command.command_id, command.message.type, command.data_hash)
+            if receipt is Receipt.DUPLICATE:
+                self.stats.duplicates += 1
+                return None
+            self._apply(command)
+        except CRMError as exc:
+            if is_transient(exc):
+                raise
+            return self._dead_letter(dlq, record, exc)
+        except Exception as exc:
+            if is_transient(exc):
+                raise StoreUnavailableError(
+                    f"event store failed while applying {command.message.type} "
+                    f"{command.message.id}: {type(exc).__name__}: {exc}"
+                ) from exc
+            log.exception("%s %s could not be applied", command.message.type, command.message.id)
+            return self._dead_letter(dlq, record, _rejection(exc, command))
+        self.stats.applied += 1
+        kind = command.message.type
+        self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+        return None
+
+    def _apply(self, command: InboundCommand) -> None:
+        """Apply, retrying a command that collided with a concurrent write."""
         for attempt in range(self.settings.conflict_retries + 1):
             try:
                 apply_command(self.crm, command)
-            except ConcurrencyConflictError as exc:
-                if attempt < self.settings.conflict_retries:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                return self._dead_letter(dlq, record, exc)
-            except (PersistenceError, OSError):
-                raise  # the store is down: stop without committing; retried after restart
-            except Exception as exc:  # CRMError: domain said no; anything else: a poison pill
-                return self._dead_letter(dlq, record, exc)
-            self.stats.applied += 1
-            kind = command.message.type
-            self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
-            return None
-        return None  # pragma: no cover - the loop always returns
+                return
+            except ConcurrencyConflictError:
+                if attempt >= self.settings.conflict_retries:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _dead_letter(self, dlq: KafkaProducer, record: Any, error: BaseException) -> Any:
         log.warning(
@@ -398,3 +511,16 @@ class InboundConsumer:
             value=record.value,
             headers=dead_letter_headers(record, error, self.settings.group_id),
         )
+
+
+def _rejection(error: Exception, command: InboundCommand) -> Exception:
+    """The typed reason a message was not applied: a :class:`CRMError` as it is, pydantic's
+    error as :class:`InvalidCommandError`, anything else as :class:`InboundMessageError`."""
+    if isinstance(error, CRMError):
+        return error
+    if isinstance(error, ValidationError):
+        return invalid(error, command.message.type)
+    return InboundMessageError(
+        f"{command.message.type} {command.message.id} could not be applied: "
+        f"{type(error).__name__}: {error}"
+    )

@@ -210,19 +210,31 @@ class KafkaRelay:
         budget = self.settings.broker_timeout
         give_up = time.monotonic() + budget
         delay = 0.2
+        failures = 0
         while True:
             try:
-                return attempt()
+                result = attempt()
             except (KafkaConnectionError, KafkaTimeoutError, BrokerUnavailableError) as exc:
                 if time.monotonic() + delay > give_up or self._stopping.is_set():
                     raise BrokerUnavailableError(
                         self.settings.bootstrap, budget, f"{what}: {exc}"
                     ) from exc
-                log.warning(
-                    "Kafka broker unavailable (%s: %s); retrying in %.1fs", what, exc, delay
+                # Once per outage, not once per retry: the retries are the expected state.
+                log.log(
+                    logging.DEBUG if failures else logging.WARNING,
+                    "Kafka broker %s unavailable (%s: %s); retrying for up to %gs",
+                    self.settings.bootstrap,
+                    what,
+                    exc,
+                    budget,
                 )
+                failures += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if failures:
+                log.info("Kafka broker %s reachable again (%s)", self.settings.bootstrap, what)
+            return result
 
 
 class _Session:
@@ -250,6 +262,8 @@ class _Session:
         self.reader_stop = threading.Event()
         self.reader = threading.Thread(target=self._read, name="kafka-relay-reader", daemon=True)
         self.last_checkpoint = time.monotonic()
+        #: Notifications acknowledged since the tracking record was last written.
+        self.unrecorded = 0
         self.reader.start()
 
     # -- the subscription reader (its own thread: the subscription blocks when idle) --
@@ -302,9 +316,8 @@ class _Session:
             self._collect_acks()
             self._wait_if_window_full(settings.max_pending)
             self._check_outage()
+            self._checkpoint_if_due()
             now = time.monotonic()
-            if now - self.last_checkpoint >= settings.checkpoint_interval:
-                self._checkpoint()
             if relay._stopping.is_set():
                 self._drain()
                 return
@@ -449,6 +462,7 @@ class _Session:
                     self._raise_for(head, head.topics[i], future.exception)
             self.relay.stats.messages_acked += len(head.futures)
             self.acked_position = head.notification_id
+            self.unrecorded += 1
             self.pending.popleft()
 
     def _raise_for(self, head: _Pending, topic: str, exc: BaseException) -> None:
@@ -469,6 +483,7 @@ class _Session:
                 with contextlib.suppress(KafkaError):
                     future.get(timeout=0.5)
             self._collect_acks()
+            self._checkpoint_if_due()
             self._check_outage()
 
     def _check_outage(self) -> None:
@@ -489,6 +504,17 @@ class _Session:
                 f"{head.event_type} {head.event_id} unacknowledged for {waited:.0f}s",
             )
 
+    def _checkpoint_if_due(self) -> None:
+        """Record the position every ``checkpoint_every`` acknowledged notifications (and
+        every ``checkpoint_interval`` seconds): a backlog published at full speed used to
+        be recorded only by time, so a kill repeated everything of the last interval."""
+        settings = self.relay.settings
+        if (
+            self.unrecorded >= settings.checkpoint_every
+            or time.monotonic() - self.last_checkpoint >= settings.checkpoint_interval
+        ):
+            self._checkpoint()
+
     def _checkpoint(self) -> None:
         position = self.acked_position
         if position is not None and (
@@ -496,6 +522,7 @@ class _Session:
         ):
             self.relay.tracking.insert_tracking(Tracking(self.relay.app.name, position))
             self.recorded_position = position
+        self.unrecorded = 0
         self.last_checkpoint = time.monotonic()
 
     def _caught_up(self, target: int) -> bool:

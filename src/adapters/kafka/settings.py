@@ -23,6 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.kafka.cloudevents import MessageFormat
+from crm_domain.errors import ConfigurationError
+from crm_domain.settings import KafkaSettings
 
 
 class RelaySettings(BaseModel):
@@ -40,16 +42,37 @@ class RelaySettings(BaseModel):
     linger_ms: int = Field(default=5, ge=0)
     batch_size: int = Field(default=256 * 1024, gt=0)
     compression_type: str | None = None
-    #: Messages sent but not yet acknowledged before the relay waits for the broker.
-    max_pending: int = Field(default=20_000, gt=0)
-    #: Seconds between two writes of the tracking record while events flow.
+    #: Notifications sent but not yet acknowledged before the relay waits for the broker.
+    max_pending: int = Field(default=2_000, gt=0)
+    #: The tracking record is written once this many more notifications are acknowledged...
+    checkpoint_every: int = Field(default=1_000, gt=0)
+    #: ... or this many seconds after the last write, whichever comes first. So a kill or a
+    #: cut makes a restarted relay repeat at most ``max_pending + checkpoint_every``
+    #: notifications' messages (one batch), however large the backlog.
     checkpoint_interval: float = Field(default=0.5, ge=0)
+
+    @property
+    def repeat_bound(self) -> int:
+        """The most notifications whose messages a restart after a kill can publish again."""
+        return self.max_pending + self.checkpoint_every
+
     #: Name of the relay: its tracking table is ``<name>_tracking``.
     name: str = Field(default="kafka_relay", pattern=r"^[a-z][a-z0-9_]{0,40}$")
     #: If set, each CloudEvent gets ``dataschema = <schema_base_uri>/<type>.json``.
     schema_base_uri: str | None = None
     #: Extra kafka-python options (security_protocol, sasl_*, ssl_*, client_id, ...).
     client_options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings, **options: Any) -> RelaySettings:
+        """Relay settings on the deployment's Kafka connection (``CRMSettings.kafka``):
+        its bootstrap servers, security and client id, with ``options`` for the rest."""
+        if not kafka.bootstrap:
+            raise ConfigurationError(
+                "the Kafka relay needs bootstrap servers: --bootstrap HOST:PORT, "
+                "CRM_KAFKA__BOOTSTRAP, or [kafka] bootstrap in crm.toml"
+            )
+        return cls(bootstrap=kafka.bootstrap, client_options=kafka.client_options(), **options)
 
     def source_for(self, application_name: str) -> str:
         """The CloudEvents ``source`` of an application's events (configured, or a URN)."""

@@ -1,0 +1,447 @@
+"""``crm report pipeline|service|value|customer|handover``: the read models as reports.
+
+Each ``*_report`` function turns query answers (``projections.*Queries``) into
+:class:`~adapters.cli.render.Section` objects, which :mod:`adapters.cli.render` prints as
+tables, JSON or CSV. Before printing, the read models are brought up to date with the
+store, with a progress bar when that takes a while (the first report after a large import).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+from eventsourcing.application import Application
+from rich.console import Console
+from sqlalchemy import Engine
+
+from adapters.cli.options import Format, OutputFormat, Store, Views, load_settings
+from adapters.cli.progress import progress
+from adapters.cli.render import Section, render
+from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
+from crm_domain.settings import CRMSettings
+from projections.runner import ReadModelRunner
+
+#: Lag (events) from which catching up is announced with a progress bar.
+ANNOUNCE_LAG = 2000
+#: Seconds between progress updates while catching up.
+POLL_SECONDS = 0.2
+
+
+def _pct(value: Decimal | None) -> str:
+    return f"{value * 100:.1f}%" if value is not None else "-"
+
+
+def _minutes(value: Decimal | None) -> str:
+    return f"{value:,} min" if value is not None else "-"
+
+
+# ----- the reports ---------------------------------------------------------------------
+def pipeline_report(engine: Engine) -> list[Section]:
+    """The pipeline report (``crm report pipeline``) as sections."""
+    from projections.pipeline import PipelineQueries
+
+    q = PipelineQueries(engine)
+    stages = Section("Open pipeline by stage", ("stage", "open", "amount", "weighted"))
+    for t in q.by_stage():
+        stages.add(t.stage, t.count, t.amount, t.weighted)
+    forecast = Section(
+        "Forecast by category", ("category", "currency", "deals", "amount", "weighted")
+    )
+    for f in q.forecast_by_category():
+        forecast.add(f.key, f.currency, f.count, f.amount, f.weighted)
+    conversion = Section("Stage conversion", ("stage", "reached", "advanced", "rate"))
+    for c in q.conversion():
+        conversion.add(c.stage, c.reached, c.advanced, _pct(c.rate))
+    wins = q.win_rate()
+    summary = Section("Win rate", ("measure", "value"), measures=True)
+    summary.add("won / lost", f"{wins.won:,} / {wins.lost:,}")
+    summary.add("win rate", _pct(wins.rate))
+    cycle = wins.average_cycle_days
+    summary.add("average sales cycle", f"{cycle} days" if cycle is not None else "-")
+    top = Section(
+        "Nearest to signing (top 10 open opportunities)",
+        ("opportunity", "account", "owner", "stage", "prob.", "amount", "currency", "close by"),
+    )
+    for o in q.open_opportunities(page_size=10).items:
+        top.add(
+            o.name,
+            o.account_name,
+            o.owner,
+            o.stage,
+            _pct(o.probability),
+            o.amount,
+            o.currency,
+            o.expected_close,
+        )
+    return [stages, forecast, conversion, summary, top]
+
+
+def service_report(engine: Engine, *, now: datetime) -> list[Section]:
+    """The service desk report (``crm report service``) as sections."""
+    from projections.service_desk import ServiceDeskQueries
+
+    q = ServiceDeskQueries(engine)
+    load = Section("Open tickets by priority and assignee", ("priority", "assignee", "open"))
+    for c in q.open_by_priority_and_assignee():
+        load.add(c.priority, c.assignee or "(unassigned)", c.count)
+    breached = q.breached(page_size=10)
+    late = Section(
+        f"Open tickets that breached their SLA ({breached.total:,}; first 10)",
+        ("customer", "subject", "priority", "due", "assignee"),
+    )
+    for t in breached.items:
+        late.add(t.customer_name, t.subject, t.priority, t.due_at, t.assignee)
+    times = q.response_times()
+    sat = q.satisfaction()
+    measures = Section("Service measures", ("measure", "value"), measures=True)
+    measures.add("avg. first response", _minutes(times.average_first_response_minutes))
+    measures.add("avg. resolution", _minutes(times.average_resolution_minutes))
+    measures.add(
+        "satisfaction (1-5)",
+        f"{sat.average} from {sat.count:,} ratings" if sat.average is not None else "-",
+    )
+    measures.add(
+        "loyal / at risk / dissatisfied",
+        " / ".join(str(sat.by_class.get(k, 0)) for k in ("loyal", "at_risk", "dissatisfied")),
+    )
+    measures.add("due within 4 hours", q.due_soon(now=now).total)
+    complaints = Section(
+        "Complaints per customer (top 10)", ("customer", "complaints", "still open")
+    )
+    for k in q.complaints_per_customer(limit=10):
+        complaints.add(k.customer_name, k.complaints, k.open_complaints)
+    return [load, late, measures, complaints]
+
+
+def value_report(engine: Engine, *, now: datetime) -> list[Section]:
+    """The customer value report (``crm report value``) as sections, per currency."""
+    from projections.customer_value import CustomerValueQueries
+
+    q = CustomerValueQueries(engine)
+    out: list[Section] = []
+    for currency in q.currencies():
+        p = q.pareto(currency=currency)
+        pareto = Section(f"Pareto ({currency})", ("measure", "value"), measures=True)
+        pareto.add("customers with revenue", p.customers)
+        pareto.add(f"top {p.top_customers:,} customers' revenue", p.top_revenue)
+        pareto.add("total revenue", p.total_revenue)
+        pareto.add("share of the top 20%", _pct(p.top_share))
+        rfm = Section(
+            f"Best customers by RFM ({currency}, top 10)",
+            ("customer", "RFM", "days since order", "orders", "revenue"),
+        )
+        for s in q.rfm(as_of=now, currency=currency, page_size=10).items:
+            rfm.add(s.name, s.code, s.recency_days, s.frequency, s.monetary)
+        out += [pareto, rfm]
+    if not out:
+        out.append(Section("Customer value", ("currency",), empty_note="no booked revenue yet"))
+    return out
+
+
+def customer_report(
+    engine: Engine, ref: str, *, by_code: Callable[[str], UUID] | None = None
+) -> list[Section]:
+    """Customer 360, recent timeline and open tickets for a customer id or code.
+
+    The read model matches codes exactly; ``by_code`` (the CRM's own, case-insensitive
+    lookup) finds a code typed in another case, as ``CRM.customer_by_code`` does.
+    """
+    from projections.customer360 import Customer360Queries
+    from projections.service_desk import ServiceDeskQueries
+    from projections.timeline import TimelineQueries
+
+    q = Customer360Queries(engine)
+    try:
+        customer = q.get(UUID(ref))
+    except ValueError:
+        try:
+            customer = q.by_code(ref)
+        except CustomerNotFoundError:
+            if by_code is None:
+                raise
+            customer = q.get(by_code(ref))
+    card = Section(f"{customer.name} ({customer.code})", ("field", "value"), measures=True)
+    for label, value in (
+        ("kind", customer.kind),
+        ("active", "yes" if customer.active else "no"),
+        ("lifecycle stage", customer.lifecycle_stage),
+        ("manager", customer.manager or "-"),
+        ("segment / grade", f"{customer.segment or '-'} / {customer.grade or '-'}"),
+        ("e-mail / phone", f"{customer.email or '-'} / {customer.phone or '-'}"),
+        (
+            "consents",
+            "; ".join(f"{p}: {', '.join(c)}" for p, c in customer.consents.items()) or "-",
+        ),
+        (
+            "last contact",
+            " ".join(
+                x
+                for x in (
+                    customer.last_contact_at.strftime("%Y-%m-%d %H:%M")
+                    if customer.last_contact_at
+                    else "-",
+                    customer.last_contact_channel or "",
+                )
+                if x
+            ),
+        ),
+        (
+            "contacts by channel",
+            ", ".join(f"{k} {v}" for k, v in sorted(customer.contact_counts.items())) or "-",
+        ),
+        ("open tickets", str(customer.open_tickets)),
+        ("satisfaction", str(customer.satisfaction or "-")),
+    ):
+        card.add(label, value)
+    card.add("lifetime order value", customer.lifetime_value)
+    history = Section("Recent activity (newest first)", ("when", "what", "by", "summary"))
+    for entry in TimelineQueries(engine).for_customer(customer.customer_id, page_size=15).items:
+        history.add(entry.occurred_at, entry.event_type, entry.actor, entry.summary)
+    tickets = Section("Open tickets", ("subject", "priority", "due", "assignee"))
+    for t in ServiceDeskQueries(engine).open_tickets(customer_id=customer.customer_id).items:
+        tickets.add(t.subject, t.priority, t.due_at, t.assignee)
+    return [card, history, tickets]
+
+
+def handover_report(engine: Engine, manager: str, *, now: datetime) -> list[Section]:
+    """What a successor needs from ``manager``; says so when they own nothing (any more)."""
+    from projections.handover import HandoverQueries
+
+    q = HandoverQueries(engine)
+    pack = q.for_manager(manager, now=now)
+    owned = Section(
+        f"Customers of {manager} ({len(pack.customers):,})", ("customer", "code", "stage")
+    )
+    for c in pack.customers:
+        owned.add(c.name, c.code, c.lifecycle_stage)
+    if not (pack.customers or pack.accounts or pack.opportunities):
+        others = [m for m in q.managers() if m.manager != manager]
+        names = ", ".join(f"{m.manager} ({m.customers:,})" for m in others) or "none"
+        owned.empty_note = (
+            f"{manager} manages no customers, accounts or open deals now (handed over "
+            f"already, or a mistyped name?). Managers with customers: {names}"
+        )
+    deals = Section(
+        "Open opportunities",
+        ("opportunity", "stage", "prob.", "amount", "currency", "near signing"),
+    )
+    for o in pack.opportunities:
+        deals.add(
+            o.name,
+            o.stage,
+            _pct(o.probability),
+            o.amount,
+            o.currency,
+            "yes" if o.near_signing else "",
+        )
+    quotes = Section(
+        "Active quotes", ("version", "amount", "currency", "discount", "valid until", "issued by")
+    )
+    for qt in pack.quotes:
+        quotes.add(
+            qt.version, qt.amount, qt.currency, f"{qt.discount_pct}%", qt.valid_until, qt.issued_by
+        )
+    promises = Section(
+        "Open commitments from contacts", ("promise", "owner", "due", "logged by", "overdue")
+    )
+    for p in pack.commitments:
+        promises.add(p.description, p.owner, p.due, p.logged_by, "OVERDUE" if p.overdue else "")
+    return [owned, deals, quotes, promises]
+
+
+# ----- bringing the read models up to date ------------------------------------------------
+@contextmanager
+def current_read_models(
+    source: str | Application[Any],
+    views_url: str | None,
+    *,
+    catch_up: bool = True,
+    timeout: float = 600.0,
+    console: Console | None = None,
+) -> Iterator[Engine]:
+    """The read models' database, first brought up to date with the store.
+
+    ``source`` is a store URL, or an application open in this process (``memory://``).
+
+    When they are behind by more than :data:`ANNOUNCE_LAG` events (the first report after
+    a large import), say so on stderr and show the count, rate and time left.
+    """
+    from projections.runner import follow, open_view
+
+    if not catch_up:
+        assert isinstance(source, str), "an in-process store is always caught up"
+        view = open_view(source, views_url=views_url)
+        try:
+            yield view.engine
+        finally:
+            view.engine.dispose()
+        return
+    console = console or Console(stderr=True)
+    with follow(source, views_url=views_url) as runner:
+        head = runner.head()
+        _wait(runner, head, timeout=timeout, console=console)
+        engine = runner.view.engine
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _wait(runner: ReadModelRunner, head: int, *, timeout: float, console: Console) -> None:
+    deadline = time.monotonic() + timeout
+    start = _position(runner)
+    if start >= head:
+        return
+    behind = head - start
+    announce = behind >= ANNOUNCE_LAG
+    if announce:
+        console.print(
+            f"catching up: the read models are {behind:,} events behind the store "
+            f"(at {start:,} of {head:,}); `crm projections run` keeps them current"
+        )
+    with (
+        progress("catching up", "events", console=console)
+        if announce
+        else nullcontext(None) as show
+    ):
+        while True:
+            done = _position(runner)
+            if show is not None:
+                show(done - start, behind)
+            if done >= head:
+                return
+            if time.monotonic() > deadline:
+                raise ProjectionLagError(
+                    f"the read models did not catch up with the store in {timeout:g} s "
+                    f"(at {done:,} of {head:,}); run `crm projections run` to keep them current"
+                )
+            runner.run_forever(timeout=POLL_SECONDS)  # re-raises the runner's error
+
+
+def _position(runner: ReadModelRunner) -> int:
+    return min((p or 0 for p in runner.positions.values()), default=0)
+
+
+# ----- the command group ------------------------------------------------------------------
+report_app = typer.Typer(
+    name="report",
+    help="Print a read model as a report: pipeline, service, value, customer, handover.",
+    no_args_is_help=True,
+)
+
+NoCatchUp = Annotated[
+    bool,
+    typer.Option(
+        "--no-catch-up", help="print the read models as they are (a runner keeps them current)"
+    ),
+]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", metavar="SECONDS", min=0.1, help="give up catching up after this"),
+]
+
+
+def _report(
+    store: str | None,
+    views: str | None,
+    fmt: OutputFormat,
+    no_catch_up: bool,
+    timeout: float,
+    build: Callable[[Engine, CRMSettings], list[Section]],
+) -> None:
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    with current_read_models(
+        settings.store_url, views, catch_up=not no_catch_up, timeout=timeout
+    ) as engine:
+        sections = build(engine, settings)
+    render(sections, fmt)
+
+
+def _customer_id(settings: CRMSettings, code: str) -> UUID:
+    """The customer with ``code`` in any case, from the event store itself."""
+    from crm_domain.application import CRM
+
+    crm = CRM(settings=settings)
+    try:
+        return crm.customer_by_code(code).id
+    finally:
+        crm.close()
+
+
+@report_app.command("pipeline")
+def pipeline(
+    store: Store = None,
+    views: Views = None,
+    fmt: Format = OutputFormat.TABLE,
+    no_catch_up: NoCatchUp = False,
+    timeout: Timeout = 600.0,
+) -> None:
+    """Open pipeline, forecast, stage conversion, win rate."""
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: pipeline_report(e))
+
+
+@report_app.command("service")
+def service(
+    store: Store = None,
+    views: Views = None,
+    fmt: Format = OutputFormat.TABLE,
+    no_catch_up: NoCatchUp = False,
+    timeout: Timeout = 600.0,
+) -> None:
+    """Open tickets, SLA breaches, response times, satisfaction."""
+    now = datetime.now(UTC)
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: service_report(e, now=now))
+
+
+@report_app.command("value")
+def value(
+    store: Store = None,
+    views: Views = None,
+    fmt: Format = OutputFormat.TABLE,
+    no_catch_up: NoCatchUp = False,
+    timeout: Timeout = 600.0,
+) -> None:
+    """Pareto share and RFM scores per currency."""
+    now = datetime.now(UTC)
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, now=now))
+
+
+@report_app.command("customer")
+def customer(
+    ref: Annotated[str, typer.Argument(metavar="ID|CODE", help="customer id or customer code")],
+    store: Store = None,
+    views: Views = None,
+    fmt: Format = OutputFormat.TABLE,
+    no_catch_up: NoCatchUp = False,
+    timeout: Timeout = 600.0,
+) -> None:
+    """Customer 360, recent timeline and open tickets of one customer."""
+
+    def build(engine: Engine, settings: CRMSettings) -> list[Section]:
+        return customer_report(engine, ref, by_code=lambda code: _customer_id(settings, code))
+
+    _report(store, views, fmt, no_catch_up, timeout, build)
+
+
+@report_app.command("handover")
+def handover(
+    manager: Annotated[str, typer.Argument(metavar="MANAGER", help="the manager leaving")],
+    store: Store = None,
+    views: Views = None,
+    fmt: Format = OutputFormat.TABLE,
+    no_catch_up: NoCatchUp = False,
+    timeout: Timeout = 600.0,
+) -> None:
+    """What a successor needs from a manager: customers, deals, quotes, promises."""
+    now = datetime.now(UTC)
+    _report(
+        store, views, fmt, no_catch_up, timeout, lambda e, _: handover_report(e, manager, now=now)
+    )

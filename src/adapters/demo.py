@@ -90,7 +90,7 @@ class DemoCompany:
             else:
                 self._consumer(i)
         self._handover()
-        self.summary.events_stored = self.crm.recorder.max_notification_id() or 0
+        self.summary.events_stored = self.crm.app.recorder.max_notification_id() or 0
         return self.summary
 
     def _company(self, i: int) -> None:

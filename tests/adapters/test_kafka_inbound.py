@@ -265,7 +265,7 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     first = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
     assert first.run(max_messages=len(values), timeout=60).applied == len(values)
     state_once = (
-        crm.recorder.max_notification_id(),
+        crm.app.recorder.max_notification_id(),
         crm.account(account).version,
         crm.customer(customer).version,
     )
@@ -278,7 +278,7 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     assert stats.applied == len(values)
     assert stats.dead_lettered == 0
     assert (
-        crm.recorder.max_notification_id(),
+        crm.app.recorder.max_notification_id(),
         crm.account(account).version,
         crm.customer(customer).version,
     ) == state_once

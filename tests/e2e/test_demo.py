@@ -45,7 +45,7 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
         assert heading in output
     crm = CRM(f"sqlite:///{db}")
     try:
-        assert crm.recorder.max_notification_id() == events_stored(output)
+        assert crm.app.recorder.max_notification_id() == events_stored(output)
     finally:
         crm.close()
 
@@ -64,7 +64,7 @@ def test_demo_on_postgres_can_be_replayed_into_the_same_store(
     second = events_stored(run_demo(tmp_path, "--store", postgres_url))
     crm = CRM(postgres_url)
     try:
-        assert crm.recorder.max_notification_id() == second
+        assert crm.app.recorder.max_notification_id() == second
     finally:
         crm.close()
     assert second > first

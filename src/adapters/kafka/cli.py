@@ -178,7 +178,7 @@ def run_relay(args: argparse.Namespace) -> int:
         )
         crm = CRM(args.store or None)
         try:
-            relay = KafkaRelay(crm, settings, routing)
+            relay = KafkaRelay(crm.app, settings, routing)
             _on_signals(relay.stop)
             stats = relay.run(until_caught_up=args.until_caught_up)
         finally:

@@ -14,7 +14,7 @@ def publish_demo_events(crm: CRM, bootstrap: str, console: Console) -> None:
     """Relay every stored event to the default ERP and marketing topics, then stop."""
     routing = default_routing()
     settings = RelaySettings(bootstrap=bootstrap, create_topics=True, broker_timeout=30.0)
-    relay = KafkaRelay(crm, settings, routing)
+    relay = KafkaRelay(crm.app, settings, routing)
     with console.status(f"Publishing to Kafka at {bootstrap}..."):
         stats = relay.run(until_caught_up=True)
     console.print(

@@ -69,13 +69,17 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         store: str | None = None,
         *,
         settings: CRMSettings | None = None,
-        pipeline: Pipeline = DEFAULT_PIPELINE,
-        lifecycle: LifecycleModel = DEFAULT_LIFECYCLE,
+        pipeline: Pipeline | None = None,
+        lifecycle: LifecycleModel | None = None,
         sla: SlaPolicy | None = None,
         snapshot_interval: int | None = None,
         source_system: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        """Open the CRM on ``store`` (see the class docstring); the other settings come
+        from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
+        arguments given. ``pipeline``, ``lifecycle`` and ``sla`` default to the built-in
+        models; ``env`` adds eventsourcing settings for the event store."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -91,8 +95,8 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         self.settings = settings
         #: The event store's URL, parsed.
         self.store = settings.store
-        self.pipeline = pipeline
-        self.lifecycle = lifecycle
+        self.pipeline = pipeline or DEFAULT_PIPELINE
+        self.lifecycle = lifecycle or DEFAULT_LIFECYCLE
         self.sla = sla or SlaPolicy(
             calendar=settings.calendar.business_calendar(),
             priority_factor=DEFAULT_SLA.priority_factor,

@@ -29,6 +29,7 @@ command and each bad field.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from uuid import UUID
@@ -37,7 +38,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
-from crm_domain.errors import ConcurrencyConflictError, CRMError, UnknownValueError, invalid
+from crm_domain.errors import (
+    ConcurrencyConflictError,
+    CRMError,
+    InvalidCommandError,
+    UnknownValueError,
+    invalid,
+)
 from crm_domain.eventmodel import Aggregate
 
 if TYPE_CHECKING:
@@ -105,11 +112,18 @@ class Command(BaseModel, Generic[R]):
 
     @classmethod
     def model_validate(cls, obj: Any, *, strict: bool | None = None, **kwargs: Any) -> Any:
-        """Build the command from a message's payload (a dict), as ``cls(**payload)``."""
-        try:
-            return super().model_validate(obj, strict=strict, **kwargs)
-        except ValidationError as exc:
-            raise invalid(exc, what=cls.command_name or None) from exc
+        """The command from a message's payload (a mapping of its fields): ``cls(**obj)``.
+
+        Bad input raises :class:`InvalidCommandError` naming the command and each field.
+        """
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise InvalidCommandError(
+                f"invalid {cls.command_name}: expected an object of fields, "
+                f"got {type(obj).__name__}"
+            )
+        return cls(**{str(key): value for key, value in obj.items()})
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -29,6 +29,7 @@ from crm_domain.errors import (
     AccountNotFoundError,
     ConcurrencyConflictError,
     CustomerNotFoundError,
+    IdempotencyKeyReusedError,
     InvalidCommandError,
     NotFoundError,
     invalid,
@@ -230,18 +231,27 @@ class CommandHandling:
 
     @staticmethod
     def _repeat(done: CommandProcessed, command: Command[Any]) -> Any:
-        """The first result of a repeated command; a command id names ONE command."""
+        """The first result of a repeated command; a command id names ONE request."""
         if done.command != command.command_name:
             raise InvalidCommandError(
                 f"command id {done.command_id!r} was already used for {done.command}, "
                 f"not {command.command_name}: give each command its own id"
+            )
+        if done.request_hash and done.request_hash != command.request_hash():
+            raise IdempotencyKeyReusedError(
+                done.command_id,
+                f"for another {command.command_name} request (other customer, account or "
+                "fields): give each request its own id",
             )
         return done.restore_result()
 
     @staticmethod
     def _record_processed(command_id: str, command: Command[Any], result: Any) -> CommandProcessed:
         return CommandProcessed(
-            command_id=command_id, command=command.command_name, result=encode_result(result)
+            command_id=command_id,
+            command=command.command_name,
+            result=encode_result(result),
+            request_hash=command.request_hash(),
         )
 
     # ----- loading ------------------------------------------------------------------------

@@ -17,8 +17,6 @@ from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CustomerCodeClaim
 from crm_domain.commands.base import Command
@@ -187,10 +185,9 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
 
     def customer_by_code(self, code: str) -> Customer:
         """The customer a caller names by their customer code."""
-        try:
-            claim: CustomerCodeClaim = self.app.repository.get(CustomerCodeClaim.id_for(code))
-        except AggregateNotFoundError:
-            raise CustomerNotFoundError(code) from None
+        claim = self._get(CustomerCodeClaim.id_for(code))
+        if not isinstance(claim, CustomerCodeClaim):
+            raise CustomerNotFoundError(code)
         return self.customer(claim.customer_id)
 
     def account(self, account_id: UUID) -> Account:
@@ -199,7 +196,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
 
     def history(self, aggregate_id: UUID) -> list[DomainEvent]:
         """Every event of a customer or account, oldest first."""
-        events = [e for e in self.app.events.get(aggregate_id) if isinstance(e, DomainEvent)]
+        events = [e for e in self._stored_events(aggregate_id) if isinstance(e, DomainEvent)]
         if not events:
             raise NotFoundError(f"no customer or account {aggregate_id}")
         return events
@@ -248,13 +245,13 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         if when.tzinfo is None:
             raise InvalidCommandError("'when' must be timezone-aware")
         version = None
-        for ev in self.app.events.get(aggregate_id):
+        for ev in self._stored_events(aggregate_id):
             if not isinstance(ev, DomainEvent) or ev.timestamp > when:
                 break
             version = ev.originator_version
         if version is None:
             raise not_found(cls, aggregate_id)
-        aggregate: Aggregate = self.app.repository.get(aggregate_id, version=version)
+        aggregate = self._get(aggregate_id, version=version)
         if not isinstance(aggregate, cls):
             raise not_found(cls, aggregate_id)
         return aggregate

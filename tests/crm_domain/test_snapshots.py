@@ -197,3 +197,32 @@ def test_snapshot_state_covers_every_public_attribute(build: Any, fresh: Any, mo
     fields = set(model.model_fields) - BOOKKEEPING
     assert public_attributes(app.app.repository.get(build(app))) == fields
     assert public_attributes(fresh()) == fields
+
+
+def test_a_failed_snapshot_does_not_fail_a_stored_command(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Snapshots are written after the command's events committed: if that write fails,
+    the command still succeeded (its events are stored), so the caller is told so, and the
+    failure is logged. The aggregate loads from its events; the next snapshot will do."""
+    app = CRM(store_url, snapshot_interval=2)
+    try:
+        cid = app.register_customer(kind="individual", name="Snap", code="SNAP-1")
+        assert app.app.snapshots is not None
+
+        def broken(*_: Any, **__: Any) -> Any:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(app.app.snapshots, "put", broken)
+        contact = app.log_contact(cid, channel="phone", direction="inbound", summary="v2")
+        assert isinstance(contact, UUID)
+        assert "snapshot not stored" in caplog.text
+        assert app.customer(cid).version == 2
+        assert list(app.app.snapshots.get(cid)) == []
+        monkeypatch.undo()
+        app.log_contact(cid, channel="phone", direction="inbound", summary="v3")
+        app.log_contact(cid, channel="phone", direction="inbound", summary="v4")
+        assert [s.originator_version for s in app.app.snapshots.get(cid)] == [4]
+        assert app.customer(cid).contacts_logged == 3
+    finally:
+        app.close()

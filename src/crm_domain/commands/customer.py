@@ -25,6 +25,7 @@ from crm_domain.errors import (
     ConcurrencyConflictError,
     CRMError,
     DuplicateCustomerCodeError,
+    EntityNotFoundError,
     InvalidCommandError,
 )
 from crm_domain.eventmodel import Aggregate
@@ -174,6 +175,14 @@ class LogContact(CustomerCommand[UUID]):
     account_id: UUID | None = None
     #: Who logged it (default: the actor of the command context).
     logged_by: str | None = None
+
+    def check(self, crm: CRM) -> None:
+        # The account must exist and be this customer's (or have them as a contact).
+        if self.account_id is None:
+            return
+        account = crm.account(self.account_id)
+        if account.customer_id != self.customer_id and self.customer_id not in account.contacts:
+            raise EntityNotFoundError("account", self.account_id, self.customer_id)
 
     def decide(self, customer: Customer, crm: CRM) -> UUID:
         return customer.log_contact(

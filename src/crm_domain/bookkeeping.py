@@ -88,6 +88,8 @@ def encode_result(value: Any) -> dict[str, Any]:
         return {"type": "enum", "topic": get_topic(type(value)), "value": value.value}
     if isinstance(value, bool | int | str):
         return {"type": "json", "value": value}
+    if isinstance(value, list):
+        return {"type": "list", "items": [encode_result(item) for item in value]}
     raise TypeError(f"cannot record a command result of type {type(value).__name__}")
 
 
@@ -99,6 +101,8 @@ def decode_result(data: dict[str, Any]) -> Any:
         return UUID(data["value"])
     if kind == "enum":
         return resolve_topic(data["topic"])(data["value"])
+    if kind == "list":
+        return [decode_result(item) for item in data["items"]]
     return data["value"]
 
 

@@ -3,6 +3,7 @@ request returns the first result; the same key with another request is refused."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -92,3 +93,13 @@ def test_records_stored_before_request_hashes_still_answer_repeats(
     with app.context(command_id="k-old"):
         assert app.assign_grade(customer_id, grade="B") is None
     assert count(app) == stored
+
+
+def test_a_command_returning_a_list_can_be_repeated(app: CRM, customer_id: UUID) -> None:
+    """record_sla_breaches returns the breached tickets: its record keeps the list."""
+    ticket = app.open_ticket(customer_id, kind="complaint", subject="late", channel="phone")
+    later = datetime(2100, 1, 1, tzinfo=UTC)
+    with app.context(command_id="sla-1"):
+        first = app.record_sla_breaches(customer_id, now=later)
+    with app.context(command_id="sla-1"):
+        assert app.record_sla_breaches(customer_id, now=later) == first == [ticket]

@@ -111,6 +111,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             es_env,
             name=type(self).name,
             snapshot_interval=settings.snapshot_interval,
+            store=self.store,
         )
 
     def close(self) -> None:

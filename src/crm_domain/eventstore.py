@@ -19,6 +19,7 @@ from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
 from crm_domain.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.storage import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ class CRMEventStore(Application[UUID]):
         *,
         name: str | None = None,
         snapshot_interval: int | None = None,
+        store: StoreURL | None = None,
     ) -> None:
+        #: Where the events live (followers keep their positions in the same database).
+        self.store = store
         if name is not None:
             self.name = name
         if snapshot_interval:

@@ -132,9 +132,13 @@ def test_write_reopen_and_read_back(opened: Callable[..., CRM]) -> None:
     assert all(c.recorded_at.tzinfo is not None for c in changes)
 
     # Idempotency survives a restart: the repeat returns the first id and stores nothing.
+    # (The same request: a command id sent with other fields would be refused.)
     with app.context(command_id="req-register"):
         again = app.register_customer(
-            kind="government", name="Baiyun District Education Bureau", code="GOV-BY-01"
+            kind="government",
+            name="Baiyun District Education Bureau",
+            code="GOV-BY-01",
+            contact={"email": "it@edu.example.gov.cn", "phone": "+86 20 3600 0000"},
         )
     assert again == ids["customer"]
     assert app.app.recorder.max_notification_id() == events

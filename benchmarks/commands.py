@@ -12,7 +12,8 @@ For each backend it measures, in one run:
 2. **bare**: a plain ``eventsourcing.application.Application`` storing the *same events*
    (the same ``Customer``/``Account``/``CustomerCodeClaim`` aggregate classes, driven directly
    through ``repository.get`` + aggregate method + ``save``), with the same mapper,
-   transcoder, snapshotting and backend settings (``CRM.env`` + ``StoreURL.eventsourcing_env()``);
+   transcoder, snapshotting and backend settings (``CRMEventStore.env`` +
+   ``StoreURL.eventsourcing_env()``);
 3. **bulk**: the same mix through ``crm.run_bulk`` (many commands for many aggregates, one
    transaction per call), beside one-command-at-a-time.
 
@@ -53,6 +54,7 @@ from crm_domain.bookkeeping import CustomerCodeClaim
 from crm_domain.context import command_context
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
+from crm_domain.eventstore import CRMEventStore
 from crm_domain.storage import StoreURL
 from crm_domain.values import ContactDetails, Priority, TicketKind
 
@@ -181,7 +183,7 @@ class Bare(Application[UUID]):
     """A plain eventsourcing application: no idempotency, metadata handling or retries."""
 
     name = "BareBench"
-    env = dict(CRM.env)  # same mapper and transcoder
+    env = dict(CRMEventStore.env)  # same mapper and transcoder
     snapshot_class = Snapshot
     snapshotting_intervals = {
         Customer: SNAPSHOT_INTERVAL,
@@ -327,8 +329,9 @@ def make_units(n: int, tag: str) -> list[Unit]:
     return [Unit(i=i, code=f"{tag}-{run}-{next(_codes)}") for i in range(n)]
 
 
-def max_id(app: Application[Any]) -> int:
-    return app.recorder.max_notification_id() or 0
+def max_id(app: Application[Any] | CRM) -> int:
+    store = app.app if isinstance(app, CRM) else app
+    return store.recorder.max_notification_id() or 0
 
 
 def run_pair(sides: list[tuple[Application[Any], Driver, Measure]], units: int, tag: str) -> None:
@@ -404,15 +407,15 @@ def postgres_store(pg_url: str) -> Iterator[tuple[str, str]]:
 
 def make_apps(ours_url: str, bare_url: str) -> tuple[CRM, Bare]:
     crm = CRM(ours_url, snapshot_interval=SNAPSHOT_INTERVAL)
-    # The settings CRM.__init__ builds: the store's, plus snapshotting (Bare.env = CRM.env
+    # The settings CRM.__init__ builds: the store's, plus snapshotting (Bare.env = CRMEventStore.env
     # supplies the mapper and transcoder topics).
     env = StoreURL.parse(bare_url).eventsourcing_env()
     env["IS_SNAPSHOTTING_ENABLED"] = "y"
     bare = Bare(env)
     for a, b in (
-        (bare.mapper, crm.mapper),
-        (bare.mapper.transcoder, crm.mapper.transcoder),
-        (bare.recorder, crm.recorder),
+        (bare.mapper, crm.app.mapper),
+        (bare.mapper.transcoder, crm.app.mapper.transcoder),
+        (bare.recorder, crm.app.recorder),
     ):
         assert type(a) is type(b), (a, b)
     return crm, bare

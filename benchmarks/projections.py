@@ -48,7 +48,7 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
     app = CRM(store_url, snapshot_interval=None)
     n = 0
     try:
-        while (app.recorder.max_notification_id() or 0) < events:
+        while (app.app.recorder.max_notification_id() or 0) < events:
             with app.bulk():
                 for _ in range(25):
                     n += 1
@@ -108,7 +108,7 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
                         app.confirm_order(a, order)
                         app.issue_invoice(a, amount=Money.of(300, "CNY"), order_id=order)
                         app.receive_payment(a, amount=Money.of(300, "CNY"))
-        return int(app.recorder.max_notification_id() or 0)
+        return int(app.app.recorder.max_notification_id() or 0)
     finally:
         app.close()
 
@@ -145,12 +145,12 @@ def measure(store_url: str, what: str) -> dict[str, Any]:
         app = CRM(store_url, snapshot_interval=None)
         count, start = 0, 1
         while True:
-            page = app.recorder.select_notifications(start=start, limit=1000)
+            page = app.app.recorder.select_notifications(start=start, limit=1000)
             if not page:
                 break
             if what == "decode":
                 for notification in page:
-                    app.mapper.to_domain_event(notification)
+                    app.app.mapper.to_domain_event(notification)
             count += len(page)
             start = page[-1].id + 1
         app.close()

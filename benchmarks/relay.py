@@ -93,8 +93,10 @@ def same_records(crm: CRM, relay: KafkaRelay) -> list[tuple[str, bytes, bytes, l
     """What the relay sent: (topic, key, value, headers) for every routed event, in order."""
     registry, rule, ledger = crm_event_types(), ConsentRule(), ConsentLedger()
     records = []
-    for n in crm.recorder.select_notifications(start=1, limit=10**9, topics=relay.followed_topics):
-        event = crm.mapper.to_domain_event(n)
+    for n in crm.app.recorder.select_notifications(
+        start=1, limit=10**9, topics=relay.followed_topics
+    ):
+        event = crm.app.mapper.to_domain_event(n)
         et = registry.of(event)
         if et is None:
             continue
@@ -140,7 +142,7 @@ def main() -> int:
         t0 = time.perf_counter()
         seed(crm, args.customers, args.contacts)
         print(
-            f"stored {crm.recorder.max_notification_id():,} notifications "
+            f"stored {crm.app.recorder.max_notification_id():,} notifications "
             f"in {time.perf_counter() - t0:.1f}s ({store.split(':')[0]})"
         )
         relay_rates, bare_rates, default_rates, ratios = [], [], [], []
@@ -153,7 +155,7 @@ def main() -> int:
             settings = RelaySettings(
                 bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}"
             )
-            relay = KafkaRelay(crm, settings, routing)
+            relay = KafkaRelay(crm.app, settings, routing)
             relay.prepare_topics()
             started = time.perf_counter()
             stats = relay.run(until_caught_up=True)
@@ -171,7 +173,7 @@ def main() -> int:
                     f"bench.mkt.b{suffix}{len(rates)}",
                     partitions=6,
                 )
-                KafkaRelay(crm, settings, bare_routing).prepare_topics()
+                KafkaRelay(crm.app, settings, bare_routing).prepare_topics()
                 rename = dict(zip(routing.topics, bare_routing.topics, strict=True))
                 rates.append(
                     bare(bootstrap, [(rename[t], k, v, h) for t, k, v, h in records], config)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         crm.request_order_confirmation(account, order)
 
     relay = KafkaRelay(
-        crm,
+        crm.app,
         RelaySettings(bootstrap=args.bootstrap, create_topics=True, broker_timeout=20),
         default_routing(erp_topic, marketing_topic, partitions=3),
     )

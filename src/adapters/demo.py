@@ -87,7 +87,7 @@ class DemoCompany:
     # ----- the scenario -------------------------------------------------------------
     def run(self) -> DemoSummary:
         """Play the whole year into the store and return what was recorded."""
-        before = self.crm.recorder.max_notification_id() or 0
+        before = self.crm.app.recorder.max_notification_id() or 0
         n_b2b = max(1, int(self.n_customers * 0.6))
         for i in range(self.n_customers):
             if i < n_b2b:
@@ -95,7 +95,7 @@ class DemoCompany:
             else:
                 self._consumer(i)
         self._handover()
-        self.summary.store_events = self.crm.recorder.max_notification_id() or 0
+        self.summary.store_events = self.crm.app.recorder.max_notification_id() or 0
         self.summary.events_stored = self.summary.store_events - before
         return self.summary
 

@@ -5,7 +5,8 @@ whose id is derived from the code: two registrations with one code collide on th
 event store's unique (id, version) key, so exactly one commits.
 
 ``CommandProcessed``: the result of a command with a command id, saved with the command's
-own events; a repeat finds it and returns the same result, storing nothing.
+own events; a repeat finds it and returns the same result, storing nothing. It keeps a
+digest of the request, so the same id sent with another request is refused.
 
 Projections and the Kafka relay ignore these topics: they are not CRM facts.
 """
@@ -53,6 +54,9 @@ class CommandProcessed(Aggregate):
         command_id: str
         command: str
         result: dict[str, Any]
+        #: Digest of the request (``Command.request_hash``); empty in records stored
+        #: before it was kept, which then answer any repeat of their command.
+        request_hash: str = ""
 
     @staticmethod
     def create_id(command_id: str, **_: Any) -> UUID:
@@ -64,10 +68,13 @@ class CommandProcessed(Aggregate):
         return uuid5(_NAMESPACE, "command:" + command_id)
 
     @event(Recorded)
-    def __init__(self, command_id: str, command: str, result: dict[str, Any]) -> None:
+    def __init__(
+        self, command_id: str, command: str, result: dict[str, Any], request_hash: str = ""
+    ) -> None:
         self.command_id = command_id
         self.command = command
         self.result = result
+        self.request_hash = request_hash
 
     def restore_result(self) -> Any:
         """The command's result, as it was returned the first time."""
@@ -84,6 +91,8 @@ def encode_result(value: Any) -> dict[str, Any]:
         return {"type": "enum", "topic": get_topic(type(value)), "value": value.value}
     if isinstance(value, bool | int | str):
         return {"type": "json", "value": value}
+    if isinstance(value, list):
+        return {"type": "list", "items": [encode_result(item) for item in value]}
     raise TypeError(f"cannot record a command result of type {type(value).__name__}")
 
 
@@ -96,6 +105,8 @@ def decode_result(data: dict[str, Any]) -> Any:
         return UUID(data["value"])
     if kind == "enum":
         return resolve_topic(data["topic"])(data["value"])
+    if kind == "list":
+        return [decode_result(item) for item in data["items"]]
     return data["value"]
 
 

@@ -96,7 +96,9 @@ def invalid(exc: ValidationError, what: str | None = None) -> InvalidCommandErro
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in errors
     )
-    return InvalidCommandError(
+    # Only unknown choices (a channel, a kind...): the more precise UnknownValueError.
+    cls = UnknownValueError if all(e["type"] == "enum" for e in errors) else InvalidCommandError
+    return cls(
         f"invalid {what or exc.title}: {problems}",
         errors=[{k: v for k, v in e.items() if k != "ctx"} | _ctx(e) for e in errors],
     )

@@ -58,13 +58,11 @@ class ProjectionTarget:
 def crm_application_class(store_url: str) -> type[Application[Any]]:
     """The CRM application on ``store_url``, constructible as ``cls(env)`` like the runner
     expects (imported late so the projections load without the domain's application)."""
-    from crm_domain.application import CRM
+    from crm_domain.eventstore import CRMEventStore
 
-    class FollowedCRM(CRM):
-        name = CRM.name
-
+    class FollowedCRM(CRMEventStore):
         def __init__(self, env: EnvType | None = None) -> None:
-            super().__init__(store_url, env=dict(env or {}))
+            super().__init__({**StoreURL.parse(store_url).eventsourcing_env(), **dict(env or {})})
 
     return cast(type[Application[Any]], FollowedCRM)
 
@@ -166,9 +164,10 @@ def follow(
 ) -> ReadModelRunner:
     """Start a runner that keeps read models current; use it as a context manager.
 
-    ``source`` is a store URL, or an application open in this process (needed for
-    ``memory://``). ``views_url`` puts the read models in another database (default: the
-    event store's database; for an in-memory store, an in-memory SQLite database).
+    ``source`` is a store URL, or the event store of a CRM open in this process
+    (``crm.app``; needed for ``memory://``). ``views_url`` puts the read models in another
+    database (default: the event store's database; for an in-memory store, an in-memory
+    SQLite database).
     ``creates_indexes=False`` leaves missing secondary indexes to the caller (a rebuild
     builds them once, after loading the rows). ``rebuild_token`` makes it a rebuild's
     runner: it writes only the read models that rebuild holds, and raises errors instead of

@@ -62,9 +62,9 @@ def test_imported_history_gives_revenue_rfm_and_pareto(sample: Path, tmp_path: P
     crm = CRM(store)
     try:
         summary = import_purchases(crm, read_purchases(sample), max_customers=120)
-        head = crm.recorder.max_notification_id()
+        head = crm.app.recorder.max_notification_id()
         again = import_purchases(crm, read_purchases(sample), max_customers=120)
-        assert crm.recorder.max_notification_id() == head  # a re-run stores nothing twice
+        assert crm.app.recorder.max_notification_id() == head  # a re-run stores nothing twice
     finally:
         crm.close()
     expected = revenue_by_customer(sample, 120)

@@ -58,7 +58,7 @@ def test_broker_outage_mid_run(
     erp, mkt = unique("crm.erp"), unique("crm.mkt")
     crm = CRM(sqlite_url)
     relay = KafkaRelay(
-        crm,
+        crm.app,
         RelaySettings(
             bootstrap=broker.bootstrap,
             create_topics=True,
@@ -90,7 +90,7 @@ def test_broker_outage_mid_run(
     # nothing new can be acknowledged while the broker is unreachable
     assert (relay.position or 0) <= (position_at_cut or 0) + 600
     proxy.restore()
-    target = crm.recorder.max_notification_id()
+    target = crm.app.recorder.max_notification_id()
     _wait_until(
         lambda: routed_caught_up(crm, relay, target), 40, "relay did not catch up after outage"
     )
@@ -108,18 +108,20 @@ def test_outage_longer_than_allowed_stops_with_a_clear_error_and_loses_nothing(
     erp, mkt = unique("crm.erp"), unique("crm.mkt")
     crm = CRM(sqlite_url)
     routing = default_routing(erp, mkt, partitions=2)
-    KafkaRelay(crm, RelaySettings(bootstrap=broker.bootstrap, create_topics=True), routing).run(
+    KafkaRelay(crm.app, RelaySettings(bootstrap=broker.bootstrap, create_topics=True), routing).run(
         until_caught_up=True
     )
     seed_crm(crm, customers=3)
     proxy.cut()
-    relay = KafkaRelay(crm, RelaySettings(bootstrap=broker.bootstrap, broker_timeout=2), routing)
+    relay = KafkaRelay(
+        crm.app, RelaySettings(bootstrap=broker.bootstrap, broker_timeout=2), routing
+    )
     before = relay.position
     with pytest.raises(BrokerUnavailableError):
         relay.run(until_caught_up=True, timeout=30)
     assert relay.position == before  # nothing recorded that the broker did not acknowledge
     proxy.restore()
-    KafkaRelay(crm, RelaySettings(bootstrap=broker.bootstrap), routing).run(
+    KafkaRelay(crm.app, RelaySettings(bootstrap=broker.bootstrap), routing).run(
         until_caught_up=True, timeout=30
     )
     assert_all_delivered_in_order(broker.bootstrap, crm, erp, mkt)
@@ -128,7 +130,7 @@ def test_outage_longer_than_allowed_stops_with_a_clear_error_and_loses_nothing(
 
 def routed_caught_up(crm: CRM, relay: KafkaRelay, target: int | None) -> bool:
     position = relay.position or 0
-    remaining = crm.recorder.select_notifications(
+    remaining = crm.app.recorder.select_notifications(
         start=position,
         limit=1,
         stop=target,
@@ -185,7 +187,7 @@ def test_relay_process_killed_mid_batch_and_restarted(
     erp, mkt = unique("crm.erp"), unique("crm.mkt")
     crm = CRM(sqlite_url)
     seed_crm(crm, customers=60)
-    target = crm.recorder.max_notification_id()
+    target = crm.app.recorder.max_notification_id()
     tracking = sqlalchemy_tracking_recorder(
         StoreURL.parse(sqlite_url).sqlalchemy_url, "kafka_relay_tracking"
     )
@@ -218,12 +220,12 @@ def test_relay_process_killed_mid_batch_and_restarted(
 
 def _last_routed(crm: CRM, target: int | None) -> int:
     relay_topics = KafkaRelay(
-        crm, RelaySettings(bootstrap="unused:1"), tracking=POPOTrackingRecorder()
+        crm.app, RelaySettings(bootstrap="unused:1"), tracking=POPOTrackingRecorder()
     ).followed_topics
     last = 0
     start = 0
     while True:
-        page = crm.recorder.select_notifications(
+        page = crm.app.recorder.select_notifications(
             start=start, limit=1000, stop=target, topics=relay_topics, inclusive_of_start=False
         )
         if page:

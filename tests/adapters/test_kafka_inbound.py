@@ -278,7 +278,7 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     first = InboundConsumer(crm, _settings(kafka_bootstrap, topic, dlq, unique("g")))
     assert first.run(max_messages=len(values), timeout=60).applied == len(values)
     state_once = (
-        crm.recorder.max_notification_id(),
+        crm.app.recorder.max_notification_id(),
         crm.account(account).version,
         crm.customer(customer).version,
     )
@@ -290,7 +290,7 @@ def test_consuming_the_same_messages_twice_leaves_the_state_of_once(kafka_bootst
     stats = second.run(max_messages=len(values), timeout=60)
     assert (stats.applied, stats.duplicates, stats.dead_lettered) == (0, len(values), 0)
     assert (
-        crm.recorder.max_notification_id(),
+        crm.app.recorder.max_notification_id(),
         crm.account(account).version,
         crm.customer(customer).version,
     ) == state_once
@@ -455,7 +455,7 @@ def test_metadata_the_store_cannot_hold_is_dead_lettered_with_a_typed_reason(
     if not _domain_bounds_context():
         pytest.skip("crm_domain.context does not bound command metadata (bounds not merged)")
     crm, customer, _, _ = _crm_with_orders()
-    before = crm.recorder.max_notification_id()
+    before = crm.app.recorder.max_notification_id()
     topic, dlq = unique("mkt.in"), unique("crm.dlq")
     record = _binary(
         "marketing.campaign_response.v1", _campaign(customer, 1), "odd-1", **{extension: value}
@@ -470,7 +470,7 @@ def test_metadata_the_store_cannot_hold_is_dead_lettered_with_a_typed_reason(
     assert dead.headers["dlq.error.type"] == b"InvalidCommandError"
     assert field in dead.headers["dlq.error.message"]
     # nothing but the inbox record of the message id was stored
-    assert crm.recorder.max_notification_id() == (before or 0) + 1
+    assert crm.app.recorder.max_notification_id() == (before or 0) + 1
 
 
 @pytest.mark.kafka

@@ -34,8 +34,8 @@ def routed_events(crm: CRM, topic_filter: str) -> list[Any]:
     table = default_routing("erp", "mkt")
     registry = crm_event_types()
     out = []
-    for n in crm.recorder.select_notifications(start=1, limit=100_000):
-        event = crm.mapper.to_domain_event(n)
+    for n in crm.app.recorder.select_notifications(start=1, limit=100_000):
+        event = crm.app.mapper.to_domain_event(n)
         et = registry.of(event)
         if et is not None and topic_filter in [r.topic for r in table.routes_for(et)]:
             out.append(event)
@@ -78,7 +78,7 @@ def test_round_trip_binary_mode(
     crm = CRM(sqlite_url)
     ids = seed_crm(crm, customers=6)
     relay = KafkaRelay(
-        crm,
+        crm.app,
         RelaySettings(bootstrap=kafka_bootstrap, create_topics=True, broker_timeout=15),
         default_routing(erp, mkt, partitions=3),
     )
@@ -136,7 +136,7 @@ def test_other_formats(
     crm = CRM("memory://")
     seed_crm(crm, customers=2, events_per_customer=1)
     KafkaRelay(
-        crm,
+        crm.app,
         RelaySettings(bootstrap=kafka_bootstrap, create_topics=True, message_format=message_format),
         default_routing(erp, mkt, partitions=2),
     ).run(until_caught_up=True, timeout=30)
@@ -167,12 +167,12 @@ def test_restarted_relay_resumes_from_its_tracking_record(
     settings = RelaySettings(bootstrap=kafka_bootstrap, create_topics=True)
     crm = CRM(sqlite_url)
     seed_crm(crm, customers=3, events_per_customer=1)
-    first = KafkaRelay(crm, settings, default_routing(erp, mkt)).run(until_caught_up=True)
+    first = KafkaRelay(crm.app, settings, default_routing(erp, mkt)).run(until_caught_up=True)
     more = seed_crm(crm, customers=2, events_per_customer=1)
     crm.close()
 
     crm = CRM(sqlite_url)  # a new process would see the same store and tracking table
-    relay = KafkaRelay(crm, settings, default_routing(erp, mkt))
+    relay = KafkaRelay(crm.app, settings, default_routing(erp, mkt))
     assert relay.position == first.position
     second = relay.run(until_caught_up=True)
     assert second.events_read < first.events_read + second.events_read  # did not start over
@@ -187,7 +187,7 @@ def test_missing_topic_without_permission_to_create_names_it(kafka_bootstrap: st
     missing = unique("crm.not-there")
     crm = CRM("memory://")
     relay = KafkaRelay(
-        crm,
+        crm.app,
         RelaySettings(bootstrap=kafka_bootstrap, create_topics=False),
         default_routing(missing, unique("crm.mkt")),
     )
@@ -201,7 +201,9 @@ def test_unreachable_broker_gives_up_after_the_configured_time() -> None:
     crm = CRM("memory://")
     seed_crm(crm, customers=1, events_per_customer=1)
     dead = f"127.0.0.1:{free_port()}"
-    relay = KafkaRelay(crm, RelaySettings(bootstrap=dead, broker_timeout=1.5), default_routing())
+    relay = KafkaRelay(
+        crm.app, RelaySettings(bootstrap=dead, broker_timeout=1.5), default_routing()
+    )
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match=r"unavailable for more than 1\.5s"):
         relay.run(until_caught_up=True)

@@ -211,14 +211,14 @@ def test_ledger_rebuilds_from_the_log_up_to_a_position() -> None:
     b = crm.register_customer(kind="individual", name="B", code="B-1")
     crm.grant_consent(a, purpose="marketing", channel="email")
     crm.grant_consent(b, purpose="marketing", channel="sms")
-    middle = crm.recorder.max_notification_id()
+    middle = crm.app.recorder.max_notification_id()
     crm.withdraw_consent(a, purpose="marketing", channel="email")
     registry = crm_event_types()
-    at_middle = ConsentLedger.rebuild(crm, registry, middle)
+    at_middle = ConsentLedger.rebuild(crm.app, registry, middle)
     assert at_middle.has_consent(a, "marketing")
     assert at_middle.has_consent(b, "marketing", "sms")
     assert not at_middle.has_consent(b, "marketing", "email")
-    now = ConsentLedger.rebuild(crm, registry, crm.recorder.max_notification_id())
+    now = ConsentLedger.rebuild(crm.app, registry, crm.app.recorder.max_notification_id())
     assert not now.has_consent(a, "marketing")
     assert now.has_consent(b, "marketing")
-    assert len(ConsentLedger.rebuild(crm, registry, None)) == 0
+    assert len(ConsentLedger.rebuild(crm.app, registry, None)) == 0

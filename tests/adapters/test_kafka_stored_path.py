@@ -87,14 +87,14 @@ def history() -> list[tuple[StoredEvent, DomainEvent, EventType]]:
     crm = _every_event_type()
     registry = crm_event_types()
     out = []
-    for notification in crm.recorder.select_notifications(start=1, limit=10**6):
+    for notification in crm.app.recorder.select_notifications(start=1, limit=10**6):
         et = registry.by_topic.get(notification.topic)
         if et is None:
             continue
-        event = crm.mapper.to_domain_event(notification)
+        event = crm.app.mapper.to_domain_event(notification)
         assert isinstance(event, DomainEvent)
         # what the relay reads on its fast path is the stored JSON, keys in stored order
-        _, state = crm.mapper.to_event_state(notification)
+        _, state = crm.app.mapper.to_event_state(notification)
         assert list(state.items()) == list(_state(notification).items())
         out.append((notification, event, et))
     seen = {et.name for _, _, et in out}
@@ -177,10 +177,10 @@ def test_times_are_written_as_the_typed_path_writes_them() -> None:
             cid = crm.register_customer(kind="individual", name="Li", code=f"T-{uuid4().hex[:6]}")
         stored = next(
             n
-            for n in crm.recorder.select_notifications(start=1, limit=10**6)
+            for n in crm.app.recorder.select_notifications(start=1, limit=10**6)
             if n.originator_id == cid
         )
-        event = crm.mapper.to_domain_event(stored)
+        event = crm.app.mapper.to_domain_event(stored)
         assert isinstance(event, DomainEvent)
         et = registry.of(event)
         assert et is not None
@@ -209,14 +209,14 @@ def test_events_stored_before_a_field_was_added_take_the_typed_path(
     )
     current = next(
         n
-        for n in crm.recorder.select_notifications(start=1, limit=100)
+        for n in crm.app.recorder.select_notifications(start=1, limit=100)
         if n.topic.endswith("Account.OpportunityOpened")
     )
     old_state = _state(current)
     del old_state["forecast_category"]
     old_state["event_id"] = str(uuid4())
     old_state["originator_id"] = str(uuid4())
-    crm.recorder.insert_events(
+    crm.app.recorder.insert_events(
         [
             StoredEvent(
                 originator_id=UUID(old_state["originator_id"]),
@@ -228,7 +228,9 @@ def test_events_stored_before_a_field_was_added_take_the_typed_path(
     )
     topic = unique("crm.opps")
     routing = RoutingTable(routes=(Route(topic=topic, types=("crm.account.opportunity_opened",)),))
-    relay = KafkaRelay(crm, RelaySettings(bootstrap=kafka_bootstrap, create_topics=True), routing)
+    relay = KafkaRelay(
+        crm.app, RelaySettings(bootstrap=kafka_bootstrap, create_topics=True), routing
+    )
     stats = relay.run(until_caught_up=True, timeout=60)
     assert stats.messages_acked == 2
     assert stats.events_from_stored_json == 1  # the current one; the old one was decoded

@@ -32,10 +32,10 @@ def rejects(app: CRM) -> Rejects:
         match: str | None = None,
         **kwargs: Any,
     ) -> BaseException:
-        before = app.recorder.max_notification_id()
+        before = app.app.recorder.max_notification_id()
         with pytest.raises(error, match=match) as info:
             command(*args, **kwargs)
-        assert app.recorder.max_notification_id() == before, "a rejected command stored events"
+        assert app.app.recorder.max_notification_id() == before, "a rejected command stored events"
         return info.value
 
     return check

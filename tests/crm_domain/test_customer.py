@@ -392,10 +392,10 @@ def test_segment_and_grade(app: CRM, rejects: Rejects, customer_id: UUID) -> Non
     ev = last_event(app, customer_id)
     assert isinstance(ev, Customer.GradeAssigned)
     assert ev.previous_grade == "A"
-    before = app.recorder.max_notification_id()
+    before = app.app.recorder.max_notification_id()
     app.assign_grade(customer_id, grade="B")  # no change: nothing to record
     app.assign_segment(customer_id, segment="government-education")
-    assert app.recorder.max_notification_id() == before
+    assert app.app.recorder.max_notification_id() == before
     rejects(InvalidCommandError, app.assign_segment, customer_id, segment="")
     rejects(InvalidCommandError, app.assign_grade, customer_id, grade="")
 
@@ -411,10 +411,10 @@ def test_consent_per_purpose_and_channel(app: CRM, rejects: Rejects, customer_id
     }
     assert customer.has_consent("newsletter", "sms")
     assert not customer.has_consent("seminars", "sms")
-    before = app.recorder.max_notification_id()
+    before = app.app.recorder.max_notification_id()
     app.grant_consent(customer_id, purpose="newsletter", channel="email")  # already granted
     app.withdraw_consent(customer_id, purpose="seminars", channel="email")  # never granted
-    assert app.recorder.max_notification_id() == before
+    assert app.app.recorder.max_notification_id() == before
     app.withdraw_consent(customer_id, purpose="newsletter", channel="sms", reason="STOP reply")
     app.withdraw_consent(customer_id, purpose="seminars", channel="letter")
     assert app.customer(customer_id).consents == {"newsletter": [Channel.EMAIL]}

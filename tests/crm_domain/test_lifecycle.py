@@ -78,9 +78,9 @@ def test_application_with_dells_rad_model() -> None:
     app.change_lifecycle_stage(cid, to_stage="retention", reason="Q2: large wallet share")
     app.change_lifecycle_stage(cid, to_stage="acquisition", reason="Q3: no trade, slid back")
     assert app.customer(cid).lifecycle_stage == "acquisition"
-    before = app.recorder.max_notification_id()
+    before = app.app.recorder.max_notification_id()
     with pytest.raises(UnknownValueError):
         app.change_lifecycle_stage(cid, to_stage="growth", reason="not a RAD stage")
     with pytest.raises(LifecycleTransitionError):
         app.change_lifecycle_stage(cid, to_stage="acquisition", reason="already there")
-    assert app.recorder.max_notification_id() == before
+    assert app.app.recorder.max_notification_id() == before

@@ -136,10 +136,10 @@ def test_application_uses_its_sla_policy() -> None:
 def test_application_with_a_calendar_that_never_works() -> None:
     app = CRM("memory://", sla=SlaPolicy(calendar=BusinessCalendar(workdays=frozenset())))
     cid = app.register_customer(kind="individual", name="Chen", code="P-1")
-    before = app.recorder.max_notification_id()
+    before = app.app.recorder.max_notification_id()
     with pytest.raises(InvalidCommandError):
         app.open_ticket(cid, kind="inquiry", subject="s", channel="phone")
-    assert app.recorder.max_notification_id() == before
+    assert app.app.recorder.max_notification_id() == before
 
 
 @settings(max_examples=60, deadline=None)

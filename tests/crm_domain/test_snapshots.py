@@ -28,7 +28,7 @@ def state(aggregate: Aggregate) -> dict[str, Any]:
 
 def replay(app: CRM, aggregate_id: UUID) -> Aggregate:
     aggregate: Any = None
-    for ev in app.events.get(aggregate_id):
+    for ev in app.app.events.get(aggregate_id):
         aggregate = ev.mutate(aggregate)
     assert isinstance(aggregate, Aggregate)
     return aggregate
@@ -131,7 +131,7 @@ def test_snapshot_round_trip_equals_replay(build: Any) -> None:
     replayed = replay(app, aggregate_id)
     snapshot = Snapshot.take(replayed)
     # Through the stored form (JSON), as the snapshot store would keep it.
-    stored = app.mapper.to_domain_event(app.mapper.to_stored_event(snapshot))
+    stored = app.app.mapper.to_domain_event(app.app.mapper.to_stored_event(snapshot))
     restored = stored.mutate(None)
     assert type(restored) is type(replayed)
     assert state(restored) == state(replayed)
@@ -142,17 +142,17 @@ def test_snapshot_round_trip_equals_replay(build: Any) -> None:
 def test_application_snapshots_every_n_events(build: Any) -> None:
     app = CRM("memory://", snapshot_interval=4)
     aggregate_id = build(app)
-    assert app.snapshots is not None
-    snapshots = list(app.snapshots.get(aggregate_id))
+    assert app.app.snapshots is not None
+    snapshots = list(app.app.snapshots.get(aggregate_id))
     assert snapshots, "no snapshot was taken"
     assert all(s.originator_version % 4 == 0 for s in snapshots)
-    loaded = app.repository.get(aggregate_id)
+    loaded = app.app.repository.get(aggregate_id)
     assert state(loaded) == state(replay(app, aggregate_id))
     # Loading a version that sits exactly on a snapshot, and reading the past, still agree.
     at_snapshot = snapshots[-1].originator_version
-    from_snapshot = app.repository.get(aggregate_id, version=at_snapshot)
+    from_snapshot = app.app.repository.get(aggregate_id, version=at_snapshot)
     replayed_to = None
-    for ev in app.events.get(aggregate_id, lte=at_snapshot):
+    for ev in app.app.events.get(aggregate_id, lte=at_snapshot):
         replayed_to = ev.mutate(replayed_to)
     assert replayed_to is not None
     assert state(from_snapshot) == state(replayed_to)
@@ -195,5 +195,34 @@ def test_snapshot_state_covers_every_public_attribute(build: Any, fresh: Any, mo
     """Add an attribute to an aggregate and this fails until its snapshot state has it."""
     app = CRM("memory://", snapshot_interval=None)
     fields = set(model.model_fields) - BOOKKEEPING
-    assert public_attributes(app.repository.get(build(app))) == fields
+    assert public_attributes(app.app.repository.get(build(app))) == fields
     assert public_attributes(fresh()) == fields
+
+
+def test_a_failed_snapshot_does_not_fail_a_stored_command(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Snapshots are written after the command's events committed: if that write fails,
+    the command still succeeded (its events are stored), so the caller is told so, and the
+    failure is logged. The aggregate loads from its events; the next snapshot will do."""
+    app = CRM(store_url, snapshot_interval=2)
+    try:
+        cid = app.register_customer(kind="individual", name="Snap", code="SNAP-1")
+        assert app.app.snapshots is not None
+
+        def broken(*_: Any, **__: Any) -> Any:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(app.app.snapshots, "put", broken)
+        contact = app.log_contact(cid, channel="phone", direction="inbound", summary="v2")
+        assert isinstance(contact, UUID)
+        assert "snapshot not stored" in caplog.text
+        assert app.customer(cid).version == 2
+        assert list(app.app.snapshots.get(cid)) == []
+        monkeypatch.undo()
+        app.log_contact(cid, channel="phone", direction="inbound", summary="v3")
+        app.log_contact(cid, channel="phone", direction="inbound", summary="v4")
+        assert [s.originator_version for s in app.app.snapshots.get(cid)] == [4]
+        assert app.customer(cid).contacts_logged == 3
+    finally:
+        app.close()

@@ -49,12 +49,11 @@ class RecordingCRM(CRM):
         super().__init__(*args, **kwargs)
         self.live: dict[UUID, Aggregate] = {}
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        recordings = super().save(*objs, **kwargs)
+    def _save(self, *objs: Any) -> None:
+        super()._save(*objs)
         for obj in objs:
             if isinstance(obj, Customer | Account):
                 self.live[obj.id] = obj
-        return recordings
 
 
 def state(aggregate: Aggregate) -> dict[str, Any]:
@@ -78,28 +77,28 @@ class CRMMachine(RuleBasedStateMachine):
 
     def attempt(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a command; if the CRM says no, nothing may have been stored."""
-        before = self.app.recorder.max_notification_id()
-        version = self.app.repository.get(self.aggregate_id).version
+        before = self.app.app.recorder.max_notification_id()
+        version = self.app.app.repository.get(self.aggregate_id).version
         try:
             result = command(*args, **kwargs)
         except CRMError:
             self.rejected += 1
-            assert self.app.recorder.max_notification_id() == before
-            assert self.app.repository.get(self.aggregate_id).version == version
+            assert self.app.app.recorder.max_notification_id() == before
+            assert self.app.app.repository.get(self.aggregate_id).version == version
             return None
         self.accepted += 1
         return result
 
     def history(self) -> list[Any]:
-        return list(self.app.events.get(self.aggregate_id))
+        return list(self.app.app.events.get(self.aggregate_id))
 
     @invariant()
     def stored_events_rebuild_the_live_aggregate(self) -> None:
         replayed: Any = None
-        for ev in self.app.events.get(self.aggregate_id):
+        for ev in self.app.app.events.get(self.aggregate_id):
             replayed = ev.mutate(replayed)
         live = self.app.live[self.aggregate_id]
-        loaded = self.app.repository.get(self.aggregate_id)  # via snapshots
+        loaded = self.app.app.repository.get(self.aggregate_id)  # via snapshots
         assert replayed.version == live.version == loaded.version
         assert state(replayed) == state(live)
         assert state(loaded) == state(live)

@@ -45,7 +45,7 @@ def _stored_v1(originator_id: Any) -> StoredEvent:
 
 def test_old_events_are_upcast_on_read() -> None:
     app = CRM("memory://")
-    event = app.mapper.to_domain_event(_stored_v1(uuid4()))
+    event = app.app.mapper.to_domain_event(_stored_v1(uuid4()))
     assert isinstance(event, ConsentNoted)
     assert event.lawful_basis == "consent"
     assert event.purpose == "newsletter"
@@ -56,6 +56,6 @@ def test_new_events_record_their_class_version_and_read_back_unchanged() -> None
     new = ConsentNoted(
         originator_id=uuid4(), originator_version=1, purpose="offers", lawful_basis="contract"
     )
-    stored = app.mapper.to_stored_event(new)
+    stored = app.app.mapper.to_stored_event(new)
     assert orjson.loads(stored.state)["class_version"] == 2
-    assert app.mapper.to_domain_event(stored) == new
+    assert app.app.mapper.to_domain_event(stored) == new

@@ -53,7 +53,7 @@ def test_demo_on_the_embedded_default(tmp_path: Path) -> None:
         assert heading in output
     crm = CRM(f"sqlite:///{db}")
     try:
-        assert crm.recorder.max_notification_id() == events_stored(output)
+        assert crm.app.recorder.max_notification_id() == events_stored(output)
     finally:
         crm.close()
 
@@ -73,7 +73,7 @@ def test_demo_on_postgres_can_be_replayed_into_the_same_store(
     second, total = events_stored(output), events_in_store(output)
     crm = CRM(postgres_url)
     try:
-        assert crm.recorder.max_notification_id() == total == first + second
+        assert crm.app.recorder.max_notification_id() == total == first + second
     finally:
         crm.close()
     assert "whole store, earlier runs included" in output

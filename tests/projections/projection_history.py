@@ -51,14 +51,14 @@ def project(
 ) -> ReadModelView:
     """Apply the whole log (or what the view has not seen) in batches of ``batch_size``."""
     view = view or open_view("memory://", read_models=read_models)
-    start = (view.max_tracking_id(app.name) or 0) + 1
+    start = (view.max_tracking_id(app.app.name) or 0) + 1
     while True:
-        page = app.recorder.select_notifications(start=start, limit=1000)
+        page = app.app.recorder.select_notifications(start=start, limit=1000)
         if not page:
             return view
-        logged = [LoggedEvent(n, mapper=app.mapper) for n in page]
+        logged = [LoggedEvent(n, mapper=app.app.mapper) for n in page]
         for i in range(0, len(logged), batch_size):
-            view.record(app.name, logged[i : i + batch_size])
+            view.record(app.app.name, logged[i : i + batch_size])
         start = page[-1].id + 1
 
 

@@ -53,7 +53,7 @@ def test_a_stopped_runner_gives_back_its_connections(store_url: str) -> None:
 def test_rebuild_status_and_reports(store_url: str) -> None:
     app = CRM(store_url)
     known = known_history(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     assert {s.name: s.position for s in status(store_url)} == dict.fromkeys(
         ["customer360", "timeline", "pipeline", "service_desk", "customer_value", "handover"]
     )

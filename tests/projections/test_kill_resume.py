@@ -51,8 +51,8 @@ def _positions(store_url: str, app_name: str) -> list[int]:
 def test_killed_runner_resumes_exactly_once(store_url: str, tmp_path: Path) -> None:
     app = CRM(store_url)
     run_demo(app, customers=70, seed=3)
-    head = app.recorder.max_notification_id()
-    app_name = app.name
+    head = app.app.recorder.max_notification_id()
+    app_name = app.app.name
     app.close()
     kills = 0
     for _ in range(2):

@@ -19,18 +19,18 @@ from projections.timeline import describe
 
 def _logged(app: CRM) -> list[LoggedEvent]:
     return [
-        LoggedEvent(n, mapper=app.mapper)
-        for n in app.recorder.select_notifications(start=1, limit=10_000)
+        LoggedEvent(n, mapper=app.app.mapper)
+        for n in app.app.recorder.select_notifications(start=1, limit=10_000)
     ]
 
 
 def test_lazy_events_read_as_the_decoded_events(crm: CRM, known: Known) -> None:
-    assert isinstance(crm.mapper, PydanticMapper)
+    assert isinstance(crm.app.mapper, PydanticMapper)
     logged = _logged(crm)
     assert len(logged) > 50
     for item in logged:
         lazy: Any = item.event
-        decoded: Any = crm.mapper.to_domain_event(item.notification)
+        decoded: Any = crm.app.mapper.to_domain_event(item.notification)
         assert type(lazy) is LazyEvent
         assert isinstance(lazy, type(decoded))
         assert lazy.__class__ is type(decoded)
@@ -51,14 +51,14 @@ def test_every_row_a_batch_touches_is_prefetched(crm: CRM, known: Known) -> None
 def test_a_field_missing_from_an_old_event_reads_as_its_default(crm: CRM, known: Known) -> None:
     opened = next(
         n
-        for n in crm.recorder.select_notifications(start=1, limit=10_000)
+        for n in crm.app.recorder.select_notifications(start=1, limit=10_000)
         if n.topic.endswith("Account.OpportunityOpened")
     )
     state = orjson.loads(opened.state)
     del state["forecast_category"]
     old = replace(opened, state=orjson.dumps(state))
-    lazy: Any = LoggedEvent(old, mapper=crm.mapper).event
-    decoded: Any = crm.mapper.to_domain_event(old)
+    lazy: Any = LoggedEvent(old, mapper=crm.app.mapper).event
+    decoded: Any = crm.app.mapper.to_domain_event(old)
     assert lazy.forecast_category is None is decoded.forecast_category
     assert json_state(lazy) == decoded.model_dump(mode="json")
     assert list(json_state(lazy)) == list(type(decoded).model_fields)

@@ -141,8 +141,8 @@ def fold(app: CRM) -> dict[str, Any]:
     account_owner: dict[UUID, UUID] = {}
     orders: dict[UUID, list[Any]] = {}
     deals: dict[UUID, tuple[str, str, str]] = {}
-    for n in app.recorder.select_notifications(start=1, limit=100_000):
-        e = app.mapper.to_domain_event(n)
+    for n in app.app.recorder.select_notifications(start=1, limit=100_000):
+        e = app.app.mapper.to_domain_event(n)
         if isinstance(e, Customer.Registered):
             customers[e.originator_id] = {
                 "manager": None,

@@ -325,14 +325,14 @@ def test_pipeline_forecast_category_comes_from_the_opening_event() -> None:
     old = crm.open_opportunity(
         account, name="old", owner="li", expected_close=date(2025, 6, 1), amount=cny(300)
     )
-    notifications = crm.recorder.select_notifications(start=1, limit=1000)
+    notifications = crm.app.recorder.select_notifications(start=1, limit=1000)
     opened = [n for n in notifications if n.topic.endswith("Account.OpportunityOpened")]
     assert len(opened) == 2
     # the second opening as an event stored before the field existed
     stored = [_without_forecast_category(n) if n.id == opened[1].id else n for n in notifications]
-    assert getattr(crm.mapper.to_domain_event(stored[-1]), "forecast_category", 0) is None
+    assert getattr(crm.app.mapper.to_domain_event(stored[-1]), "forecast_category", 0) is None
     view = open_view("memory://", read_models=["pipeline"])
-    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in stored])
+    view.record(crm.app.name, [LoggedEvent(n, mapper=crm.app.mapper) for n in stored])
     q = PipelineQueries(view.engine)
     # the new event's own category; the old one falls back to the default pipeline's
     categories = {o.opportunity_id: o.forecast_category for o in q.open_opportunities().items}

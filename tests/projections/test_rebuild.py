@@ -75,7 +75,7 @@ def test_workers_are_planned_by_weight_and_keep_the_given_order() -> None:
 def test_a_parallel_rebuild_equals_a_rebuild_in_one_process(store_url: str) -> None:
     app = CRM(store_url)
     run_demo(app, customers=40, seed=5)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     app.close()
     one = rebuild(store_url, workers=1, batch_size=97)
     assert (one.workers, one.events) == (1, head)
@@ -89,7 +89,7 @@ def test_a_parallel_rebuild_equals_a_rebuild_in_one_process(store_url: str) -> N
     assert _index_names(store_url) == _declared_indexes()
     view = open_view(store_url)
     try:
-        assert set(view.positions(app.name).values()) == {head}
+        assert set(view.positions(app.app.name).values()) == {head}
     finally:
         view.engine.dispose()
 
@@ -111,7 +111,7 @@ def test_a_worker_that_fails_stops_the_rebuild_with_its_error(tmp_path: Path) ->
     app = CRM(store)
     app.register_customer(kind="individual", name="Alice", code="A")
     mallory = app.register_customer(kind="individual", name="Mallory", code="M")
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     app.close()
     with pytest.raises(UnhandledEventError, match="no Mallory here") as info:
         rebuild(store, read_models=["customer_value", PickyCustomers], workers=2)
@@ -120,7 +120,7 @@ def test_a_worker_that_fails_stops_the_rebuild_with_its_error(tmp_path: Path) ->
     # nothing from the failing event on was stored; the other worker was stopped
     view = open_view(store, read_models=[PickyCustomers])
     try:
-        assert (view.position("picky", app.name) or 0) < info.value.position <= head
+        assert (view.position("picky", app.app.name) or 0) < info.value.position <= head
     finally:
         view.engine.dispose()
 
@@ -184,25 +184,25 @@ def test_a_batch_raced_by_another_runner_is_neither_lost_nor_applied_twice(
     store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
     app = CRM(store)
     known_history(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     view = open_view(store, read_models=[RacedTimeline])
     RacedTimeline.tracking = view.tracking_tables["raced_timeline"]
-    RacedTimeline.application_name = app.name
+    RacedTimeline.application_name = app.app.name
     logged = [
-        LoggedEvent(n, mapper=app.mapper)
-        for n in app.recorder.select_notifications(start=1, limit=1000)
+        LoggedEvent(n, mapper=app.app.mapper)
+        for n in app.app.recorder.select_notifications(start=1, limit=1000)
     ]
-    view.record(app.name, logged)
+    view.record(app.app.name, logged)
     moved_to = RacedTimeline.moved_to
     assert moved_to is not None
-    assert view.position("raced_timeline", app.name) == head
+    assert view.position("raced_timeline", app.app.name) == head
     bookkeeping = {get_topic(c) for c in BOOKKEEPING_EVENTS}
     expected = [e.position for e in logged if e.position > moved_to and e.topic not in bookkeeping]
     with view.engine.connect() as conn:
         positions = [p for (p,) in conn.execute(select(entries.c.position).order_by("position"))]
     # what the other runner "did" (up to moved_to) is not applied again; the rest is applied
     assert positions == expected
-    view.record(app.name, logged)  # all of it is there already: a no-op
+    view.record(app.app.name, logged)  # all of it is there already: a no-op
     with view.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(entries)).scalar() == len(expected)
     view.engine.dispose()

@@ -46,39 +46,39 @@ def _timeline_rows(view: Any) -> int:
 def test_a_batch_applied_twice_is_applied_once(crm: CRM, known: Known) -> None:
     view = project(crm, ["timeline"])
     before = _timeline_rows(view)
-    page = crm.recorder.select_notifications(start=1, limit=1000)
-    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in page])  # replayed
+    page = crm.app.recorder.select_notifications(start=1, limit=1000)
+    view.record(crm.app.name, [LoggedEvent(n, mapper=crm.app.mapper) for n in page])  # replayed
     facts = [n for n in page if "bookkeeping" not in n.topic]
     assert _timeline_rows(view) == before == len(facts) == len(page) - 2
-    assert view.position("timeline", crm.name) == page[-1].id
+    assert view.position("timeline", crm.app.name) == page[-1].id
 
 
 def test_tracking_only_moves_forward(crm: CRM) -> None:
     """The stock runner's ``insert_tracking``: a position moves every read model forward,
     never back or to where it already is."""
     view = open_view("memory://", read_models=[Customer360, ActivityTimeline])
-    view.insert_tracking(Tracking(crm.name, 5))
-    view.insert_tracking(Tracking(crm.name, 9))
-    assert view.positions(crm.name) == {"customer360": 9, "timeline": 9}
+    view.insert_tracking(Tracking(crm.app.name, 5))
+    view.insert_tracking(Tracking(crm.app.name, 9))
+    assert view.positions(crm.app.name) == {"customer360": 9, "timeline": 9}
     for stale in (9, 4):
         with pytest.raises(IntegrityError, match="already at 9"):
-            view.insert_tracking(Tracking(crm.name, stale))
-    assert view.positions(crm.name) == {"customer360": 9, "timeline": 9}
+            view.insert_tracking(Tracking(crm.app.name, stale))
+    assert view.positions(crm.app.name) == {"customer360": 9, "timeline": 9}
 
 
 def test_read_models_keep_their_own_positions(crm: CRM, known: Known) -> None:
     view = open_view("memory://", read_models=[Customer360, ActivityTimeline])
-    head = crm.recorder.max_notification_id()
-    first = crm.recorder.select_notifications(start=1, limit=10)
+    head = crm.app.recorder.max_notification_id()
+    first = crm.app.recorder.select_notifications(start=1, limit=10)
     # timeline alone has seen the first ten notifications
     only_timeline = open_view("memory://", read_models=[ActivityTimeline])
     assert only_timeline is not view
-    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in first])
+    view.record(crm.app.name, [LoggedEvent(n, mapper=crm.app.mapper) for n in first])
     view.drop_read_model("customer360")
-    assert view.positions(crm.name) == {"customer360": None, "timeline": 10}
-    assert view.max_tracking_id(crm.name) is None
+    assert view.positions(crm.app.name) == {"customer360": None, "timeline": 10}
+    assert view.max_tracking_id(crm.app.name) is None
     project(crm, view=view)  # one pass: customer360 from the start, timeline from 11
-    assert view.positions(crm.name) == {"customer360": head, "timeline": head}
+    assert view.positions(crm.app.name) == {"customer360": head, "timeline": head}
     assert _timeline_rows(view) == head - 2  # all but the two customer-code claims
     assert Customer360Queries(view.engine).get(known.acme).contacts_logged == 3
 
@@ -107,31 +107,31 @@ def test_an_unhandled_event_parks_the_read_model_naming_event_position_and_error
     app.log_contact(first, channel="sms", direction="inbound", summary="hi")
     view = open_view("memory://", read_models=[PickyCustomers])
     logged = [
-        LoggedEvent(n, mapper=app.mapper)
-        for n in app.recorder.select_notifications(start=1, limit=100)
+        LoggedEvent(n, mapper=app.app.mapper)
+        for n in app.app.recorder.select_notifications(start=1, limit=100)
     ]
     contact = next(e for e in logged if e.topic.endswith("Customer.ContactLogged"))
-    view.record(app.name, logged)  # parks, does not raise
+    view.record(app.app.name, logged)  # parks, does not raise
     parked = view.control_states()["picky"].parked
     assert parked is not None
     assert (parked.position, parked.originator_id) == (contact.position, first)
     assert parked.topic.endswith("Customer.ContactLogged")
     assert "not listed as ignored" in parked.error
     # everything before the event is committed, nothing from it on
-    assert view.position("picky", app.name) == contact.position - 1
+    assert view.position("picky", app.app.name) == contact.position - 1
 
 
 def test_a_failing_handler_parks_its_read_model_and_the_runner_goes_on() -> None:
     app = CRM("memory://")
     app.register_customer(kind="individual", name="Alice", code="A")
-    with follow(app, read_models=[PickyCustomers, ActivityTimeline]) as runner:
+    with follow(app.app, read_models=[PickyCustomers, ActivityTimeline]) as runner:
         runner.wait_until_current(timeout=5)
         good = runner.head()
         mallory = app.register_customer(kind="individual", name="Mallory", code="M")
         app.log_contact(mallory, channel="sms", direction="inbound", summary="hi")
         head = runner.head()
         deadline = time.monotonic() + 10
-        while runner.view.position("timeline", app.name) != head:
+        while runner.view.position("timeline", app.app.name) != head:
             assert time.monotonic() < deadline, "the timeline did not reach the head"
             runner.run_forever(timeout=0.05)  # re-raises a runner error, if any
         assert not runner.is_interrupted.is_set()
@@ -140,7 +140,7 @@ def test_a_failing_handler_parks_its_read_model_and_the_runner_goes_on() -> None
         assert "no Mallory here" in parked.error
         assert parked.topic.endswith("Customer.Registered")
         assert parked.position == good + 1
-        assert runner.view.position("picky", app.name) == good
+        assert runner.view.position("picky", app.app.name) == good
 
 
 def test_the_stock_runner_loop_also_works_one_event_per_transaction(crm: CRM, known: Known) -> None:
@@ -150,14 +150,14 @@ def test_the_stock_runner_loop_also_works_one_event_per_transaction(crm: CRM, kn
     from projections.runner import ProjectionTarget, sharing
     from projections.views import view_class_for
 
-    env = {**ProjectionTarget("memory://", "sqlite:///:memory:").env(), **dict(crm.env)}
+    env = {**ProjectionTarget("memory://", "sqlite:///:memory:").env(), **dict(crm.app.env)}
     env["PROJECTIONS_PERSISTENCE_MODULE"] = "eventsourcing_sqlalchemy"
     env["PROJECTIONS_SQLALCHEMY_URL"] = "sqlite:///:memory:"
     with ProjectionRunner(
-        application_class=sharing(crm),
+        application_class=sharing(crm.app),
         projection_class=ReadModelProjection,
         view_class=view_class_for([Customer360]),
         env=env,
     ) as runner:
-        runner.wait(crm.recorder.max_notification_id(), timeout=10)
+        runner.wait(crm.app.recorder.max_notification_id(), timeout=10)
         assert Customer360Queries(runner.view.engine).get(known.acme).open_tickets == 1

@@ -62,7 +62,7 @@ def publish(crm: CRM, settings: CRMSettings, console: Console) -> None:
     relay_settings = RelaySettings.from_settings(
         settings.kafka, create_topics=True, broker_timeout=30.0
     )
-    relay = KafkaRelay(crm, relay_settings, routing)
+    relay = KafkaRelay(crm.app, relay_settings, routing)
     with console.status(f"Publishing to Kafka at {settings.kafka.bootstrap}..."):
         stats = relay.run(until_caught_up=True)
     console.print(
@@ -128,7 +128,7 @@ def demo(
         for key, value in rows:
             console.print(f"  {key:<{width}}  {value}", soft_wrap=True)
         scope = "whole store, earlier runs included" if reused else "read model"
-        source = crm if settings.store.in_memory else settings.store.url
+        source = crm.app if settings.store.in_memory else settings.store.url
         with current_read_models(source, None, console=Console(stderr=True)) as engine:
             console.rule(f"Sales pipeline ({scope})")
             render(pipeline_report(engine), OutputFormat.TABLE, console=console)

@@ -293,7 +293,7 @@ def relay_kafka(
     )
     crm = CRM(settings=settings)
     try:
-        relay = KafkaRelay(crm, relay_settings, table)
+        relay = KafkaRelay(crm.app, relay_settings, table)
         on_stop_signals(relay.stop)
         stats = relay.run(until_caught_up=until_caught_up)
     finally:

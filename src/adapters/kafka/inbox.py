@@ -83,9 +83,9 @@ def receive(crm: CRM, message_key: str, message_type: str, digest: str) -> Recei
     """
     record = ReceivedMessage(message_key=message_key, message_type=message_type, data_hash=digest)
     try:
-        crm.save(record)
+        crm.app.save(record)
     except RecordConflictError:
-        first: ReceivedMessage = crm.repository.get(record.id)
+        first: ReceivedMessage = crm.app.repository.get(record.id)
         if first.data_hash != digest or first.message_type != message_type:
             raise IdempotencyKeyReusedError(
                 message_key,
@@ -93,7 +93,7 @@ def receive(crm: CRM, message_key: str, message_type: str, digest: str) -> Recei
                 f"(sha256 {first.data_hash[:12]}..., now {message_type} {digest[:12]}...); "
                 "a sender must give each distinct message its own id",
             ) from None
-        if CommandProcessed.id_for(message_key) in crm.repository:
+        if CommandProcessed.id_for(message_key) in crm.app.repository:
             return Receipt.DUPLICATE
         return Receipt.RETRY
     return Receipt.NEW

@@ -86,7 +86,7 @@ _STOP = object()
 class KafkaRelay:
     """Publishes a CRM application's events to Kafka, at least once, in order per aggregate.
 
-    >>> relay = KafkaRelay(crm, RelaySettings(bootstrap="127.0.0.1:9092", create_topics=True))
+    >>> relay = KafkaRelay(crm.app, RelaySettings(bootstrap="127.0.0.1:9092", create_topics=True))
     >>> relay.run(until_caught_up=True)  # or relay.run() until relay.stop()
     """
 

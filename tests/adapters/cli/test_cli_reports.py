@@ -106,7 +106,7 @@ def test_a_report_that_has_to_catch_up_says_so_with_counts(
 ) -> None:
     monkeypatch.setattr(report_module, "ANNOUNCE_LAG", 1)
     crm = CRM(small_store)
-    head = crm.recorder.max_notification_id()
+    head = crm.app.recorder.max_notification_id()
     crm.close()
     code, out, err = run(["report", "value", "--store", small_store], capsys)
     assert code == 0

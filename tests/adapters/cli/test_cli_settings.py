@@ -34,7 +34,7 @@ def test_demo_uses_the_store_in_the_environment(
     assert not (clean_env / "crm-demo.sqlite").exists()
     crm = CRM(store)
     try:
-        assert (crm.recorder.max_notification_id() or 0) > 0
+        assert (crm.app.recorder.max_notification_id() or 0) > 0
     finally:
         crm.close()
 

@@ -1,0 +1,459 @@
+"""Commands on an account: the account itself, its contacts, pipeline, quotes, orders, money.
+
+Each class is one command: its fields (validated), its concurrency policy, and its
+handler (``decide``), which calls the :class:`~crm_domain.account.Account` method that
+holds the rule. ``CRM`` has a typed method of the same name for each.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, ClassVar
+from uuid import UUID
+
+from crm_domain.account import Account
+from crm_domain.commands.base import (
+    COMMUTES,
+    AccountCommand,
+    Command,
+    Concurrency,
+    conflicts_on,
+)
+from crm_domain.errors import InactiveCustomerError
+from crm_domain.eventmodel import Aggregate
+from crm_domain.values import (
+    AccountTier,
+    CompanySize,
+    KeyAccountCriterion,
+    Money,
+    OrderLine,
+    OrderRejectionReason,
+)
+
+if TYPE_CHECKING:
+    from crm_domain.application import CRM
+
+
+# ===== the account ======================================================================
+class OpenAccount(Command[UUID]):
+    """Open the commercial account of an active customer; returns the account id."""
+
+    command_name = "open_account"
+    aggregate = Account
+    creates = True
+
+    customer_id: UUID
+    name: str
+    industry: str = "unspecified"
+    size: CompanySize = CompanySize.SMALL
+    tier: AccountTier = AccountTier.STANDARD
+
+    def create(self, crm: CRM) -> Aggregate:
+        # After the command-id lookup: a repeat returns the first result.
+        if not crm.customer(self.customer_id).active:
+            raise InactiveCustomerError(f"customer {self.customer_id} is deactivated")
+        return Account.open(
+            customer_id=self.customer_id,
+            name=self.name,
+            industry=self.industry,
+            size=self.size,
+            tier=self.tier,
+        )
+
+
+class ReclassifyAccount(AccountCommand[None]):
+    """Change an account's industry, size or tier."""
+
+    command_name = "reclassify_account"
+
+    industry: str | None = None
+    size: CompanySize | None = None
+    tier: AccountTier | None = None
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.reclassify(industry=self.industry, size=self.size, tier=self.tier)
+
+
+class CloseAccount(AccountCommand[None]):
+    """Close an account: nothing more is sold or ordered on it."""
+
+    command_name = "close_account"
+
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.close(reason=self.reason)
+
+
+class DesignateKeyAccount(AccountCommand[None]):
+    """Make an account a key account, by the criterion it meets."""
+
+    command_name = "designate_key_account"
+
+    criterion: KeyAccountCriterion
+    note: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.designate_key_account(criterion=self.criterion, note=self.note)
+
+
+class RevokeKeyAccount(AccountCommand[None]):
+    """Take the key-account status away from an account."""
+
+    command_name = "revoke_key_account"
+
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.revoke_key_account(reason=self.reason)
+
+
+class AddAccountContact(AccountCommand[None]):
+    """Add a person (a registered customer) to the account's contacts, with a role."""
+
+    command_name = "add_account_contact"
+    concurrency: ClassVar[Concurrency] = conflicts_on("customer_id")
+
+    customer_id: UUID
+    role: str
+    decision_maker: bool = False
+
+    def check(self, crm: CRM) -> None:
+        crm.customer(self.customer_id)
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.add_contact(
+            customer_id=self.customer_id, role=self.role, decision_maker=self.decision_maker
+        )
+
+
+class RemoveAccountContact(AccountCommand[None]):
+    """Remove a person from the account's contacts."""
+
+    command_name = "remove_account_contact"
+    concurrency: ClassVar[Concurrency] = conflicts_on("customer_id")
+
+    customer_id: UUID
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.remove_contact(customer_id=self.customer_id, reason=self.reason)
+
+
+class AssignAccountManager(AccountCommand[None]):
+    """Assign or hand over the account manager."""
+
+    command_name = "assign_account_manager"
+
+    manager: str
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.assign_manager(manager=self.manager, reason=self.reason)
+
+
+class SetCreditLimit(AccountCommand[None]):
+    """Set how much the account may owe (checked by ERP when orders are confirmed)."""
+
+    command_name = "set_credit_limit"
+
+    limit: Money
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.set_credit_limit(limit=self.limit)
+
+
+# ===== pipeline =========================================================================
+class OpenOpportunity(AccountCommand[UUID]):
+    """Open a sales opportunity on the account's pipeline; returns its id."""
+
+    command_name = "open_opportunity"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    name: str
+    expected_close: date
+    owner: str
+    amount: Money | None = None
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.open_opportunity(
+            name=self.name,
+            expected_close=self.expected_close,
+            owner=self.owner,
+            amount=self.amount,
+            pipeline=crm.pipeline,
+        )
+
+
+class OpportunityCommand(AccountCommand[None]):
+    """A step on one opportunity: concurrent steps on other opportunities commute."""
+
+    concurrency: ClassVar[Concurrency] = conflicts_on("opportunity_id")
+
+    opportunity_id: UUID
+
+
+class StageOpportunity(OpportunityCommand):
+    """Move an opportunity to a pipeline stage."""
+
+    command_name = "stage_opportunity"
+
+    stage: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.stage_opportunity(self.opportunity_id, stage=self.stage, pipeline=crm.pipeline)
+
+
+class ReviseOpportunity(OpportunityCommand):
+    """Change an opportunity's expected amount or close date, with a reason."""
+
+    command_name = "revise_opportunity"
+
+    amount: Money | None = None
+    expected_close: date | None = None
+    reason: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.revise_opportunity(
+            self.opportunity_id,
+            amount=self.amount,
+            expected_close=self.expected_close,
+            reason=self.reason,
+        )
+
+
+class ReassignOpportunity(OpportunityCommand):
+    """Give an open opportunity a new owner (a rep left, territories changed)."""
+
+    command_name = "reassign_opportunity"
+
+    owner: str
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.reassign_opportunity(self.opportunity_id, owner=self.owner, reason=self.reason)
+
+
+class WinOpportunity(OpportunityCommand):
+    """Close an opportunity as won (it needs an amount), with the reason and competitor."""
+
+    command_name = "win_opportunity"
+
+    reason: str
+    competitor: str | None = None
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.win_opportunity(
+            self.opportunity_id,
+            reason=self.reason,
+            competitor=self.competitor,
+            pipeline=crm.pipeline,
+        )
+
+
+class LoseOpportunity(OpportunityCommand):
+    """Close an opportunity as lost, with the reason and the competitor who won."""
+
+    command_name = "lose_opportunity"
+
+    reason: str
+    competitor: str | None = None
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.lose_opportunity(
+            self.opportunity_id,
+            reason=self.reason,
+            competitor=self.competitor,
+            pipeline=crm.pipeline,
+        )
+
+
+# ===== quotes ===========================================================================
+class IssueQuote(AccountCommand[UUID]):
+    """Issue a quote for an opportunity (at most one active quote each); returns its id."""
+
+    command_name = "issue_quote"
+    concurrency: ClassVar[Concurrency] = conflicts_on("opportunity_id")
+
+    opportunity_id: UUID
+    amount: Money
+    valid_until: date
+    discount_pct: Decimal = Decimal(0)
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.issue_quote(
+            self.opportunity_id,
+            amount=self.amount,
+            valid_until=self.valid_until,
+            discount_pct=self.discount_pct,
+        )
+
+
+class ReviseQuote(AccountCommand[UUID]):
+    """Issue a new version of a quote; returns the new quote's id."""
+
+    command_name = "revise_quote"
+
+    quote_id: UUID
+    amount: Money
+    valid_until: date
+    discount_pct: Decimal = Decimal(0)
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.revise_quote(
+            self.quote_id,
+            amount=self.amount,
+            valid_until=self.valid_until,
+            discount_pct=self.discount_pct,
+        )
+
+
+class AcceptQuote(AccountCommand[None]):
+    """Record that the customer accepted a quote."""
+
+    command_name = "accept_quote"
+
+    quote_id: UUID
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.accept_quote(self.quote_id)
+
+
+class ExpireQuote(AccountCommand[None]):
+    """Let a quote lapse (past its validity, or withdrawn)."""
+
+    command_name = "expire_quote"
+
+    quote_id: UUID
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.expire_quote(self.quote_id)
+
+
+# ===== orders ===========================================================================
+class PlaceOrder(AccountCommand[UUID]):
+    """Place an order; it is promised only after ERP confirms it. Returns its id."""
+
+    command_name = "place_order"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    lines: list[OrderLine]
+    opportunity_id: UUID | None = None
+    quote_id: UUID | None = None
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.place_order(
+            lines=self.lines, opportunity_id=self.opportunity_id, quote_id=self.quote_id
+        )
+
+
+class OrderCommand(AccountCommand[None]):
+    """A step on one order: concurrent steps on other orders commute."""
+
+    concurrency: ClassVar[Concurrency] = conflicts_on("order_id")
+
+    order_id: UUID
+
+
+class RequestOrderConfirmation(OrderCommand):
+    """Ask ERP to confirm an order (credit, margin, availability); the Kafka relay carries it."""
+
+    command_name = "request_order_confirmation"
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.request_order_confirmation(self.order_id)
+
+
+class ConfirmOrder(OrderCommand):
+    """Record ERP's confirmation of an order, with its ERP reference."""
+
+    command_name = "confirm_order"
+
+    erp_reference: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.confirm_order(self.order_id, erp_reference=self.erp_reference)
+
+
+class RejectOrder(OrderCommand):
+    """Record that ERP rejected an order, and why."""
+
+    command_name = "reject_order"
+
+    reason: OrderRejectionReason
+    detail: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.reject_order(self.order_id, reason=self.reason, detail=self.detail)
+
+
+class ShipOrder(OrderCommand):
+    """Record that a confirmed order was shipped."""
+
+    command_name = "ship_order"
+
+    shipment_ref: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.ship_order(self.order_id, shipment_ref=self.shipment_ref)
+
+
+class DeliverOrder(OrderCommand):
+    """Record that a shipped order reached the customer."""
+
+    command_name = "deliver_order"
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.deliver_order(self.order_id)
+
+
+class ReturnOrder(OrderCommand):
+    """Record that the customer sent a delivered order back."""
+
+    command_name = "return_order"
+
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.return_order(self.order_id, reason=self.reason)
+
+
+# ===== money ============================================================================
+class IssueInvoice(AccountCommand[UUID]):
+    """Invoice the account (for an order, or on its own); returns the invoice id."""
+
+    command_name = "issue_invoice"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    amount: Money
+    order_id: UUID | None = None
+    due_date: date | None = None
+    reference: str = ""
+    #: Give the invoice a known id (e.g. ERP's), else a new one.
+    invoice_id: UUID | None = None
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.issue_invoice(
+            amount=self.amount,
+            order_id=self.order_id,
+            due_date=self.due_date,
+            reference=self.reference,
+            invoice_id=self.invoice_id,
+        )
+
+
+class ReceivePayment(AccountCommand[UUID]):
+    """Record a payment from the account (against an invoice, or on account); returns its id."""
+
+    command_name = "receive_payment"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    amount: Money
+    invoice_id: UUID | None = None
+    reference: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.receive_payment(
+            amount=self.amount, invoice_id=self.invoice_id, reference=self.reference
+        )

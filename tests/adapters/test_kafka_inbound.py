@@ -109,6 +109,13 @@ def test_every_documented_message_type_becomes_its_command() -> None:
         "marketing.unsubscribed.v1": {"customer_id": customer, "channel": "email"},
     }
     assert set(messages) == set(INBOUND_PAYLOADS)  # the documented list is covered
+    handled: list[str] = []
+
+    def watch(command: Any, next_step: Any) -> Any:
+        handled.append(command.command_name)
+        return next_step(command)
+
+    crm.middleware.append(watch)  # every message goes through CRM.handle, as a command value
     for type_, data in messages.items():
         command = parse_message(cloudevent(type_, orjson.loads(orjson.dumps(data))), STRUCTURED)
         apply_command(crm, command)
@@ -123,6 +130,15 @@ def test_every_documented_message_type_becomes_its_command() -> None:
     assert last.metadata["source_system"] == "marketing"
     assert last.metadata["correlation_id"] == "corr-erp-1"
     assert last.metadata["command_id"].startswith("kafka:urn:erp:test:msg-")
+    assert handled == [
+        "confirm_order",
+        "reject_order",
+        "ship_order",
+        "receive_payment",
+        "set_credit_limit",
+        "record_campaign_response",
+        "withdraw_consent",
+    ]
 
 
 def test_binary_mode_messages_are_accepted_too() -> None:

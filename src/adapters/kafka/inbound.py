@@ -49,6 +49,15 @@ from adapters.kafka.messages import (
 )
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from crm_domain.application import CRM
+from crm_domain.commands.account import (
+    ConfirmOrder,
+    ReceivePayment,
+    RejectOrder,
+    SetCreditLimit,
+    ShipOrder,
+)
+from crm_domain.commands.base import Command
+from crm_domain.commands.customer import RecordCampaignResponse, WithdrawConsent
 from crm_domain.errors import (
     BrokerUnavailableError,
     ConcurrencyConflictError,
@@ -180,13 +189,8 @@ def parse_message(
     try:
         payload = payload_cls.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'data'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InboundMessageError(
-            f"invalid {message.type} data: {problems}",
-            errors=[dict(e) for e in exc.errors(include_url=False)],
-        ) from exc
+        problem = invalid(exc, what=f"{message.type} data")
+        raise InboundMessageError(str(problem), errors=problem.errors) from exc
     return InboundCommand(message=message, payload=payload)
 
 
@@ -203,37 +207,36 @@ def apply_command(crm: CRM, command: InboundCommand) -> None:
         command_id=command.command_id,
         occurred_at=message.time,
     ):
-        run = COMMANDS.get(type(command.payload))
-        if run is None:  # pragma: no cover - a test keeps COMMANDS and INBOUND_PAYLOADS in step
-            raise InboundMessageError(f"no CRM command for {message.type}")
-        run(crm, command.payload)
+        crm.handle(command_for(command.payload))
 
 
-def _confirm_order(crm: CRM, p: OrderConfirmed) -> None:
-    crm.confirm_order(p.account_id, p.order_id, erp_reference=p.erp_reference)
+def _confirm_order(p: OrderConfirmed) -> Command[Any]:
+    return ConfirmOrder(account_id=p.account_id, order_id=p.order_id, erp_reference=p.erp_reference)
 
 
-def _reject_order(crm: CRM, p: OrderRejected) -> None:
-    crm.reject_order(p.account_id, p.order_id, reason=p.reason, detail=p.detail)
-
-
-def _ship_order(crm: CRM, p: OrderShipped) -> None:
-    crm.ship_order(p.account_id, p.order_id, shipment_ref=p.shipment_ref)
-
-
-def _receive_payment(crm: CRM, p: InvoicePaid) -> None:
-    crm.receive_payment(
-        p.account_id, amount=p.amount, invoice_id=p.invoice_id, reference=p.reference
+def _reject_order(p: OrderRejected) -> Command[Any]:
+    return RejectOrder(
+        account_id=p.account_id, order_id=p.order_id, reason=p.reason, detail=p.detail
     )
 
 
-def _set_credit_limit(crm: CRM, p: CreditLimitChanged) -> None:
-    crm.set_credit_limit(p.account_id, limit=p.limit)
+def _ship_order(p: OrderShipped) -> Command[Any]:
+    return ShipOrder(account_id=p.account_id, order_id=p.order_id, shipment_ref=p.shipment_ref)
 
 
-def _record_campaign_response(crm: CRM, p: CampaignResponse) -> None:
-    crm.record_campaign_response(
-        p.customer_id,
+def _receive_payment(p: InvoicePaid) -> Command[Any]:
+    return ReceivePayment(
+        account_id=p.account_id, amount=p.amount, invoice_id=p.invoice_id, reference=p.reference
+    )
+
+
+def _set_credit_limit(p: CreditLimitChanged) -> Command[Any]:
+    return SetCreditLimit(account_id=p.account_id, limit=p.limit)
+
+
+def _record_campaign_response(p: CampaignResponse) -> Command[Any]:
+    return RecordCampaignResponse(
+        customer_id=p.customer_id,
         campaign_id=p.campaign_id,
         response=p.response,
         channel=p.channel,
@@ -241,13 +244,15 @@ def _record_campaign_response(crm: CRM, p: CampaignResponse) -> None:
     )
 
 
-def _withdraw_consent(crm: CRM, p: Unsubscribed) -> None:
-    crm.withdraw_consent(p.customer_id, purpose=p.purpose, channel=p.channel, reason=p.reason)
+def _withdraw_consent(p: Unsubscribed) -> Command[Any]:
+    return WithdrawConsent(
+        customer_id=p.customer_id, purpose=p.purpose, channel=p.channel, reason=p.reason
+    )
 
 
-#: THE dispatch table: which CRM command each inbound message becomes (one place, so it can
-#: later map message types to command objects instead).
-COMMANDS: dict[type[InboundPayload], Callable[[CRM, Any], None]] = {
+#: THE dispatch table: the CRM command (a :class:`~crm_domain.commands.base.Command`
+#: value) each inbound message becomes; :meth:`CRM.handle` runs it like any other caller's.
+COMMANDS: dict[type[InboundPayload], Callable[[Any], Command[Any]]] = {
     OrderConfirmed: _confirm_order,
     OrderRejected: _reject_order,
     OrderShipped: _ship_order,
@@ -256,6 +261,14 @@ COMMANDS: dict[type[InboundPayload], Callable[[CRM, Any], None]] = {
     CampaignResponse: _record_campaign_response,
     Unsubscribed: _withdraw_consent,
 }
+
+
+def command_for(payload: InboundPayload) -> Command[Any]:
+    """The CRM command an inbound message's validated data asks for."""
+    to_command = COMMANDS.get(type(payload))
+    if to_command is None:  # pragma: no cover - a test keeps COMMANDS and INBOUND_PAYLOADS in step
+        raise InboundMessageError(f"no CRM command for {type(payload).__name__}")
+    return to_command(payload)
 
 
 def is_transient(error: BaseException) -> bool:

@@ -40,7 +40,7 @@ from crm_domain.errors import (
 )
 from crm_domain.eventmodel import Aggregate, DomainEvent, Snapshot
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
-from crm_domain.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.persistence import OrjsonTranscoder, PydanticMapper, limit_event_size
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
@@ -160,6 +160,7 @@ class CRM(Application[UUID]):
         es_env.update(env or {})
         self._batch: ContextVar[_Batch | None] = ContextVar(f"crm_batch_{id(self)}", default=None)
         super().__init__(es_env)
+        limit_event_size(self.mapper, settings.max_event_bytes)
 
     # ----- context ------------------------------------------------------------------
     @contextmanager

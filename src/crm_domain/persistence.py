@@ -8,7 +8,7 @@ Writing, the mapper refuses an event larger than ``max_event_bytes`` (the settin
 same name) with an :class:`~crm_domain.errors.InvalidCommandError`, before anything is
 stored: one huge event must not hold the event store's write lock, nor exceed what a
 Kafka broker takes (see ``docs/limits.md``). Reading, stored events are validated under
-:data:`~crm_domain.values.STORED_EVENT_CONTEXT`: history is read as it was written, even
+:data:`~crm_domain.eventmodel.STORED_EVENT_CONTEXT`: history is read as it was written, even
 if a field's bound has since been tightened.
 """
 
@@ -23,8 +23,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
 
 from crm_domain.errors import InvalidCommandError
-from crm_domain.eventmodel import Snapshot
-from crm_domain.values import STORED_EVENT_CONTEXT
+from crm_domain.eventmodel import STORED_EVENT_CONTEXT, Snapshot
 
 
 class OrjsonTranscoder(Transcoder):

@@ -56,11 +56,6 @@ def to_decimal(value: Decimal | int | str, what: str = "amount") -> Decimal:
         raise InvalidCommandError(f"{what} must be a number, got {value!r}") from None
 
 
-#: Pydantic validation context under which stored events are read: bounds apply to what
-#: is written now, history is read as it was written (a later, tighter bound must not make
-#: an aggregate unloadable).
-STORED_EVENT_CONTEXT: dict[str, bool] = {"stored_event": True}
-
 # Characters no store or read model takes: NUL (PostgreSQL text refuses it) and lone
 # surrogates (not Unicode scalar values: orjson and every UTF-8 encoder refuse them).
 # One-line fields take no C0 control at all; free text keeps tab, line feed, return.
@@ -83,6 +78,7 @@ def _refused(char: str, multiline: bool) -> str:
 
 
 def _from_history(info: ValidationInfo) -> bool:
+    """Whether a stored event is being read (see ``STORED_EVENT_CONTEXT``)."""
     context = info.context
     return isinstance(context, dict) and bool(context.get("stored_event"))
 

@@ -218,3 +218,23 @@ def test_the_largest_accepted_event_does_not_block_other_writers(postgres_url: s
     finally:
         app.close()
         other.close()
+
+
+def test_snapshots_of_history_written_before_a_bound_still_load() -> None:
+    """A customer registered when address lines were unbounded: its snapshots load."""
+    app = CRM(settings=CRMSettings(store_url="memory://", snapshot_interval=2))
+    cid = customer(app)
+    registered = app.history(cid)[0]
+    stored = app.mapper.to_stored_event(registered)
+    long_line = b'"line1":"' + b"x" * 300 + b'"'
+    old_state = stored.state.replace(b'"address":null', b'"address":{' + long_line + b"}")
+    assert old_state != stored.state
+    other = CRM(settings=CRMSettings(store_url="memory://", snapshot_interval=2))
+    other.recorder.insert_events([StoredEvent(stored.originator_id, 1, stored.topic, old_state)])
+    for segment in ("a", "b", "c", "d"):  # takes snapshots on the way
+        other.assign_segment(cid, segment=segment)
+    assert other.snapshots is not None
+    assert list(other.snapshots.get(cid))
+    loaded = other.customer(cid)
+    assert loaded.contact.address is not None
+    assert len(loaded.contact.address.line1) == 300

@@ -338,7 +338,7 @@ def test_every_command_is_covered() -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 @settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
@@ -350,7 +350,7 @@ def test_command_refuses_or_every_read_model_builds(command: str, data: Any) -> 
 
 
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,

@@ -25,7 +25,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from crm_domain.context import current_metadata, current_occurred_at
 from crm_domain.errors import invalid
 
-
 #: Pydantic validation context under which stored events and snapshots are read: the
 #: bounds of :mod:`crm_domain.values` apply to what is written now, history is read as it
 #: was written (a later, tighter bound must not make an aggregate unloadable).

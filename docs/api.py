@@ -208,6 +208,8 @@ def undocumented() -> list[str]:
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue  # private, or imported from elsewhere (checked where defined)
+            if "[" in name:
+                continue  # pydantic's parametrisation of a generic model, e.g. Command[UUID]
             where = f"{module.__name__}.{name}"
             if inspect.isclass(obj):
                 if not _own_doc(obj):

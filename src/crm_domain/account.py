@@ -31,20 +31,24 @@ from crm_domain.errors import (
 from crm_domain.eventmodel import Aggregate, Entity, SnapshotState
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.values import (
+    MAX_ORDER_LINES,
     AccountTier,
     CompanySize,
+    FreeText,
     KeyAccountCriterion,
+    Label,
+    ListBounds,
     Money,
-    NonEmptyStr,
+    Name,
     OrderLine,
     OrderRejectionReason,
     OrderStatus,
     QuoteStatus,
+    Reference,
+    ShortText,
     to_decimal,
 )
 
-Label = Annotated[str, Field(min_length=1, max_length=100)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 Probability = Annotated[Decimal, Field(ge=0, le=1)]
 DiscountPct = Annotated[Decimal, Field(ge=0, le=100)]
 
@@ -148,18 +152,18 @@ class Account(Aggregate):
     class Closed(Aggregate.Event):
         """The account was closed (never deleted)."""
 
-        reason: NonEmptyStr
+        reason: ShortText
 
     class KeyAccountDesignated(Aggregate.Event):
         """The account became a key account, with the criterion."""
 
         criterion: KeyAccountCriterion
-        note: str = ""
+        note: FreeText = ""
 
     class KeyAccountRevoked(Aggregate.Event):
         """The account is no longer a key account."""
 
-        reason: NonEmptyStr
+        reason: ShortText
 
     class ContactAdded(Aggregate.Event):
         """A person joined the account contacts (the decision unit), with a role."""
@@ -172,14 +176,14 @@ class Account(Aggregate):
         """A person left the account contacts."""
 
         customer_id: UUID
-        reason: NonEmptyStr
+        reason: ShortText
 
     class ManagerAssigned(Aggregate.Event):
         """The account manager was assigned or handed over."""
 
         manager: Label
-        previous_manager: str | None
-        reason: NonEmptyStr
+        previous_manager: Label | None
+        reason: ShortText
 
     class OpportunityOpened(Aggregate.Event):
         """A sales opportunity was opened in the first pipeline stage."""
@@ -209,7 +213,7 @@ class Account(Aggregate):
         opportunity_id: UUID
         amount: Money | None
         expected_close: date
-        reason: str = ""
+        reason: FreeText = ""
 
     class OpportunityReassigned(Aggregate.Event):
         """An open opportunity got a new owner (e.g. its rep left), with the reason."""
@@ -217,7 +221,7 @@ class Account(Aggregate):
         opportunity_id: UUID
         owner: Label
         previous_owner: Label
-        reason: NonEmptyStr
+        reason: ShortText
 
     class OpportunityWon(Aggregate.Event):
         """An opportunity closed won, with its amount."""
@@ -226,8 +230,8 @@ class Account(Aggregate):
         from_stage: Label
         to_stage: Label
         amount: Money
-        reason: NonEmptyStr
-        competitor: str | None = None
+        reason: ShortText
+        competitor: Label | None = None
 
     class OpportunityLost(Aggregate.Event):
         """An opportunity closed lost, with the reason and competitor."""
@@ -235,8 +239,8 @@ class Account(Aggregate):
         opportunity_id: UUID
         from_stage: Label
         to_stage: Label
-        reason: NonEmptyStr
-        competitor: str | None = None
+        reason: ShortText
+        competitor: Label | None = None
 
     class QuoteIssued(Aggregate.Event):
         """A quote (or a new version superseding one) was issued on an opportunity."""
@@ -265,7 +269,9 @@ class Account(Aggregate):
         """An order was placed; it is not promised until ERP confirms it."""
 
         order_id: UUID
-        lines: Annotated[list[OrderLine], Field(min_length=1)]
+        lines: Annotated[
+            list[OrderLine], Field(min_length=1), ListBounds(MAX_ORDER_LINES, "order lines")
+        ]
         total: Money
         opportunity_id: UUID | None = None
         quote_id: UUID | None = None
@@ -280,20 +286,20 @@ class Account(Aggregate):
         """ERP confirmed the order."""
 
         order_id: UUID
-        erp_reference: str = ""
+        erp_reference: Reference = ""
 
     class OrderRejected(Aggregate.Event):
         """ERP rejected the order, with the reason."""
 
         order_id: UUID
         reason: OrderRejectionReason
-        detail: str = ""
+        detail: FreeText = ""
 
     class OrderShipped(Aggregate.Event):
         """The order was shipped."""
 
         order_id: UUID
-        shipment_ref: str = ""
+        shipment_ref: Reference = ""
 
     class OrderDelivered(Aggregate.Event):
         """The order was delivered."""
@@ -304,7 +310,7 @@ class Account(Aggregate):
         """The order was returned."""
 
         order_id: UUID
-        reason: NonEmptyStr
+        reason: ShortText
 
     class InvoiceIssued(Aggregate.Event):
         """An invoice was recorded for the account."""
@@ -313,7 +319,7 @@ class Account(Aggregate):
         order_id: UUID | None
         amount: Money
         due_date: date | None = None
-        reference: str = ""
+        reference: Reference = ""
 
     class PaymentReceived(Aggregate.Event):
         """A payment was received (optionally against an invoice)."""
@@ -321,7 +327,7 @@ class Account(Aggregate):
         payment_id: UUID
         amount: Money
         invoice_id: UUID | None = None
-        reference: str = ""
+        reference: Reference = ""
 
     class CreditLimitSet(Aggregate.Event):
         """The credit limit was set or changed."""
@@ -629,7 +635,7 @@ class Account(Aggregate):
         opportunity_id: UUID,
         *,
         reason: str,
-        competitor: str | None = None,
+        competitor: Label | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
     ) -> None:
         """Close won. Needs an amount: a deal without a value cannot be booked."""
@@ -668,7 +674,7 @@ class Account(Aggregate):
         opportunity_id: UUID,
         *,
         reason: str,
-        competitor: str | None = None,
+        competitor: Label | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
     ) -> None:
         opp = self._open_opportunity(opportunity_id, "lose")

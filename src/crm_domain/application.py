@@ -28,6 +28,7 @@ from crm_domain.eventstore import CRMEventStore
 from crm_domain.handling import CommandHandling, not_found
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
+from crm_domain.persistence import limit_event_size
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
@@ -113,6 +114,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             snapshot_interval=settings.snapshot_interval,
             store=self.store,
         )
+        limit_event_size(self.app.mapper, settings.max_event_bytes)
 
     def close(self) -> None:
         """Close the store's connections."""

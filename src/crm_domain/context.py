@@ -34,6 +34,9 @@ class CommandContext:
     #: import of history). Events record it as ``occurred_at`` beside their storage time.
     occurred_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        _check_context(self)
+
     def as_metadata(self) -> dict[str, str]:
         """The metadata stored on each event of the command (actor, source, correlation, causation,
         command id)."""
@@ -46,6 +49,23 @@ class CommandContext:
         if self.command_id is not None:
             metadata["command_id"] = self.command_id
         return metadata
+
+
+def _check_context(ctx: CommandContext) -> None:
+    """Refuse metadata the stores and read models cannot hold (the timeline keeps the
+    actor in ``varchar(100)``; PostgreSQL text takes no NUL), before any event has it."""
+    # Imported here: crm_domain.values builds on the event model, which builds on this.
+    from crm_domain.values import business_time, check_identifier, check_label
+
+    check_label(ctx.actor, "actor")
+    check_label(ctx.source_system, "source_system")
+    check_identifier(ctx.correlation_id, "correlation_id")
+    if ctx.causation_id is not None:
+        check_identifier(ctx.causation_id, "causation_id")
+    if ctx.command_id is not None:
+        check_identifier(ctx.command_id, "command_id")
+    if ctx.occurred_at is not None:
+        business_time(ctx.occurred_at, "occurred_at")
 
 
 _current: ContextVar[CommandContext | None] = ContextVar("crm_command_context", default=None)
@@ -83,7 +103,9 @@ def command_context(
     """Set the metadata for the commands run inside the block.
 
     Values not given are inherited from an enclosing context, except ``command_id``,
-    which names one command and is never inherited.
+    which names one command and is never inherited. Metadata the stores cannot hold (an
+    actor over 100 characters, a NUL, a naive or out-of-range ``occurred_at``) is an
+    :class:`~crm_domain.errors.InvalidCommandError` here, before any command runs.
     """
     outer = _current.get()
     base = outer if outer is not None else CommandContext()
@@ -96,8 +118,6 @@ def command_context(
         command_id=command_id,
         occurred_at=occurred_at if occurred_at is not None else base.occurred_at,
     )
-    if ctx.occurred_at is not None and ctx.occurred_at.tzinfo is None:
-        raise ValueError("occurred_at must be timezone-aware")
     token = _current.set(ctx)
     try:
         yield ctx

@@ -30,30 +30,37 @@ from crm_domain.eventmodel import Aggregate, Entity, Immutable, SnapshotState
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.personal import personal_data
 from crm_domain.values import (
+    MAX_COMMITMENTS,
+    MAX_PARTICIPANTS,
+    BusinessTime,
     Channel,
     ContactDetails,
     CustomerKind,
     Direction,
-    NonEmptyStr,
+    FreeText,
+    Label,
+    ListBounds,
+    Name,
     Priority,
+    Reference,
     SatisfactionClass,
+    ShortText,
     TicketKind,
     TicketStatus,
+    business_time,
     parse_enum,
 )
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 CustomerCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Label = Annotated[str, Field(min_length=1, max_length=100)]
 Score = Annotated[int, Field(ge=1, le=5)]
 
 
 class Commitment(Immutable):
     """Something promised to the customer during a contact, by whom, and by when."""
 
-    description: NonEmptyStr
+    description: ShortText
     owner: Label
-    due: AwareDatetime | None = None
+    due: BusinessTime | None = None
 
 
 def commitment_key(contact_id: UUID, index: int) -> str:
@@ -128,7 +135,7 @@ class Customer(Aggregate):
         name: Name | None = None
         kind: CustomerKind | None = None
         contact: ContactDetails | None = None
-        reason: NonEmptyStr
+        reason: ShortText
 
     class ParentOrganisationSet(Aggregate.Event):
         """The customer was placed under a group customer (or removed from one)."""
@@ -139,13 +146,13 @@ class Customer(Aggregate):
     class Deactivated(Aggregate.Event):
         """The customer was deactivated (never deleted)."""
 
-        reason: NonEmptyStr
+        reason: ShortText
 
     @personal_data("reason")
     class Reactivated(Aggregate.Event):
         """A deactivated customer was made active again."""
 
-        reason: NonEmptyStr
+        reason: ShortText
 
     @personal_data("reason")
     class LifecycleStageChanged(Aggregate.Event):
@@ -153,7 +160,7 @@ class Customer(Aggregate):
 
         from_stage: Label
         to_stage: Label
-        reason: NonEmptyStr
+        reason: ShortText
 
     @personal_data("participants", "summary", "commitments", "next_step")
     class ContactLogged(Aggregate.Event):
@@ -162,11 +169,11 @@ class Customer(Aggregate):
         contact_id: UUID
         channel: Channel
         direction: Direction
-        participants: list[Label]
-        summary: NonEmptyStr
-        commitments: list[Commitment] = []
-        next_step: str | None = None
-        next_step_due: AwareDatetime | None = None
+        participants: Annotated[list[Label], ListBounds(MAX_PARTICIPANTS, "participants")]
+        summary: ShortText
+        commitments: Annotated[list[Commitment], ListBounds(MAX_COMMITMENTS, "commitments")] = []
+        next_step: FreeText | None = None
+        next_step_due: BusinessTime | None = None
         logged_by: Label
         marketing_purpose: Label | None = None
         account_id: UUID | None = None
@@ -177,35 +184,35 @@ class Customer(Aggregate):
 
         contact_id: UUID
         index: Annotated[int, Field(ge=0)]
-        note: str = ""
+        note: FreeText = ""
 
     class ManagerAssigned(Aggregate.Event):
         """The customer manager was assigned or handed over (e.g. the rep left)."""
 
         manager: Label
-        previous_manager: str | None
-        reason: NonEmptyStr
+        previous_manager: Label | None
+        reason: ShortText
 
     class SupportOwnerAssigned(Aggregate.Event):
         """The named technical-support owner was assigned."""
 
         owner: Label
-        previous_owner: str | None
-        reason: NonEmptyStr
+        previous_owner: Label | None
+        reason: ShortText
 
     @personal_data()
     class SegmentAssigned(Aggregate.Event):
         """The customer was put in a marketing/service segment."""
 
         segment: Label
-        previous_segment: str | None
+        previous_segment: Label | None
 
     @personal_data()
     class GradeAssigned(Aggregate.Event):
         """The customer was graded (e.g. A/B/C by value)."""
 
         grade: Label
-        previous_grade: str | None
+        previous_grade: Label | None
 
     @personal_data()
     class ConsentGranted(Aggregate.Event):
@@ -220,7 +227,7 @@ class Customer(Aggregate):
 
         purpose: Label
         channel: Channel
-        reason: str = ""
+        reason: FreeText = ""
 
     @personal_data("comment")
     class SatisfactionRecorded(Aggregate.Event):
@@ -229,7 +236,7 @@ class Customer(Aggregate):
         score: Score
         classification: SatisfactionClass
         ticket_id: UUID | None = None
-        comment: str = ""
+        comment: FreeText = ""
 
     @personal_data()
     class CampaignResponseRecorded(Aggregate.Event):
@@ -247,9 +254,9 @@ class Customer(Aggregate):
         kind: TicketKind
         priority: Priority
         channel: Channel
-        subject: NonEmptyStr
-        description: str = ""
-        due_at: AwareDatetime
+        subject: ShortText
+        description: FreeText = ""
+        due_at: BusinessTime
 
     class TicketAssigned(Aggregate.Event):
         """A ticket was assigned to a person and/or a department."""
@@ -263,13 +270,13 @@ class Customer(Aggregate):
 
         ticket_id: UUID
         responder: Label
-        message: NonEmptyStr
+        message: ShortText
 
     class FieldVisitScheduled(Aggregate.Event):
         """An engineer visit was scheduled for a ticket."""
 
         ticket_id: UUID
-        visit_at: AwareDatetime
+        visit_at: BusinessTime
         engineer: Label
 
     class TicketEscalated(Aggregate.Event):
@@ -277,22 +284,22 @@ class Customer(Aggregate):
 
         ticket_id: UUID
         level: int
-        reason: NonEmptyStr
+        reason: ShortText
         escalated_to: Label | None = None
 
     class TicketResolved(Aggregate.Event):
         """A ticket was resolved, with the answer given."""
 
         ticket_id: UUID
-        answer: NonEmptyStr
-        knowledge_base_ref: str | None = None
+        answer: ShortText
+        knowledge_base_ref: Reference | None = None
 
     class TicketReopened(Aggregate.Event):
         """A resolved ticket was reopened; its SLA clock restarted."""
 
         ticket_id: UUID
-        reason: NonEmptyStr
-        due_at: AwareDatetime
+        reason: ShortText
+        due_at: BusinessTime
 
     class TicketClosed(Aggregate.Event):
         """A resolved ticket was closed."""
@@ -303,8 +310,8 @@ class Customer(Aggregate):
         """An open ticket passed its SLA due time."""
 
         ticket_id: UUID
-        due_at: AwareDatetime
-        detected_at: AwareDatetime
+        due_at: BusinessTime
+        detected_at: BusinessTime
 
     # ----- creation -----------------------------------------------------------------
     @event(Registered)
@@ -760,6 +767,7 @@ class Customer(Aggregate):
 
     def record_sla_breach(self, ticket_id: UUID, *, now: datetime) -> bool:
         """Record that an open ticket passed its due time. Returns False if not (yet) due."""
+        now = business_time(now, "now")
         ticket = self.ticket(ticket_id)
         if ticket.status is not TicketStatus.OPEN or ticket.breached or now <= ticket.due_at:
             return False

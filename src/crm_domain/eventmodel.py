@@ -25,6 +25,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from crm_domain.context import current_metadata, current_occurred_at
 from crm_domain.errors import invalid
 
+#: Pydantic validation context under which stored events and snapshots are read: the
+#: bounds of :mod:`crm_domain.values` apply to what is written now, history is read as it
+#: was written (a later, tighter bound must not make an aggregate unloadable).
+STORED_EVENT_CONTEXT: dict[str, bool] = {"stored_event": True}
+
 
 class Immutable(BaseModel):
     """A validated value: unknown fields are rejected, nothing changes after creation."""
@@ -146,7 +151,7 @@ class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
     def mutate(self, _: Any) -> Any:
         agg_cls = cast(type[Any], resolve_topic(self.topic))
         state_model: type[BaseModel] = agg_cls.snapshot_state
-        validated = state_model.model_validate(self.state)
+        validated = state_model.model_validate(self.state, context=STORED_EVENT_CONTEXT)
         values = {name: getattr(validated, name) for name in type(validated).model_fields}
         created_on: datetime = values.pop("created_on")
         modified_on: datetime = values.pop("modified_on")

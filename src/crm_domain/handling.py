@@ -61,6 +61,7 @@ class _Batch:
 
 
 def not_found(cls: type[Aggregate], aggregate_id: UUID | str) -> NotFoundError:
+    """The typed not-found error for a customer or an account id (or code)."""
     if cls is Account:
         return AccountNotFoundError(aggregate_id)
     return CustomerNotFoundError(aggregate_id)

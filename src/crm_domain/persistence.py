@@ -3,6 +3,13 @@
 Follows the eventsourcing project's pydantic example (aggregate7's ``PydanticMapper`` and
 ``OrjsonTranscoder``), plus the library's ``class_version``/``upcast_vN_vM`` convention, so
 an event class can change shape without rewriting stored history.
+
+Writing, the mapper refuses an event larger than ``max_event_bytes`` (the setting of the
+same name) with an :class:`~crm_domain.errors.InvalidCommandError`, before anything is
+stored: one huge event must not hold the event store's write lock, nor exceed what a
+Kafka broker takes (see ``docs/limits.md``). Reading, stored events are validated under
+:data:`~crm_domain.eventmodel.STORED_EVENT_CONTEXT`: history is read as it was written, even
+if a field's bound has since been tightened.
 """
 
 from __future__ import annotations
@@ -14,6 +21,9 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic, resolve_topic
 from pydantic import BaseModel
+
+from crm_domain.errors import InvalidCommandError
+from crm_domain.eventmodel import STORED_EVENT_CONTEXT, Snapshot
 
 
 class OrjsonTranscoder(Transcoder):
@@ -29,6 +39,11 @@ class OrjsonTranscoder(Transcoder):
 class PydanticMapper(Mapper[Any]):
     """Maps pydantic domain events to stored events and back."""
 
+    #: The largest event (bytes of its JSON) this mapper writes; None: no limit. Snapshots
+    #: are exempt: they are derived from events already accepted, and refusing one would
+    #: refuse every later command on the aggregate.
+    max_event_bytes: int | None = None
+
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         topic = get_topic(domain_event.__class__)
         state = cast(BaseModel, domain_event).model_dump(mode="json")
@@ -36,6 +51,7 @@ class PydanticMapper(Mapper[Any]):
         if class_version > 1:
             state["class_version"] = class_version
         stored_state = self.transcoder.encode(state)
+        self._check_size(domain_event, stored_state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
         if self.cipher:
@@ -47,15 +63,27 @@ class PydanticMapper(Mapper[Any]):
             state=stored_state,
         )
 
+    def _check_size(self, domain_event: DomainEventProtocol[Any], encoded: bytes) -> None:
+        limit = self.max_event_bytes
+        if limit is None or len(encoded) <= limit or isinstance(domain_event, Snapshot):
+            return
+        raise InvalidCommandError(
+            f"event {type(domain_event).__qualname__} of {domain_event.originator_id} is "
+            f"{len(encoded):,} bytes; the largest event a command may store is {limit:,} "
+            "bytes (setting max_event_bytes); nothing was stored"
+        )
+
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
         stored_state = self._plain_state(stored_event)
         cls = resolve_topic(stored_event.topic)
         event: DomainEventProtocol[Any]
         if getattr(cls, "class_version", 1) == 1 and isinstance(self.transcoder, OrjsonTranscoder):
             # Nothing to upcast: let pydantic parse and validate the JSON in one pass.
-            event = cls.model_validate_json(stored_state)
+            event = cls.model_validate_json(stored_state, context=STORED_EVENT_CONTEXT)
             return event
-        event = cls.model_validate(self._upcast(cls, self.transcoder.decode(stored_state)))
+        event = cls.model_validate(
+            self._upcast(cls, self.transcoder.decode(stored_state)), context=STORED_EVENT_CONTEXT
+        )
         return event
 
     def to_event_state(self, stored_event: StoredEvent) -> tuple[type[Any], dict[str, Any]]:
@@ -82,3 +110,10 @@ class PydanticMapper(Mapper[Any]):
             getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
             from_version += 1
         return state
+
+
+def limit_event_size(mapper: Mapper[Any], max_event_bytes: int) -> None:
+    """Make ``mapper`` refuse events larger than ``max_event_bytes`` (a
+    :class:`PydanticMapper`; other mappers are left as they are)."""
+    if isinstance(mapper, PydanticMapper):
+        mapper.max_event_bytes = max_event_bytes

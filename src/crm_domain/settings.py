@@ -38,6 +38,8 @@ from crm_domain.storage import StoreURL
 CONFIG_ENV = "CRM_CONFIG"
 #: The settings file read when ``CRM_CONFIG`` is not set, if it exists.
 DEFAULT_CONFIG_FILE = Path("crm.toml")
+#: The highest ``max_event_bytes`` a deployment may set (16 MiB).
+MAX_EVENT_BYTES_CEILING = 16 * 1024 * 1024
 #: The store used when nothing names one: an SQLite file in the working directory.
 DEFAULT_STORE_URL = "sqlite:///crm.sqlite"
 
@@ -130,8 +132,12 @@ class CRMSettings(BaseSettings):
     store_url: str = DEFAULT_STORE_URL
     #: Take a snapshot of an aggregate every N events (0 turns snapshots off).
     snapshot_interval: int = Field(default=50, ge=0)
-    #: The largest event a command may store, in bytes of its JSON (checked before saving).
-    max_event_bytes: int = Field(default=1_000_000, gt=0)
+    #: The largest event a command may store, in bytes of its JSON (checked before saving;
+    #: a larger one is an InvalidCommandError and nothing is stored). The default stays
+    #: under Kafka's default message size (1 MiB) with room for the CloudEvents envelope;
+    #: at most 16 MiB, so one write holds the event store's write lock only briefly.
+    #: Every bound is listed in docs/limits.md.
+    max_event_bytes: int = Field(default=1_000_000, gt=0, le=MAX_EVENT_BYTES_CEILING)
     #: ``source_system`` recorded on events when the caller's context names none.
     source_system: str = Field(default="crm-core", min_length=1, max_length=100)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)

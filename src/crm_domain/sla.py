@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crm_domain.errors import ConfigurationError, InvalidCommandError
 from crm_domain.values import Priority, TicketKind
 
 
@@ -28,8 +29,11 @@ class BusinessCalendar:
 
     def __post_init__(self) -> None:
         if self.closes <= self.opens:
-            raise ValueError("a business day must close after it opens")
-        ZoneInfo(self.timezone)  # fail early on an unknown zone
+            raise ConfigurationError("a business day must close after it opens")
+        try:
+            ZoneInfo(self.timezone)  # fail early on an unknown zone
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"unknown time zone {self.timezone!r}") from None
 
     @property
     def working_day(self) -> timedelta:
@@ -41,9 +45,21 @@ class BusinessCalendar:
         return day.weekday() in self.workdays and day not in self.holidays
 
     def add(self, start: datetime, duration: timedelta) -> datetime:
-        """The instant ``duration`` of working time after ``start``."""
-        if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
+        """The instant ``duration`` of working time after ``start``.
+
+        A naive ``start``, or one so near the end of the calendar that the deadline would
+        fall past year 9999, is an :class:`~crm_domain.errors.InvalidCommandError`.
+        """
+        _require_aware(start, "start")
+        try:
+            return self._add(start, duration)
+        except OverflowError:
+            raise InvalidCommandError(
+                f"no deadline {duration} of working time after {start.isoformat()}: "
+                "it would fall outside years 1-9999"
+            ) from None
+
+    def _add(self, start: datetime, duration: timedelta) -> datetime:
         zone = ZoneInfo(self.timezone)
         local = start.astimezone(zone)
         remaining = duration
@@ -59,10 +75,21 @@ class BusinessCalendar:
                         return (begin + remaining).astimezone(start.tzinfo)
                     remaining -= available
             local = datetime.combine(day + timedelta(days=1), time(0, 0), zone)
-        raise ValueError("business calendar has no working time")
+        raise ConfigurationError("business calendar has no working time in ten years")
 
     def elapsed(self, start: datetime, end: datetime) -> timedelta:
         """Working time between two instants (zero if end is before start)."""
+        _require_aware(start, "start")
+        _require_aware(end, "end")
+        try:
+            return self._elapsed(start, end)
+        except OverflowError:
+            raise InvalidCommandError(
+                f"working time between {start.isoformat()} and {end.isoformat()} "
+                "reaches past the calendar's years 1-9999"
+            ) from None
+
+    def _elapsed(self, start: datetime, end: datetime) -> timedelta:
         if end <= start:
             return timedelta(0)
         zone = ZoneInfo(self.timezone)
@@ -78,6 +105,11 @@ class BusinessCalendar:
                     total += hi - lo
             day += timedelta(days=1)
         return total
+
+
+def _require_aware(moment: datetime, what: str) -> None:
+    if not isinstance(moment, datetime) or moment.utcoffset() is None:
+        raise InvalidCommandError(f"{what} must be a timezone-aware datetime, got {moment!r}")
 
 
 @dataclass(frozen=True)

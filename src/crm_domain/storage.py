@@ -119,6 +119,10 @@ class StoreURL:
             "POSTGRES_PORT": self.pg_port,
             "POSTGRES_USER": self.pg_user,
             "POSTGRES_PASSWORD": self.pg_password,
+            # Sends each event in full before waiting for replies (a large event could
+            # otherwise hang while holding the table lock): see crm_domain.postgres_recorder.
+            "APPLICATION_RECORDER_TOPIC": "crm_domain.postgres_recorder:"
+            "FlushingPostgresApplicationRecorder",
         }
         if self.pg_schema:
             env["POSTGRES_SCHEMA"] = self.pg_schema

@@ -2,16 +2,36 @@
 
 Unknown values are rejected at the edge: a channel, a ticket kind or a currency that is
 not listed here fails validation with an error naming the allowed values.
+
+Text and time are bounded here too, once for every command and event (see
+``docs/limits.md``): :data:`Name`, :data:`Label`, :data:`Reference`, :data:`ShortText`,
+:data:`FreeText`... refuse what a store or a read model cannot hold (NUL, lone
+surrogates, control characters, more characters than the read-model columns take), and
+:data:`BusinessTime` refuses times whose UTC or local value leaves the calendar.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, EmailStr, Field, ValidationError
+from annotated_types import BaseMetadata
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    EmailStr,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from crm_domain.errors import InvalidCommandError, UnknownValueError, invalid
 from crm_domain.eventmodel import Immutable
@@ -34,6 +54,208 @@ def to_decimal(value: Decimal | int | str, what: str = "amount") -> Decimal:
         return Decimal(str(value))
     except InvalidOperation:
         raise InvalidCommandError(f"{what} must be a number, got {value!r}") from None
+
+
+# Characters no store or read model takes: NUL (PostgreSQL text refuses it) and lone
+# surrogates (not Unicode scalar values: orjson and every UTF-8 encoder refuse them).
+# One-line fields take no C0 control at all; free text keeps tab, line feed, return.
+_ONE_LINE_REFUSED = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_FREE_TEXT_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _refused(char: str, multiline: bool) -> str:
+    code = f"U+{ord(char):04X}"
+    if char == "\x00":
+        return f"contains a NUL character ({code}), which the stores cannot hold"
+    if "\ud800" <= char <= "\udfff":
+        return f"contains a lone surrogate ({code}), which is not valid Unicode text"
+    if multiline:
+        return (
+            f"contains the control character {code}; free text takes tab, "
+            "line feed and carriage return only"
+        )
+    return f"contains the control character {code}; this one-line field takes none"
+
+
+def _from_history(info: ValidationInfo) -> bool:
+    """Whether a stored event is being read (see ``STORED_EVENT_CONTEXT``)."""
+    context = info.context
+    return isinstance(context, dict) and bool(context.get("stored_event"))
+
+
+@dataclass(frozen=True)
+class TextBounds(BaseMetadata):
+    """Length (in characters, as the read-model ``varchar`` columns count them) and the
+    characters a text field may hold.
+
+    A pure constraint: it never changes the value, so readers of stored events (see
+    :mod:`projections.lazyevent`) may take such fields as plain strings.
+    """
+
+    min_length: int
+    max_length: int
+    multiline: bool = False
+
+    def check(self, value: str) -> str:
+        """``value``, or ``ValueError`` saying what is wrong with it."""
+        length = len(value)
+        if length < self.min_length:
+            raise ValueError(f"must have at least {self.min_length} character(s)")
+        if length > self.max_length:
+            raise ValueError(f"must have at most {self.max_length} characters, got {length}")
+        bad = (_FREE_TEXT_REFUSED if self.multiline else _ONE_LINE_REFUSED).search(value)
+        if bad is not None:
+            raise ValueError(_refused(bad.group(), self.multiline))
+        return value
+
+    def _validate(self, value: str, info: ValidationInfo) -> str:
+        return value if _from_history(info) else self.check(value)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.with_info_after_validator_function(self._validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(minLength=self.min_length, maxLength=self.max_length)
+        return json_schema
+
+
+#: A person's, company's, account's or opportunity's name: one line, 1-200 characters.
+Name = Annotated[str, TextBounds(1, 200)]
+#: A short label: a role, segment, grade, stage, owner, actor, purpose (1-100, one line).
+#: The read models keep these in ``varchar(100)`` columns.
+Label = Annotated[str, TextBounds(1, 100)]
+#: An identifier from another system, possibly empty: payment, ERP or shipment reference.
+Reference = Annotated[str, TextBounds(0, 100)]
+#: One line of a postal address (or city, region, country), possibly empty.
+AddressLine = Annotated[str, TextBounds(0, 200)]
+#: A postcode, possibly empty.
+Postcode = Annotated[str, TextBounds(0, 20)]
+#: A required short text: a reason, a subject, a summary, an answer (1-500, may span lines).
+ShortText = Annotated[str, TextBounds(1, 500, multiline=True)]
+#: An optional short note (0-500, may span lines), e.g. an order line's description.
+Note = Annotated[str, TextBounds(0, 500, multiline=True)]
+#: Free text, possibly empty: a description, next step, comment, customisation (0-4000).
+FreeText = Annotated[str, TextBounds(0, 4000, multiline=True)]
+#: An id carried in event metadata (correlation, causation, command id): one line, 1-200.
+Identifier = Annotated[str, TextBounds(1, 200)]
+
+#: Kept for callers of earlier releases: the same bound as :data:`ShortText`.
+NonEmptyStr = ShortText
+
+#: Business times lie between these instants (UTC). Four-digit years keep every text form
+#: of a time the same width (the timeline sorts times as text; ``strftime`` does not pad
+#: years before 1000), and ten years before ``datetime.max`` leave room for the SLA
+#: calendar to add working time without overflowing.
+EARLIEST_BUSINESS_TIME = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_BUSINESS_TIME = datetime(9990, 1, 1, tzinfo=UTC)
+
+
+def check_business_time(value: datetime) -> datetime:
+    """``value`` if it is time-zone aware and within the business-time range, else
+    ``ValueError`` (never ``OverflowError`` or ``TypeError``) saying why."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a date and time: {value!r}")
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"{value.isoformat()} is not timezone-aware: give an offset (e.g. +00:00)")
+    # Compare the local value first: converting an extreme one to UTC would overflow.
+    local = value.replace(tzinfo=None)
+    earliest = EARLIEST_BUSINESS_TIME.replace(tzinfo=None)
+    latest = LATEST_BUSINESS_TIME.replace(tzinfo=None)
+    if not earliest <= local < latest or not earliest <= local - offset < latest:
+        raise ValueError(
+            f"{value.isoformat()} is out of range: business times lie between "
+            f"{EARLIEST_BUSINESS_TIME:%Y-%m-%d} and {LATEST_BUSINESS_TIME:%Y-%m-%d} UTC"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class TimeBounds(BaseMetadata):
+    """A datetime whose UTC and local values stay in the business-time range."""
+
+    def _validate(self, value: datetime, info: ValidationInfo) -> datetime:
+        return value if _from_history(info) else check_business_time(value)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.with_info_after_validator_function(self._validate, handler(source))
+
+
+#: When something happened or is due in the business: time-zone aware, and between
+#: :data:`EARLIEST_BUSINESS_TIME` and :data:`LATEST_BUSINESS_TIME`.
+BusinessTime = Annotated[AwareDatetime, TimeBounds()]
+
+
+@dataclass(frozen=True)
+class ListBounds(BaseMetadata):
+    """At most ``max_items`` items in a list of one command (checked on what is written
+    now; stored history is read as it was written)."""
+
+    max_items: int
+    what: str = "items"
+
+    def _validate(self, value: list[Any], info: ValidationInfo) -> list[Any]:
+        if not _from_history(info) and len(value) > self.max_items:
+            raise ValueError(f"at most {self.max_items} {self.what}, got {len(value)}")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.with_info_after_validator_function(self._validate, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["maxItems"] = self.max_items
+        return json_schema
+
+
+#: Most people named as taking part in one logged contact.
+MAX_PARTICIPANTS = 50
+#: Most promises recorded in one logged contact.
+MAX_COMMITMENTS = 50
+#: Most lines in one order.
+MAX_ORDER_LINES = 1000
+
+
+_LABEL = TextBounds(1, 100)
+_IDENTIFIER = TextBounds(1, 200)
+
+
+def check_label(value: object, what: str) -> str:
+    """``value`` as a :data:`Label`, or :class:`InvalidCommandError` naming ``what``."""
+    return _checked_text(_LABEL, value, what)
+
+
+def check_identifier(value: object, what: str) -> str:
+    """``value`` as an :data:`Identifier`, or :class:`InvalidCommandError` naming ``what``."""
+    return _checked_text(_IDENTIFIER, value, what)
+
+
+def _checked_text(bounds: TextBounds, value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidCommandError(f"invalid {what}: must be text, got {type(value).__name__}")
+    try:
+        return bounds.check(value)
+    except ValueError as exc:
+        raise InvalidCommandError(f"invalid {what}: {exc}") from None
+
+
+def business_time(value: datetime, what: str) -> datetime:
+    """``value`` checked as a business time, or :class:`InvalidCommandError` naming ``what``."""
+    try:
+        return check_business_time(value)
+    except ValueError as exc:
+        raise InvalidCommandError(f"invalid {what}: {exc}") from None
 
 
 class CustomerKind(StrEnum):
@@ -329,8 +551,6 @@ PhoneNumber = Annotated[str, AfterValidator(_phone)]
 #: An amount of money is never negative; refunds and returns are their own events.
 NonNegativeAmount = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=4)]
 
-NonEmptyStr = Annotated[str, Field(min_length=1, max_length=500)]
-
 
 class Money(Immutable):
     """A non-negative amount in an ISO 4217 currency."""
@@ -364,12 +584,12 @@ class Money(Immutable):
 
 
 class Address(Immutable):
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    region: str = ""
-    postcode: str = ""
-    country: str = ""
+    line1: AddressLine = ""
+    line2: AddressLine = ""
+    city: AddressLine = ""
+    region: AddressLine = ""
+    postcode: Postcode = ""
+    country: AddressLine = ""
 
 
 class ContactDetails(Immutable):
@@ -382,11 +602,11 @@ class ContactDetails(Immutable):
 
 
 class OrderLine(Immutable):
-    sku: NonEmptyStr
-    description: str = ""
-    quantity: Annotated[int, Field(gt=0)]
+    sku: Label
+    description: Note = ""
+    quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
     unit_price: Money
-    customisation: str = ""
+    customisation: FreeText = ""
 
     @property
     def total(self) -> Decimal:

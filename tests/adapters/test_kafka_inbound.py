@@ -24,7 +24,6 @@ from adapters.kafka.inbound import (
 )
 from adapters.kafka.messages import INBOUND_PAYLOADS
 from crm_domain.application import CRM
-from crm_domain.context import command_context
 from crm_domain.errors import (
     BrokerUnavailableError,
     CorruptHistoryError,
@@ -448,14 +447,6 @@ def test_a_reused_message_id_with_other_data_is_dead_lettered_not_applied(
     assert b"other data" in dead.headers["dlq.error.message"]
 
 
-def _domain_bounds_context() -> bool:
-    try:
-        with command_context(actor="a" * 150):
-            return False
-    except (InvalidCommandError, ValueError):
-        return True
-
-
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     ("extension", "value", "field"),
@@ -468,8 +459,6 @@ def test_metadata_the_store_cannot_hold_is_dead_lettered_with_a_typed_reason(
 
     The bounds are the domain's (``crm_domain.context``); the consumer's part is to turn the
     refusal into one dead-letter record."""
-    if not _domain_bounds_context():
-        pytest.skip("crm_domain.context does not bound command metadata (bounds not merged)")
     crm, customer, _, _ = _crm_with_orders()
     before = crm.app.recorder.max_notification_id()
     topic, dlq = unique("mkt.in"), unique("crm.dlq")

@@ -282,12 +282,12 @@ def test_a_kill_in_the_middle_of_a_backlog_repeats_at_most_one_batch(
         return real
 
     routing = default_routing(erp, mkt, partitions=2)
-    relay = KafkaRelay(crm, settings, routing, tracking=tracking, producer_factory=producer)
+    relay = KafkaRelay(crm.app, settings, routing, tracking=tracking, producer_factory=producer)
     with pytest.raises(KeyboardInterrupt):
         relay.run(until_caught_up=True, timeout=60)
     assert relay.position is not None  # recorded while the backlog was being sent
     tracking.dead = False
-    KafkaRelay(crm, settings, routing, tracking=tracking).run(until_caught_up=True, timeout=60)
+    KafkaRelay(crm.app, settings, routing, tracking=tracking).run(until_caught_up=True, timeout=60)
 
     expected = routed_events(crm, "erp") + routed_events(crm, "mkt")
     assert len(expected) > 2 * kill_at

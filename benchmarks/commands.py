@@ -54,8 +54,8 @@ from crm_domain.bookkeeping import CustomerCodeClaim
 from crm_domain.context import command_context
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
-from crm_domain.eventstore import CRMEventStore
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.eventstore import CRMEventStore
+from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.values import ContactDetails, Priority, TicketKind
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

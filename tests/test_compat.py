@@ -1,4 +1,4 @@
-"""The library internals crm-core relies on (``crm_domain.compat``) are still there.
+"""The library internals crm-core relies on (``crm_domain.infrastructure.compat``) are still there.
 
 Fails when an installed library leaves the release line the wrappers were checked against
 (re-read the library, then update ``CHECKED_AGAINST``), and exercises every wrapper against
@@ -27,7 +27,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from crm_domain.compat import (
+from crm_domain.infrastructure.compat import (
     CHECKED_AGAINST,
     bind_names_in_order,
     force_close_sender,
@@ -44,7 +44,7 @@ def test_installed_versions_are_on_the_checked_release_lines(package: str) -> No
     checked = CHECKED_AGAINST[package]
     installed = version(package)
     assert installed in SpecifierSet(f"~={checked}"), (
-        f"{package} {installed} is installed; crm_domain.compat was checked against "
+        f"{package} {installed} is installed; crm_domain.infrastructure.compat was checked against "
         f"{checked}: re-check its wrappers and update CHECKED_AGAINST"
     )
 

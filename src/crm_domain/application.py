@@ -5,7 +5,7 @@ its aggregate is loaded, its handler decides (rules raise typed errors and store
 nothing), and the new events are saved in one transaction, with the metadata of the
 command context, idempotency (``command_id``) and retries for commands that commute.
 The typed methods (``crm.log_contact(...)``, :mod:`crm_domain.methods`) build the command
-for you. The event store itself is ``crm.app`` (:mod:`crm_domain.eventstore`).
+for you. The event store itself is ``crm.app`` (:mod:`crm_domain.infrastructure.eventstore`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from crm_domain.context import CommandContext, command_context
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError, NotFoundError
 from crm_domain.eventmodel import ENVELOPE_FIELDS, Aggregate, DomainEvent
-from crm_domain.eventstore import CRMEventStore
 from crm_domain.handling import CommandHandling, not_found
+from crm_domain.infrastructure.eventstore import CRMEventStore
+from crm_domain.infrastructure.persistence import limit_event_size
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
-from crm_domain.persistence import limit_event_size
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy

@@ -39,7 +39,7 @@ from crm_domain.errors import (
     invalid,
 )
 from crm_domain.eventmodel import Aggregate
-from crm_domain.eventstore import CRMEventStore
+from crm_domain.infrastructure.eventstore import CRMEventStore
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)

@@ -31,8 +31,8 @@ from pydantic_settings import (
 )
 
 from crm_domain.errors import ConfigurationError
+from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.sla import BusinessCalendar
-from crm_domain.storage import StoreURL
 
 #: The environment variable naming a TOML settings file.
 CONFIG_ENV = "CRM_CONFIG"

@@ -3,7 +3,8 @@
 A read model reads a few fields of each event; building the whole pydantic model (every
 UUID, time, amount and nested value of it) costs more than everything else a rebuild does.
 :class:`LazyEvent` holds the stored JSON state (decrypted, decompressed and upcast by the
-mapper, see :meth:`crm_domain.persistence.PydanticMapper.to_event_state`) and validates a
+mapper, see
+:meth:`crm_domain.infrastructure.persistence.PydanticMapper.to_event_state`) and validates a
 field the first time it is read, with pydantic and the field's own annotation, so a handler
 gets exactly the value the decoded event would have given it.
 

@@ -18,7 +18,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from crm_domain.errors import InvalidStoredEventError
-from crm_domain.persistence import PydanticMapper
+from crm_domain.infrastructure.persistence import PydanticMapper
 from projections.lazyevent import LazyEvent
 from projections.rows import RowCache
 

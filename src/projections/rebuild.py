@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crm_domain.errors import ProjectionError, ProjectionLagError
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 from projections.control import claim_for_rebuild, release_from_rebuild
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models

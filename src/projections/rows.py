@@ -19,7 +19,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ClauseElement
 
-from crm_domain.compat import bind_names_in_order
+from crm_domain.infrastructure.compat import bind_names_in_order
 
 Row = dict[str, Any]
 

@@ -2,7 +2,8 @@
 
 One runner for every backend: eventsourcing's :class:`ProjectionRunner`, subscribed to the
 application's recorder (PostgreSQL LISTEN/NOTIFY, the polling SQLite subscription from
-:mod:`crm_domain.sqlite_subscription`, or the in-memory recorder). The only change is the
+:mod:`crm_domain.infrastructure.sqlite_subscription`, or the in-memory recorder). The only
+change is the
 loop that feeds the projection: it hands over raw notifications and commits a batch when
 the subscription has nothing more buffered or the batch is full (see
 :mod:`projections.projection`). Use :func:`follow` in-process, or ``crm projections run``.
@@ -22,8 +23,8 @@ from eventsourcing.persistence import Mapper
 from eventsourcing.projection import ApplicationSubscription, Projection, ProjectionRunner
 from eventsourcing.utils import EnvType
 
-from crm_domain.compat import has_buffered_notifications, with_events_loop
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.compat import has_buffered_notifications, with_events_loop
+from crm_domain.infrastructure.storage import StoreURL
 from projections.projection import DEFAULT_BATCH_SIZE, ReadModelProjection
 from projections.readmodel import LoggedEvent, ReadModel
 from projections.registry import select_read_models
@@ -58,7 +59,7 @@ class ProjectionTarget:
 def crm_application_class(store_url: str) -> type[Application[Any]]:
     """The CRM application on ``store_url``, constructible as ``cls(env)`` like the runner
     expects (imported late so the projections load without the domain's application)."""
-    from crm_domain.eventstore import CRMEventStore
+    from crm_domain.infrastructure.eventstore import CRMEventStore
 
     class FollowedCRM(CRMEventStore):
         def __init__(self, env: EnvType | None = None) -> None:

@@ -24,7 +24,7 @@ from test_kafka_relay import assert_per_key_order, decode_all, routed_events
 from adapters.kafka import BrokerUnavailableError, KafkaRelay, RelaySettings, default_routing
 from adapters.kafka.tracking import sqlalchemy_tracking_recorder
 from crm_domain.application import CRM
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 
 pytestmark = pytest.mark.kafka
 

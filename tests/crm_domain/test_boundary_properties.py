@@ -272,8 +272,8 @@ def project_all(app: CRM) -> dict[str, list[Any]]:
     view = open_view("memory://")
     try:
         start = 1
-        while page := app.recorder.select_notifications(start=start, limit=500):
-            view.record(app.name, [LoggedEvent(n, mapper=app.mapper) for n in page])
+        while page := app.app.recorder.select_notifications(start=start, limit=500):
+            view.record(app.app.name, [LoggedEvent(n, mapper=app.app.mapper) for n in page])
             start = page[-1].id + 1
         rows: dict[str, list[Any]] = {}
         with view.engine.connect() as conn:
@@ -313,12 +313,12 @@ def run_command(app: CRM, world: World, command: str, data: Any) -> None:
         else:
             arguments[param.name] = value
     context = draw_context(data.draw)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     try:
         with app.context(**context):
             method(*positional, **arguments)
     except CRMError:
-        assert app.recorder.max_notification_id() == head, f"{command} failed but stored events"
+        assert app.app.recorder.max_notification_id() == head, f"{command} failed but stored events"
         return
     project_all(app)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from crm_domain.account import Account
-from crm_domain.catalog import DEFAULT_PATH, event_classes, render
 from crm_domain.customer import Customer
+from crm_domain.infrastructure.catalog import DEFAULT_PATH, event_classes, render
 
 
 def test_docs_events_md_matches_the_code() -> None:
     assert DEFAULT_PATH.read_text(encoding="utf-8") == render(), (
-        "docs/events.md is stale: run `python -m crm_domain.catalog --write`"
+        "docs/events.md is stale: run `python -m crm_domain.infrastructure.catalog --write`"
     )
 
 

@@ -42,7 +42,7 @@ def _as_pairs(consents: dict[str, list[Channel]] | dict[str, list[str]]) -> set[
 def _read_model_consents(crm: CRM) -> Customer360Queries:
     view = open_view("memory://", read_models=["customer360"])
     page = crm.app.recorder.select_notifications(start=1, limit=10_000)
-    view.record(crm.name, [LoggedEvent(n, mapper=crm.mapper) for n in page])
+    view.record(crm.app.name, [LoggedEvent(n, mapper=crm.app.mapper) for n in page])
     return Customer360Queries(view.engine)
 
 
@@ -70,9 +70,11 @@ def test_aggregate_read_model_and_relay_ledger_agree(
     for customer_id in customers:
         for event in crm.history(customer_id):
             ledger.apply(event)
-            then = crm.repository.get(customer_id, version=event.originator_version)
+            then = crm.app.repository.get(customer_id, version=event.originator_version)
             assert ledger.consents(customer_id) == then.consents
-    rebuilt = ConsentLedger.rebuild(crm, crm_event_types(), crm.app.recorder.max_notification_id())
+    rebuilt = ConsentLedger.rebuild(
+        crm.app, crm_event_types(), crm.app.recorder.max_notification_id()
+    )
 
     read_model = _read_model_consents(crm)
     for customer_id in customers:

@@ -41,40 +41,40 @@ def test_nul_in_a_name_is_refused(app: CRM, rejects: Rejects) -> None:
 
 def test_nul_in_the_actor_is_refused(app: CRM) -> None:
     cid = customer(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     with pytest.raises(InvalidCommandError, match=r"actor.*NUL"), app.context(actor="li\x00"):
         app.assign_segment(cid, segment="smb")
-    assert app.recorder.max_notification_id() == head
+    assert app.app.recorder.max_notification_id() == head
 
 
 def test_a_business_time_whose_utc_value_leaves_the_calendar_is_refused(app: CRM) -> None:
     # 0001-01-01T00:30+14:00 is 0000-12-31 in UTC: the timeline raised OverflowError.
     cid = customer(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     early = datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=14)))
     with (
         pytest.raises(InvalidCommandError, match=r"occurred_at.*out of range"),
         app.context(occurred_at=early),
     ):
         app.assign_segment(cid, segment="smb")
-    assert app.recorder.max_notification_id() == head
+    assert app.app.recorder.max_notification_id() == head
     ticket = app.open_ticket(cid, kind="incident", subject="broken", channel="phone")
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     with pytest.raises(InvalidCommandError, match=r"visit_at.*out of range"):
         app.schedule_field_visit(cid, ticket, visit_at=early, engineer="zhang")
-    assert app.recorder.max_notification_id() == head
+    assert app.app.recorder.max_notification_id() == head
 
 
 def test_an_actor_longer_than_the_timeline_column_is_refused(app: CRM) -> None:
     # The timeline keeps the actor in varchar(100): PostgreSQL refused the row, forever.
     cid = customer(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     with (
         pytest.raises(InvalidCommandError, match=r"actor.*at most 100"),
         app.context(actor="a" * 150),
     ):
         app.assign_segment(cid, segment="smb")
-    assert app.recorder.max_notification_id() == head
+    assert app.app.recorder.max_notification_id() == head
     with app.context(actor="a" * 100):
         app.assign_segment(cid, segment="smb")
 
@@ -132,12 +132,12 @@ def test_sla_deadline_past_the_calendar_is_a_typed_error() -> None:
 def test_an_event_over_max_event_bytes_is_refused_naming_the_event() -> None:
     app = CRM(settings=CRMSettings(store_url="memory://", max_event_bytes=10_000))
     cid = customer(app)
-    head = app.recorder.max_notification_id()
+    head = app.app.recorder.max_notification_id()
     with pytest.raises(
         InvalidCommandError, match=r"TicketOpened .* is 1[0-9],[0-9]{3} bytes.*10,000"
     ):
         app.open_ticket(cid, kind="inquiry", subject="help", channel="web", description="中" * 4000)
-    assert app.recorder.max_notification_id() == head
+    assert app.app.recorder.max_notification_id() == head
     app.open_ticket(cid, kind="inquiry", subject="help", channel="web", description="中" * 3000)
 
 
@@ -168,9 +168,9 @@ def test_history_is_read_as_it_was_written(app: CRM) -> None:
         originator_id=cid, originator_version=current.version + 1, score=5,
         classification="loyal", comment="ok",
     )  # fmt: skip
-    stored = app.mapper.to_stored_event(event)
+    stored = app.app.mapper.to_stored_event(event)
     old_state = stored.state.replace(b'"comment":"ok"', b'"comment":"' + b"\\u0000" * 5000 + b'"')
-    app.recorder.insert_events(
+    app.app.recorder.insert_events(
         [StoredEvent(stored.originator_id, stored.originator_version, stored.topic, old_state)]
     )
     assert app.customer(cid).satisfaction == 5
@@ -234,16 +234,18 @@ def test_snapshots_of_history_written_before_a_bound_still_load() -> None:
     app = CRM(settings=CRMSettings(store_url="memory://", snapshot_interval=2))
     cid = customer(app)
     registered = app.history(cid)[0]
-    stored = app.mapper.to_stored_event(registered)
+    stored = app.app.mapper.to_stored_event(registered)
     long_line = b'"line1":"' + b"x" * 300 + b'"'
     old_state = stored.state.replace(b'"address":null', b'"address":{' + long_line + b"}")
     assert old_state != stored.state
     other = CRM(settings=CRMSettings(store_url="memory://", snapshot_interval=2))
-    other.recorder.insert_events([StoredEvent(stored.originator_id, 1, stored.topic, old_state)])
+    other.app.recorder.insert_events(
+        [StoredEvent(stored.originator_id, 1, stored.topic, old_state)]
+    )
     for segment in ("a", "b", "c", "d"):  # takes snapshots on the way
         other.assign_segment(cid, segment=segment)
-    assert other.snapshots is not None
-    assert list(other.snapshots.get(cid))
+    assert other.app.snapshots is not None
+    assert list(other.app.snapshots.get(cid))
     loaded = other.customer(cid)
     assert loaded.contact.address is not None
     assert len(loaded.contact.address.line1) == 300

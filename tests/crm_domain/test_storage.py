@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 
 from crm_domain import CRM
 from crm_domain.errors import ConfigurationError
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 
 
 @pytest.mark.parametrize("url", ["memory://", "memory:", "popo://"])

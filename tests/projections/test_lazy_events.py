@@ -10,7 +10,7 @@ import orjson
 from projection_history import Known, project
 
 from crm_domain.application import CRM
-from crm_domain.persistence import PydanticMapper
+from crm_domain.infrastructure.persistence import PydanticMapper
 from projections.lazyevent import LazyEvent, json_state
 from projections.readmodel import LoggedEvent
 from projections.rows import RowCache

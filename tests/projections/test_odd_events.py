@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from crm_domain.application import CRM
 from crm_domain.errors import StoreFullError, UnhandledEventError
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 from projections.rebuild import rebuild
 from projections.runner import ReadModelRunner, follow, open_view
 
@@ -49,7 +49,7 @@ def _rewrite(store_url: str, position: int, change: Any) -> None:
 def _position_of(app: CRM, topic_end: str, nth: int = 0) -> int:
     found = [
         n.id
-        for n in app.recorder.select_notifications(start=1, limit=1000)
+        for n in app.app.recorder.select_notifications(start=1, limit=1000)
         if n.topic.endswith(topic_end)
     ]
     return found[nth]

@@ -83,14 +83,14 @@ def test_a_row_deleted_by_hand_parks_customer360_only_and_status_shows_it(
     with view.engine.begin() as conn:
         conn.execute(delete(customers).where(customers.c.customer_id == alice))
     view.engine.dispose()
-    before = app.recorder.max_notification_id() or 0
+    before = app.app.recorder.max_notification_id() or 0
     app.log_contact(alice, channel="sms", direction="inbound", summary="hi")
-    head = app.recorder.max_notification_id() or 0
+    head = app.app.recorder.max_notification_id() or 0
     with follow(store_url) as runner:
         for name in ("timeline", "pipeline", "service_desk", "customer_value", "handover"):
             _wait(runner, name, head)
         assert not runner.is_interrupted.is_set()
-        assert runner.view.position("customer360", app.name) == before
+        assert runner.view.position("customer360", app.app.name) == before
     found = {s.name: s for s in status(store_url)}
     parked = found["customer360"].parked
     assert parked is not None
@@ -111,7 +111,7 @@ def test_retry_after_a_fix_resumes_and_a_retry_before_it_parks_again(store_url: 
     REFUSED.add("Mallory")
     app.register_customer(kind="individual", name="Mallory", code="M")
     app.register_customer(kind="individual", name="Bob", code="B")
-    head = app.recorder.max_notification_id() or 0
+    head = app.app.recorder.max_notification_id() or 0
     with follow(store_url, read_models=[Fussy, "timeline"]) as runner:
         _wait(runner, "timeline", head)
         first = runner.view.control_states()["fussy"].parked
@@ -139,7 +139,7 @@ def test_skip_moves_past_the_event_and_is_recorded_for_auditors(store_url: str) 
     REFUSED.add("Mallory")
     app.register_customer(kind="individual", name="Mallory", code="M")
     app.register_customer(kind="individual", name="Bob", code="B")
-    head = app.recorder.max_notification_id() or 0
+    head = app.app.recorder.max_notification_id() or 0
     with follow(store_url, read_models=[Fussy]) as runner:
         deadline = time.monotonic() + 20
         while runner.view.control_states()["fussy"].parked is None:

@@ -16,7 +16,7 @@ from adapters.demo import run_demo
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
 from crm_domain.errors import UnhandledEventError, UnknownReadModelError
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 from projections.events import ALL_EVENTS, BOOKKEEPING_EVENTS
 from projections.readmodel import LoggedEvent, ReadModel, handles
 from projections.rebuild import (

@@ -2,7 +2,7 @@
 
 Uses a throwaway aggregate and the library's own ``ProjectionRunner`` and
 ``SQLAlchemyTrackingRecorder``, so it tests the gap closed in
-``crm_domain.sqlite_subscription`` and nothing of ours on top of it.
+``crm_domain.infrastructure.sqlite_subscription`` and nothing of ours on top of it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from eventsourcing.utils import get_topic
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, update
 
-from crm_domain.sqlite_subscription import PollingSQLiteSubscription
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.sqlite_subscription import PollingSQLiteSubscription
+from crm_domain.infrastructure.storage import StoreURL
 
 
 class Counter(Aggregate):

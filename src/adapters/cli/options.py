@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.settings import CRMSettings
-from crm_domain.storage import StoreURL
 
 STORE_HELP = (
     "Event store URL: sqlite:///FILE, postgresql://USER@HOST/DB or memory:// "

@@ -39,9 +39,9 @@ from adapters.kafka.routing import Route, RoutingTable, default_routing
 from adapters.kafka.settings import RelaySettings
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from adapters.kafka.tracking import tracking_recorder_for
-from crm_domain.compat import force_close_sender
 from crm_domain.errors import BrokerUnavailableError, ConfigurationError, PublishError
 from crm_domain.eventmodel import DomainEvent
+from crm_domain.infrastructure.compat import force_close_sender
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import orjson
 
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.messages import INBOUND_PAYLOADS
-from crm_domain.catalog import describe
 from crm_domain.eventmodel import ENVELOPE_FIELDS
+from crm_domain.infrastructure.catalog import describe
 from crm_domain.personal import personal_fields
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

@@ -17,7 +17,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import TrackingRecorder
 from eventsourcing.popo import POPOTrackingRecorder
 
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.storage import StoreURL
 
 
 def tracking_recorder_for(app: Application[UUID], name: str) -> TrackingRecorder:

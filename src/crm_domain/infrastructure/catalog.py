@@ -2,7 +2,7 @@
 
 Consumers of the event stream (projections, ERP, marketing) read the catalog; a test
 regenerates it and fails when it and the code disagree, so it cannot go stale.
-Run ``python -m crm_domain.catalog --write`` after changing an event.
+Run ``python -m crm_domain.infrastructure.catalog --write`` after changing an event.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def render() -> str:
     lines = [
         "# Event catalog",
         "",
-        "Generated from the code by `python -m crm_domain.catalog --write`; do not edit by hand.",
+        "Generated from the code by `python -m crm_domain.infrastructure.catalog --write`; "
+        "do not edit by hand.",
         "",
         "Every event also carries the envelope: `originator_id` (the aggregate id),",
         "`originator_version`, `timestamp` (when it was recorded), `occurred_at` (when it",

@@ -18,8 +18,8 @@ from eventsourcing.utils import EnvType, get_topic
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
-from crm_domain.persistence import OrjsonTranscoder, PydanticMapper
-from crm_domain.storage import StoreURL
+from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.infrastructure.storage import StoreURL
 
 log = logging.getLogger(__name__)
 

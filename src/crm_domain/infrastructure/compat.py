@@ -64,7 +64,7 @@ def wake_subscription(subscription: ListenNotifySubscription[Any]) -> None:
 
     The subscription's pull loop waits on its private ``_has_been_notified`` event, which
     the PostgreSQL recorder sets on ``NOTIFY`` and the in-memory one on insert; SQLite has
-    neither, so :mod:`crm_domain.sqlite_subscription` sets it on a timer.
+    neither, so :mod:`crm_domain.infrastructure.sqlite_subscription` sets it on a timer.
     """
     has_been_notified: threading.Event = subscription._has_been_notified
     has_been_notified.set()

@@ -20,7 +20,7 @@ from crm_domain.errors import (
     StoreNotFoundError,
     StoreUnavailableError,
 )
-from crm_domain.sqlite_subscription import SubscribableSQLiteApplicationRecorder
+from crm_domain.infrastructure.sqlite_subscription import SubscribableSQLiteApplicationRecorder
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,9 @@ class StoreURL:
             "POSTGRES_USER": self.pg_user,
             "POSTGRES_PASSWORD": self.pg_password,
             # Sends each event in full before waiting for replies (a large event could
-            # otherwise hang while holding the table lock): see crm_domain.postgres_recorder.
-            "APPLICATION_RECORDER_TOPIC": "crm_domain.postgres_recorder:"
+            # otherwise hang while holding the table lock): see
+            # crm_domain.infrastructure.postgres_recorder.
+            "APPLICATION_RECORDER_TOPIC": "crm_domain.infrastructure.postgres_recorder:"
             "FlushingPostgresApplicationRecorder",
         }
         if self.pg_schema:

@@ -16,7 +16,7 @@ from typing import Any
 from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription, Subscription
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from crm_domain.compat import wake_subscription
+from crm_domain.infrastructure.compat import wake_subscription
 
 #: Seconds between polls of the SQLite events table while a subscription waits.
 POLL_INTERVAL = 0.05

@@ -13,7 +13,8 @@ path flushes fully (``generators.send``, psycopg#685); ``sync()`` does not.
 :class:`FlushingPostgresApplicationRecorder` sends the whole ``INSERT`` (reading replies as
 they come, so neither side's buffer can fill up) before ``sync()``. ``sync()`` then only
 adds its five-byte Sync message to an empty buffer. Selected through the factory's
-``APPLICATION_RECORDER_TOPIC`` (see :mod:`crm_domain.storage`); see ``docs/limits.md``.
+``APPLICATION_RECORDER_TOPIC`` (see :mod:`crm_domain.infrastructure.storage`); see
+``docs/limits.md``.
 """
 
 from __future__ import annotations

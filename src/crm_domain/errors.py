@@ -45,8 +45,10 @@ class, so they can be shown to a user as they are::
             └── ProjectionLagError       read models did not catch up in time
 
 :func:`invalid` is the one place where pydantic's ``ValidationError`` becomes an
-:class:`InvalidCommandError`. Exit codes are not attributes of these classes: the
-``crm`` command line maps them (``adapters.cli``), a library has no business exiting.
+:class:`InvalidCommandError`; :func:`problems` is the one way its problems are worded (for
+the other errors that wrap one: routing tables, stored events, inbound messages). Exit codes
+are not attributes of these classes: the ``crm`` command line maps them
+(``adapters.exit_codes``); a library has no business exiting.
 """
 
 from __future__ import annotations
@@ -86,21 +88,29 @@ class UnknownValueError(InvalidCommandError):
     """A value is not one of those the configuration knows (a stage, a currency, a kind)."""
 
 
+def problems(exc: ValidationError, limit: int | None = None) -> str:
+    """pydantic's problems in one line: ``field.path: message; ...`` (the first ``limit``)."""
+    errors = exc.errors(include_url=False)[:limit]
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in errors
+    )
+
+
+def error_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's problems as plain dicts (``loc``, ``msg``, ``type``...) for an API to show."""
+    return [
+        {k: v for k, v in e.items() if k != "ctx"} | _ctx(e) for e in exc.errors(include_url=False)
+    ]
+
+
 def invalid(exc: ValidationError, what: str | None = None) -> InvalidCommandError:
     """Turn pydantic's error into ours, naming the command (``what``) and each bad field.
 
     ``what`` is the CRM name of the thing validated, e.g. ``"register_customer"``; by
     default the model's title, which for a command or value model is its CRM name too.
     """
-    errors = exc.errors(include_url=False)
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in errors
-    )
-    # Only unknown choices (a channel, a kind...): the more precise UnknownValueError.
-    cls = UnknownValueError if all(e["type"] == "enum" for e in errors) else InvalidCommandError
-    return cls(
-        f"invalid {what or exc.title}: {problems}",
-        errors=[{k: v for k, v in e.items() if k != "ctx"} | _ctx(e) for e in errors],
+    return InvalidCommandError(
+        f"invalid {what or exc.title}: {problems(exc)}", errors=error_details(exc)
     )
 
 
@@ -413,6 +423,10 @@ class PublishError(BrokerError):
         self.topic = topic
         self.event_type = event_type
         self.event_id = event_id
+        self.cause = cause
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.topic, self.event_type, self.event_id, self.cause)
 
 
 class ProjectionError(InfrastructureError):

@@ -37,6 +37,7 @@ from crm_domain.errors import (
     InvalidCommandError,
     NotFoundError,
     invalid,
+    problems,
 )
 from crm_domain.eventmodel import Aggregate
 from crm_domain.infrastructure.eventstore import CRMEventStore
@@ -359,11 +360,9 @@ class CommandHandling:
             except ValidationError:
                 position = stored.originator_version
                 break
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}"
-            for e in exc.errors(include_url=False)[:3]
+        return CorruptHistoryError(
+            aggregate_id, position, f"invalid stored event: {problems(exc, limit=3)}"
         )
-        return CorruptHistoryError(aggregate_id, position, f"invalid stored event: {problems}")
 
     def _code_taken(self, code: str) -> bool:
         batch = self._batch.get()

@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from crm_domain.errors import InvalidStoredEventError
+from crm_domain.errors import InvalidStoredEventError, problems
 
 #: Turns a field's JSON value into the model's value; None where they are the same.
 Reader = Callable[[Any], Any] | None
@@ -124,8 +124,7 @@ class LazyEvent:
             try:
                 value = reader(state[name])
             except ValidationError as exc:
-                problems = "; ".join(e["msg"] for e in exc.errors())
-                raise self._invalid(f"field {name!r} = {state[name]!r}: {problems}") from None
+                raise self._invalid(f"field {name!r} = {state[name]!r}: {problems(exc)}") from None
         attrs[name] = value
         return value
 

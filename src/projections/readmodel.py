@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from crm_domain.errors import InvalidStoredEventError
+from crm_domain.errors import InvalidStoredEventError, problems
 from crm_domain.infrastructure.persistence import PydanticMapper
 from projections.lazyevent import LazyEvent
 from projections.rows import RowCache
@@ -87,11 +87,8 @@ class LoggedEvent:
             except InvalidStoredEventError:
                 raise
             except ValidationError as exc:  # the stock path: the whole model at once
-                problems = "; ".join(
-                    f"field {'.'.join(map(str, e['loc']))!r}: {e['msg']}" for e in exc.errors()
-                )
                 raise InvalidStoredEventError(
-                    self.topic, self.position, self.originator_id, problems
+                    self.topic, self.position, self.originator_id, problems(exc)
                 ) from exc
             except Exception as exc:  # unreadable JSON, unknown type, a failing upcaster
                 raise InvalidStoredEventError(

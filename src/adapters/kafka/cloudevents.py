@@ -24,7 +24,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.kafka.eventtypes import EventType
-from crm_domain.errors import InboundMessageError
+from crm_domain.errors import InboundMessageError, error_details, problems
 from crm_domain.eventmodel import ENVELOPE_FIELDS, DomainEvent
 
 SPEC_VERSION = "1.0"
@@ -361,9 +361,8 @@ def decode_cloudevent(
         raise InboundMessageError(f"CloudEvent value is not valid JSON: {exc}") from exc
     except ValidationError as exc:
         raise InboundMessageError(
-            f"invalid CloudEvent: {exc.error_count()} problem(s): "
-            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
-            errors=[dict(e) for e in exc.errors(include_url=False)],
+            f"invalid CloudEvent: {exc.error_count()} problem(s): {problems(exc)}",
+            errors=error_details(exc),
         ) from exc
     raise InboundMessageError(
         "record is not a CloudEvent: no ce_specversion header and no "

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry
-from crm_domain.errors import ConfigurationError
+from crm_domain.errors import ConfigurationError, problems
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 
@@ -96,10 +96,7 @@ class RoutingTable(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigurationError(f"invalid {origin}: {problems}") from exc
+            raise ConfigurationError(f"invalid {origin}: {problems(exc)}") from exc
 
     @classmethod
     def load(cls, path: str | Path) -> RoutingTable:

@@ -298,7 +298,7 @@ class TicketKind(StrEnum):
 
 
 class Priority(StrEnum):
-    """Urgency of a ticket: scales its SLA target (see :mod:`crm_domain.sla`)."""
+    """Urgency of a ticket: it scales the ticket's SLA target."""
 
     LOW = "low"
     NORMAL = "normal"

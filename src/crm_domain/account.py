@@ -62,6 +62,8 @@ class AccountContact(Entity):
 
 
 class Opportunity(Entity):
+    """A sale being pursued: its stage in the pipeline, amount, expected close and owner."""
+
     opportunity_id: UUID
     name: str
     amount: Money | None
@@ -75,10 +77,13 @@ class Opportunity(Entity):
 
     @property
     def is_closed(self) -> bool:
+        """Whether it was won or lost; a closed opportunity takes no more changes or quotes."""
         return self.closed_at is not None
 
 
 class Quote(Entity):
+    """One version of a price offer on an opportunity; revising it issues a new version."""
+
     quote_id: UUID
     opportunity_id: UUID
     version: int
@@ -89,6 +94,8 @@ class Quote(Entity):
 
 
 class Order(Entity):
+    """What the customer ordered; not promised to them until ERP confirms it."""
+
     order_id: UUID
     lines: list[OrderLine]
     total: Money
@@ -99,6 +106,8 @@ class Order(Entity):
 
 
 class Invoice(Entity):
+    """An invoice on the account (usually from ERP), and how much of it has been paid."""
+
     invoice_id: UUID
     order_id: UUID | None
     amount: Money
@@ -106,10 +115,13 @@ class Invoice(Entity):
 
     @property
     def is_paid(self) -> bool:
+        """Whether the payments against it cover its amount (an overpayment counts as paid)."""
         return self.paid >= self.amount.amount
 
 
 class AccountState(SnapshotState):
+    """The account's state as a snapshot holds it, so a snapshot restores typed values."""
+
     customer_id: UUID
     name: str
     industry: str
@@ -371,6 +383,8 @@ class Account(Aggregate):
         size: CompanySize | str = CompanySize.SMALL,
         tier: AccountTier | str = AccountTier.STANDARD,
     ) -> Account:
+        """Open an account for a customer (default classification: unspecified industry, small,
+        standard)."""
         return cls(
             customer_id=customer_id,
             name=name,
@@ -385,30 +399,35 @@ class Account(Aggregate):
             raise AccountClosedError(f"account {self.name} is closed")
 
     def opportunity(self, opportunity_id: UUID) -> Opportunity:
+        """The opportunity with that id on this account, else :class:`EntityNotFoundError`."""
         try:
             return self.opportunities[opportunity_id]
         except KeyError:
             raise EntityNotFoundError("opportunity", opportunity_id, self.id) from None
 
     def quote(self, quote_id: UUID) -> Quote:
+        """The quote with that id on this account, else :class:`EntityNotFoundError`."""
         try:
             return self.quotes[quote_id]
         except KeyError:
             raise EntityNotFoundError("quote", quote_id, self.id) from None
 
     def order(self, order_id: UUID) -> Order:
+        """The order with that id on this account, else :class:`EntityNotFoundError`."""
         try:
             return self.orders[order_id]
         except KeyError:
             raise EntityNotFoundError("order", order_id, self.id) from None
 
     def invoice(self, invoice_id: UUID) -> Invoice:
+        """The invoice with that id on this account, else :class:`EntityNotFoundError`."""
         try:
             return self.invoices[invoice_id]
         except KeyError:
             raise EntityNotFoundError("invoice", invoice_id, self.id) from None
 
     def active_quote(self, opportunity_id: UUID) -> Quote | None:
+        """The opportunity's one active quote (the rule allows no second), or None."""
         for q in self.quotes.values():
             if q.opportunity_id == opportunity_id and q.status is QuoteStatus.ACTIVE:
                 return q
@@ -430,6 +449,7 @@ class Account(Aggregate):
         size: CompanySize | str | None = None,
         tier: AccountTier | str | None = None,
     ) -> None:
+        """Change industry, size or tier of an open account; what is not given stays as it is."""
         self._require_active()
         self._reclassify(
             industry=industry if industry is not None else self.industry,
@@ -444,6 +464,8 @@ class Account(Aggregate):
         self.tier = AccountTier(tier)
 
     def close(self, *, reason: str) -> None:
+        """Close the account (never deleted); refused while an opportunity is still open: win or
+        lose it first."""
         self._require_active()
         if any(not o.is_closed for o in self.opportunities.values()):
             raise RuleViolationError("close or lose the open opportunities before closing")
@@ -456,6 +478,8 @@ class Account(Aggregate):
     def designate_key_account(
         self, *, criterion: KeyAccountCriterion | str, note: str = ""
     ) -> None:
+        """Make an open account a key account, recording the criterion (size, sector...) that
+        qualifies it."""
         self._require_active()
         self._designate(criterion=criterion, note=note)
 
@@ -464,6 +488,7 @@ class Account(Aggregate):
         self.key_account = KeyAccountCriterion(criterion)
 
     def revoke_key_account(self, *, reason: str) -> None:
+        """End key-account status, with the reason; refused if the account is not a key account."""
         if self.key_account is None:
             raise RuleViolationError(f"account {self.name} is not a key account")
         self._revoke(reason=reason)
@@ -473,6 +498,8 @@ class Account(Aggregate):
         self.key_account = None
 
     def add_contact(self, *, customer_id: UUID, role: str, decision_maker: bool = False) -> None:
+        """Add a person to the open account's contacts (the decision unit) with a role; a person is
+        added once."""
         self._require_active()
         if customer_id in self.contacts:
             raise ContactRoleError(f"{customer_id} is already a contact of {self.name}")
@@ -485,6 +512,7 @@ class Account(Aggregate):
         )
 
     def remove_contact(self, *, customer_id: UUID, reason: str) -> None:
+        """Remove a person from the account's contacts, with the reason; they must be a contact."""
         if customer_id not in self.contacts:
             raise EntityNotFoundError("contact", customer_id, self.id)
         self._remove_contact(customer_id=customer_id, reason=reason)
@@ -494,6 +522,7 @@ class Account(Aggregate):
         del self.contacts[customer_id]
 
     def assign_manager(self, *, manager: str, reason: str) -> None:
+        """Assign or hand over the manager of an open account; the reason stays on record."""
         self._require_active()
         if manager == self.manager:
             raise RuleViolationError(f"{manager} already manages account {self.name}")
@@ -504,6 +533,7 @@ class Account(Aggregate):
         self.manager = manager
 
     def set_credit_limit(self, *, limit: Money) -> None:
+        """Set or change the credit limit; the previous limit stays in the event."""
         self._set_credit_limit(limit=limit, previous_limit=self.credit_limit)
 
     @event(CreditLimitSet)
@@ -520,6 +550,8 @@ class Account(Aggregate):
         amount: Money | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
     ) -> UUID:
+        """Open an opportunity on an open account, in the pipeline's first stage with that stage's
+        probability."""
         self._require_active()
         first = pipeline.first
         opportunity_id = uuid4()
@@ -599,6 +631,8 @@ class Account(Aggregate):
         expected_close: date | None = None,
         reason: str = "",
     ) -> None:
+        """Revise an open opportunity's amount and/or expected close date; a revision must change
+        one."""
         opp = self._open_opportunity(opportunity_id, "revise")
         if amount is None and expected_close is None:
             raise InvalidCommandError("a revision must change the amount or the close date")
@@ -677,6 +711,8 @@ class Account(Aggregate):
         competitor: Label | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
     ) -> None:
+        """Close an open opportunity lost, with the reason and competitor; its active quote expires
+        with it."""
         opp = self._open_opportunity(opportunity_id, "lose")
         self._lose(
             opportunity_id=opportunity_id,
@@ -779,6 +815,7 @@ class Account(Aggregate):
         )
 
     def accept_quote(self, quote_id: UUID) -> None:
+        """Record that the customer accepted a quote; only the active version can be accepted."""
         quote = self.quote(quote_id)
         if quote.status is not QuoteStatus.ACTIVE:
             raise QuoteStateError(f"cannot accept quote {quote_id}: it is {quote.status.value}")
@@ -789,6 +826,7 @@ class Account(Aggregate):
         self.quotes[quote_id].status = QuoteStatus.ACCEPTED
 
     def expire_quote(self, quote_id: UUID) -> None:
+        """Expire an active quote (only an active one), so the opportunity can be quoted afresh."""
         quote = self.quote(quote_id)
         if quote.status is not QuoteStatus.ACTIVE:
             raise QuoteStateError(f"cannot expire quote {quote_id}: it is {quote.status.value}")
@@ -856,6 +894,7 @@ class Account(Aggregate):
         return order
 
     def request_order_confirmation(self, order_id: UUID) -> None:
+        """Ask ERP to confirm a placed order (credit, margin, availability checks)."""
         order = self._order_in(order_id, "request confirmation of", OrderStatus.PLACED)
         self._request_confirmation(order_id=order_id, total=order.total)
 
@@ -864,6 +903,7 @@ class Account(Aggregate):
         self.orders[order_id].status = OrderStatus.CONFIRMATION_REQUESTED
 
     def confirm_order(self, order_id: UUID, *, erp_reference: str = "") -> None:
+        """Record ERP's confirmation of a placed order: only now may it be promised and shipped."""
         self._order_in(order_id, "confirm", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
         self._confirm(order_id=order_id, erp_reference=erp_reference)
 
@@ -874,6 +914,8 @@ class Account(Aggregate):
     def reject_order(
         self, order_id: UUID, *, reason: OrderRejectionReason | str, detail: str = ""
     ) -> None:
+        """Record ERP's refusal of an unconfirmed order, with the reason (credit, margin or
+        availability)."""
         self._order_in(order_id, "reject", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
         self._reject(order_id=order_id, reason=reason, detail=detail)
 
@@ -891,6 +933,7 @@ class Account(Aggregate):
         self.orders[order_id].status = OrderStatus.SHIPPED
 
     def deliver_order(self, order_id: UUID) -> None:
+        """Record delivery of a shipped order; an order not shipped cannot be delivered."""
         self._order_in(order_id, "deliver", OrderStatus.SHIPPED)
         self._deliver(order_id=order_id)
 
@@ -899,6 +942,7 @@ class Account(Aggregate):
         self.orders[order_id].status = OrderStatus.DELIVERED
 
     def return_order(self, order_id: UUID, *, reason: str) -> None:
+        """Record the return of a shipped or delivered order, with the reason."""
         self._order_in(order_id, "return", OrderStatus.SHIPPED, OrderStatus.DELIVERED)
         self._return(order_id=order_id, reason=reason)
 
@@ -945,6 +989,7 @@ class Account(Aggregate):
     def receive_payment(
         self, *, amount: Money, invoice_id: UUID | None = None, reference: str = ""
     ) -> UUID:
+        """Record a positive payment; one against an invoice must be in the invoice's currency."""
         amount = Money.coerce(amount)
         if amount.amount <= 0:
             raise InvalidCommandError("a payment must be a positive amount")
@@ -969,8 +1014,10 @@ class Account(Aggregate):
 
     # ----- derived ------------------------------------------------------------------
     def open_pipeline(self) -> list[Opportunity]:
+        """The opportunities still open (neither won nor lost)."""
         return [o for o in self.opportunities.values() if not o.is_closed]
 
     @property
     def decision_unit(self) -> list[AccountContact]:
+        """The contacts who take the buying decision."""
         return [c for c in self.contacts.values() if c.decision_maker]

@@ -89,6 +89,8 @@ class Ticket(Entity):
 
 
 class CustomerState(SnapshotState):
+    """The customer's state as a snapshot holds it, so a snapshot restores typed values."""
+
     kind: CustomerKind
     name: str
     code: str
@@ -374,16 +376,20 @@ class Customer(Aggregate):
             raise InactiveCustomerError(f"customer {self.code} is deactivated")
 
     def ticket(self, ticket_id: UUID) -> Ticket:
+        """The ticket with that id on this customer, else :class:`EntityNotFoundError`."""
         try:
             return self.tickets[ticket_id]
         except KeyError:
             raise EntityNotFoundError("ticket", ticket_id, self.id) from None
 
     def has_consent(self, purpose: str, channel: Channel | str) -> bool:
+        """Whether the customer consented to marketing for ``purpose`` on ``channel`` (outbound
+        marketing needs it)."""
         return parse_enum(Channel, channel) in self.consents.get(purpose, [])
 
     @property
     def open_tickets(self) -> list[Ticket]:
+        """Tickets not yet resolved (an open complaint stops outbound marketing)."""
         return [t for t in self.tickets.values() if t.status is TicketStatus.OPEN]
 
     # ----- profile ------------------------------------------------------------------
@@ -421,6 +427,7 @@ class Customer(Aggregate):
             self.contact = contact
 
     def set_parent_organisation(self, parent_id: UUID | None) -> None:
+        """Place the customer under a group customer (None: out of it); never under itself."""
         if parent_id == self.id:
             raise RuleViolationError("a customer cannot be its own parent organisation")
         self._set_parent(parent_id=parent_id)
@@ -430,6 +437,8 @@ class Customer(Aggregate):
         self.parent_id = parent_id
 
     def deactivate(self, *, reason: str) -> None:
+        """Deactivate (never delete) an active customer: no new contacts, tickets or assignments
+        until it is reactivated."""
         self._require_active()
         self._deactivate(reason=reason)
 
@@ -438,6 +447,7 @@ class Customer(Aggregate):
         self.active = False
 
     def reactivate(self, *, reason: str) -> None:
+        """Make a deactivated customer active again, with the reason."""
         if self.active:
             raise RuleViolationError(f"customer {self.code} is already active")
         self._reactivate(reason=reason)
@@ -450,6 +460,8 @@ class Customer(Aggregate):
     def change_lifecycle_stage(
         self, *, to_stage: str, reason: str, lifecycle: LifecycleModel = DEFAULT_LIFECYCLE
     ) -> None:
+        """Move an active customer to another lifecycle stage; only the lifecycle model's
+        transitions are allowed."""
         self._require_active()
         lifecycle.check_transition(self.lifecycle_stage, to_stage)
         self._change_stage(from_stage=self.lifecycle_stage, to_stage=to_stage, reason=reason)
@@ -544,6 +556,8 @@ class Customer(Aggregate):
         self.manager = manager
 
     def assign_support_owner(self, *, owner: str, reason: str) -> None:
+        """Assign or hand over the named technical-support owner of an active customer, with the
+        reason."""
         self._require_active()
         self._assign_support(owner=owner, previous_owner=self.support_owner, reason=reason)
 
@@ -552,6 +566,7 @@ class Customer(Aggregate):
         self.support_owner = owner
 
     def assign_segment(self, *, segment: str) -> None:
+        """Put an active customer in a segment; the same segment again records nothing."""
         self._require_active()
         if segment == self.segment:
             return
@@ -562,6 +577,7 @@ class Customer(Aggregate):
         self.segment = segment
 
     def assign_grade(self, *, grade: str) -> None:
+        """Grade an active customer (e.g. A/B/C by value); the same grade again records nothing."""
         self._require_active()
         if grade == self.grade:
             return
@@ -572,6 +588,8 @@ class Customer(Aggregate):
         self.grade = grade
 
     def grant_consent(self, *, purpose: str, channel: Channel | str) -> None:
+        """Grant marketing consent for one purpose on one channel; consent already given records
+        nothing."""
         if self.has_consent(purpose, channel):
             return
         self._grant(purpose=purpose, channel=channel)
@@ -581,6 +599,8 @@ class Customer(Aggregate):
         self.consents = consent.granted(self.consents, purpose, channel)
 
     def withdraw_consent(self, *, purpose: str, channel: Channel | str, reason: str = "") -> None:
+        """Withdraw marketing consent for one purpose on one channel; consent not given records
+        nothing."""
         if not self.has_consent(purpose, channel):
             return
         self._withdraw(purpose=purpose, channel=channel, reason=reason)
@@ -592,6 +612,7 @@ class Customer(Aggregate):
     def record_campaign_response(
         self, *, campaign_id: str, response: str, channel: Channel | str, registered: bool = False
     ) -> None:
+        """Record the customer's response to a marketing campaign (or their registration for it)."""
         self._campaign_response(
             campaign_id=campaign_id, response=response, channel=channel, registered=registered
         )
@@ -681,6 +702,7 @@ class Customer(Aggregate):
     def assign_ticket(
         self, ticket_id: UUID, *, assignee: str | None = None, department: str | None = None
     ) -> None:
+        """Assign an open ticket to a person, a department, or both (at least one)."""
         if assignee is None and department is None:
             raise InvalidCommandError("assign a ticket to a person, a department, or both")
         self._open(ticket_id, "assign")
@@ -693,6 +715,7 @@ class Customer(Aggregate):
         ticket.department = department
 
     def respond_to_ticket(self, ticket_id: UUID, *, responder: str, message: str) -> None:
+        """Answer the customer on an open ticket; the first answer is the SLA's first response."""
         self._open(ticket_id, "respond to")
         self._respond(ticket_id=ticket_id, responder=responder, message=message)
 
@@ -703,6 +726,7 @@ class Customer(Aggregate):
             ticket.first_response_at = self.occurred_on
 
     def schedule_field_visit(self, ticket_id: UUID, *, visit_at: datetime, engineer: str) -> None:
+        """Schedule an engineer's visit for an open ticket."""
         self._open(ticket_id, "schedule a visit for")
         self._schedule_visit(ticket_id=ticket_id, visit_at=visit_at, engineer=engineer)
 
@@ -713,6 +737,7 @@ class Customer(Aggregate):
     def escalate_ticket(
         self, ticket_id: UUID, *, reason: str, escalated_to: str | None = None
     ) -> int:
+        """Escalate an open ticket one level, with the reason; returns the new level."""
         ticket = self._open(ticket_id, "escalate")
         level = ticket.escalation_level + 1
         self._escalate(ticket_id=ticket_id, level=level, reason=reason, escalated_to=escalated_to)
@@ -725,6 +750,7 @@ class Customer(Aggregate):
     def resolve_ticket(
         self, ticket_id: UUID, *, answer: str, knowledge_base_ref: str | None = None
     ) -> None:
+        """Resolve an open ticket with the answer; only then can it be closed, reopened or rated."""
         self._open(ticket_id, "resolve")
         self._resolve(ticket_id=ticket_id, answer=answer, knowledge_base_ref=knowledge_base_ref)
 
@@ -754,6 +780,7 @@ class Customer(Aggregate):
         ticket.reopen_count += 1
 
     def close_ticket(self, ticket_id: UUID) -> None:
+        """Close a resolved ticket for good (an unresolved one must be resolved first)."""
         ticket = self.ticket(ticket_id)
         if ticket.status is not TicketStatus.RESOLVED:
             raise TicketStateError(

@@ -125,6 +125,8 @@ class NotFoundError(RejectedError, LookupError):
 
 
 class CustomerNotFoundError(NotFoundError):
+    """No customer with that id or customer code."""
+
     def __init__(self, ref: UUID | str) -> None:
         super().__init__(f"no customer {ref}")
         self.ref = ref
@@ -134,6 +136,8 @@ class CustomerNotFoundError(NotFoundError):
 
 
 class AccountNotFoundError(NotFoundError):
+    """No account with that id."""
+
     def __init__(self, ref: UUID | str) -> None:
         super().__init__(f"no account {ref}")
         self.ref = ref

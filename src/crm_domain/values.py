@@ -259,6 +259,9 @@ def business_time(value: datetime, what: str) -> datetime:
 
 
 class CustomerKind(StrEnum):
+    """Who the customer is: a person (who can also be an account contact), an enterprise or a
+    government body."""
+
     INDIVIDUAL = "individual"
     ENTERPRISE = "enterprise"
     GOVERNMENT = "government"
@@ -278,11 +281,16 @@ class Channel(StrEnum):
 
 
 class Direction(StrEnum):
+    """Who started an interaction: outbound marketing needs the customer's consent."""
+
     INBOUND = "inbound"
     OUTBOUND = "outbound"
 
 
 class TicketKind(StrEnum):
+    """What a ticket is about; the kind sets its SLA target, and an open complaint stops outbound
+    marketing."""
+
     INQUIRY = "inquiry"
     REQUEST = "request"
     COMPLAINT = "complaint"
@@ -290,6 +298,8 @@ class TicketKind(StrEnum):
 
 
 class Priority(StrEnum):
+    """Urgency of a ticket: it scales the ticket's SLA target."""
+
     LOW = "low"
     NORMAL = "normal"
     HIGH = "high"
@@ -297,12 +307,16 @@ class Priority(StrEnum):
 
 
 class TicketStatus(StrEnum):
+    """Open, then resolved, then closed; a resolved ticket may be reopened, a closed one never."""
+
     OPEN = "open"
     RESOLVED = "resolved"
     CLOSED = "closed"
 
 
 class CompanySize(StrEnum):
+    """Size band of an account's company (also the first criterion for a key account)."""
+
     MICRO = "micro"
     SMALL = "small"
     MEDIUM = "medium"
@@ -311,6 +325,8 @@ class CompanySize(StrEnum):
 
 
 class AccountTier(StrEnum):
+    """Commercial tier of an account, set when it opens and changed by reclassifying it."""
+
     STANDARD = "standard"
     SILVER = "silver"
     GOLD = "gold"
@@ -327,6 +343,9 @@ class KeyAccountCriterion(StrEnum):
 
 
 class QuoteStatus(StrEnum):
+    """An opportunity has at most one active quote; a new version supersedes it, and only an
+    accepted quote can back an order."""
+
     ACTIVE = "active"
     SUPERSEDED = "superseded"
     ACCEPTED = "accepted"
@@ -334,6 +353,9 @@ class QuoteStatus(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """Placed, sent to ERP for confirmation, then confirmed or rejected; only a confirmed order
+    ships, and only a shipped or delivered one can be returned."""
+
     PLACED = "placed"
     CONFIRMATION_REQUESTED = "confirmation_requested"
     CONFIRMED = "confirmed"
@@ -344,6 +366,9 @@ class OrderStatus(StrEnum):
 
 
 class OrderRejectionReason(StrEnum):
+    """Why ERP refused to confirm an order: the customer's credit, the margin, or stock
+    availability."""
+
     CREDIT = "credit"
     MARGIN = "margin"
     AVAILABILITY = "availability"
@@ -358,6 +383,7 @@ class SatisfactionClass(StrEnum):
 
     @classmethod
     def of(cls, score: int) -> SatisfactionClass:
+        """The class of a 1-5 score: 5 loyal, 3-4 at risk of switching, 1-2 dissatisfied."""
         if score >= 5:
             return cls.LOYAL
         if score >= 3:
@@ -584,6 +610,8 @@ class Money(Immutable):
 
 
 class Address(Immutable):
+    """A postal address; every line is optional, bounded to what the read models hold."""
+
     line1: AddressLine = ""
     line2: AddressLine = ""
     city: AddressLine = ""
@@ -602,6 +630,8 @@ class ContactDetails(Immutable):
 
 
 class OrderLine(Immutable):
+    """One product line of an order: a SKU, a positive quantity and a unit price."""
+
     sku: Label
     description: Note = ""
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
@@ -610,4 +640,5 @@ class OrderLine(Immutable):
 
     @property
     def total(self) -> Decimal:
+        """Unit price times quantity, in the unit price's currency."""
         return self.unit_price.amount * self.quantity

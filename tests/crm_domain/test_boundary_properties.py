@@ -35,34 +35,14 @@ from projections.runner import open_view
 
 T0 = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)
 
-#: CRM methods that are not commands (queries, context managers, plumbing).
-NOT_COMMANDS = frozenset(
-    {
-        "account",
-        "account_as_of",
-        "bulk",
-        "changes",
-        "context",
-        "customer",
-        "customer_as_of",
-        "customer_by_code",
-        "history",
-        "run_bulk",
-    }
-)
-
 
 def public_commands() -> list[str]:
-    from eventsourcing.application import Application
+    """Every command, by the name of its typed method on ``CRM`` (``crm.log_contact``...)."""
+    from crm_domain.commands.base import all_commands
 
-    return sorted(
-        name
-        for name, value in vars(CRM).items()
-        if callable(value)
-        and not name.startswith("_")
-        and not hasattr(Application, name)
-        and name not in NOT_COMMANDS
-    )
+    names = sorted(command.command_name for command in all_commands())
+    assert all(callable(getattr(CRM, name, None)) for name in names)
+    return names
 
 
 # ----- strategies ----------------------------------------------------------------------

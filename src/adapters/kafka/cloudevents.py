@@ -146,10 +146,12 @@ class Envelope(NamedTuple):
     time: str
     recorded: str
     version: int
-    metadata: Mapping[str, str]
+    metadata: dict[str, str]
 
     @classmethod
     def of(cls, event: DomainEvent) -> Envelope:
+        """From a domain event; ``time`` is its business time if it has one, else when it was
+        recorded."""
         return cls(
             event_id=str(event.event_id),
             subject=str(event.originator_id),
@@ -226,6 +228,8 @@ class EventEncoder:
     def encode(
         self, event: DomainEvent, event_type: EventType, redacted: Sequence[str] = ()
     ) -> KafkaRecord:
+        """The record of a domain event, leaving out the ``redacted`` fields (those a customer's
+        consent does not cover)."""
         data = event_data(event, exclude=redacted)
         return self._record(Envelope.of(event), event_type, data, redacted)
 

@@ -65,6 +65,7 @@ class RelayStats:
 
     @property
     def seconds(self) -> float:
+        """Time taken so far, by the monotonic clock (a wall-clock change cannot skew it)."""
         return time.monotonic() - self.started_at
 
 

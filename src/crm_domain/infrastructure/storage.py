@@ -41,6 +41,7 @@ class StoreURL:
 
     @classmethod
     def parse(cls, url: str) -> StoreURL:
+        """Read a store URL; a :class:`~crm_domain.errors.ConfigurationError` says what is wrong."""
         if url in ("memory://", "memory:", "popo://"):
             return cls(url=url, backend="memory")
         parsed = urlparse(url)
@@ -102,6 +103,7 @@ class StoreURL:
         return "sqlite:///:memory:"
 
     def eventsourcing_env(self) -> dict[str, str]:
+        """eventsourcing's persistence settings (module, database, recorder) for this store."""
         if self.backend == "memory":
             return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         if self.backend == "sqlite":

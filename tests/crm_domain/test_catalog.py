@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.infrastructure.catalog import DEFAULT_PATH, event_classes, render
 
 
 def test_docs_events_md_matches_the_code() -> None:
+    assert Path(__file__).resolve().parents[2] / "docs" / "events.md" == DEFAULT_PATH
     assert DEFAULT_PATH.read_text(encoding="utf-8") == render(), (
         "docs/events.md is stale: run `python -m crm_domain.infrastructure.catalog --write`"
     )

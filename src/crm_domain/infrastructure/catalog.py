@@ -20,7 +20,7 @@ from crm_domain.customer import Customer
 from crm_domain.eventmodel import ENVELOPE_FIELDS, event_classes
 
 AGGREGATES: tuple[type[Any], ...] = (Customer, Account)
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+DEFAULT_PATH = Path(__file__).resolve().parents[3] / "docs" / "events.md"
 
 
 def describe(cls: type[Any]) -> str:

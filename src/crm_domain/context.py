@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from uuid import uuid4
 
 from eventsourcing.domain import datetime_now_with_tzinfo
@@ -54,18 +55,37 @@ class CommandContext:
 def _check_context(ctx: CommandContext) -> None:
     """Refuse metadata the stores and read models cannot hold (the timeline keeps the
     actor in ``varchar(100)``; PostgreSQL text takes no NUL), before any event has it."""
-    # Imported here: crm_domain.values builds on the event model, which builds on this.
-    from crm_domain.values import business_time, check_identifier, check_label
-
-    check_label(ctx.actor, "actor")
-    check_label(ctx.source_system, "source_system")
-    check_identifier(ctx.correlation_id, "correlation_id")
+    _check_text("actor", ctx.actor)
+    _check_text("source_system", ctx.source_system)
+    _check_text("correlation_id", ctx.correlation_id)
     if ctx.causation_id is not None:
-        check_identifier(ctx.causation_id, "causation_id")
+        _check_text("causation_id", ctx.causation_id)
     if ctx.command_id is not None:
-        check_identifier(ctx.command_id, "command_id")
+        _check_text("command_id", ctx.command_id)
     if ctx.occurred_at is not None:
+        from crm_domain.values import business_time
+
         business_time(ctx.occurred_at, "occurred_at")
+
+
+def _check_text(what: str, value: object) -> None:
+    if isinstance(value, str):
+        _check_string(what, value)
+    else:
+        _check_string.__wrapped__(what, value)  # not text: refused with the same message
+
+
+@lru_cache(maxsize=4096)
+def _check_string(what: str, value: object) -> None:
+    """Check one metadata value (cached: the same actor, source system and correlation id
+    recur in every nested context of a request, and a check is all this does)."""
+    # Imported here: crm_domain.values builds on the event model, which builds on this.
+    from crm_domain.values import check_identifier, check_label
+
+    if what in ("actor", "source_system"):
+        check_label(value, what)
+    else:
+        check_identifier(value, what)
 
 
 _current: ContextVar[CommandContext | None] = ContextVar("crm_command_context", default=None)

@@ -109,9 +109,10 @@ def invalid(exc: ValidationError, what: str | None = None) -> InvalidCommandErro
     ``what`` is the CRM name of the thing validated, e.g. ``"register_customer"``; by
     default the model's title, which for a command or value model is its CRM name too.
     """
-    return InvalidCommandError(
-        f"invalid {what or exc.title}: {problems(exc)}", errors=error_details(exc)
-    )
+    # Only unknown choices (a channel, a kind...): the more precise UnknownValueError.
+    only_choices = all(e["type"] == "enum" for e in exc.errors(include_url=False))
+    cls = UnknownValueError if only_choices else InvalidCommandError
+    return cls(f"invalid {what or exc.title}: {problems(exc)}", errors=error_details(exc))
 
 
 def _ctx(err: Any) -> dict[str, Any]:

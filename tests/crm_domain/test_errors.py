@@ -16,9 +16,11 @@ from crm_domain.errors import (
     InfrastructureError,
     InvalidCommandError,
     RejectedError,
+    UnknownValueError,
     invalid,
     problems,
 )
+from crm_domain.values import Channel
 
 ALL_ERRORS = [
     cls
@@ -82,6 +84,18 @@ def test_every_error_survives_pickling_with_its_message(cls: type[CRMError]) -> 
 class _Registration(BaseModel):
     name: str = Field(min_length=1)
     age: int
+
+
+class _Contact(BaseModel):
+    channel: Channel
+
+
+def test_invalid_says_unknown_value_when_only_a_choice_is_wrong() -> None:
+    with pytest.raises(ValidationError) as info:
+        _Contact.model_validate({"channel": "pigeon"})
+    error = invalid(info.value, what="log_contact")
+    assert isinstance(error, UnknownValueError)
+    assert "channel" in str(error)
 
 
 def test_invalid_names_the_command_and_each_field() -> None:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from projection_history import read_model_rows
+from sqlalchemy import text
 
 from adapters.demo import run_demo
 from crm_domain.application import CRM
@@ -65,4 +66,41 @@ def test_rebuild_beside_a_live_runner_and_new_events(store_url: str, tmp_path: P
     clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"
     rebuild(store_url, views_url=clean)
     assert live == read_model_rows(store_url, views_url=clean)
+    app.close()
+
+
+def test_a_rebuild_claiming_a_read_model_during_its_catch_up_leaves_the_runner_alive(
+    tmp_path: Path,
+) -> None:
+    """The race a CI run met: the runner catches a read model up, and between a chunk and
+    its position read a rebuild claims it and drops its tables. The runner lets it go."""
+    from projections.control import claim_for_rebuild
+    from projections.runner import open_view
+
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    app = CRM(store)
+    for i in range(5):
+        app.register_customer(kind="individual", name=f"P{i}", code=f"P-{i}")
+    with follow(store) as runner:
+        runner.wait_until_current(timeout=20)
+        view = runner.view
+        head = runner.head()
+        apply = view._apply
+
+        def apply_then_rebuild_claims(*args: object, **kwargs: object) -> None:
+            apply(*args, **kwargs)  # type: ignore[arg-type]
+            claim_for_rebuild(view.engine, ["customer360"])
+            with view.engine.begin() as conn:  # the moment between the drop and the create
+                conn.execute(text("DROP TABLE customer360_tracking"))
+
+        view._apply = apply_then_rebuild_claims  # type: ignore[method-assign]
+        try:
+            assert view._catch_up(runner.app_name, "customer360", 0, head) is False
+        finally:
+            view._apply = apply  # type: ignore[method-assign]
+    other = open_view(store, read_models=["customer360"])
+    try:
+        assert other.control_states()["customer360"].rebuild_token is not None
+    finally:
+        other.engine.dispose()
     app.close()

@@ -10,13 +10,14 @@ for you. The event store itself is ``crm.app`` (:mod:`crm_domain.infrastructure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
+from crm_domain.access import AccessControl, AccessPolicy, DenialLog, load_policy
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CustomerCodeClaim
 from crm_domain.commands.base import Command
@@ -74,11 +75,14 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         snapshot_interval: int | None = None,
         source_system: str | None = None,
         env: dict[str, str] | None = None,
+        policy: AccessPolicy | None = None,
     ) -> None:
         """Open the CRM on ``store`` (see the class docstring); the other settings come
         from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
         arguments given. ``pipeline``, ``lifecycle`` and ``sla`` default to the built-in
-        models; ``env`` adds eventsourcing settings for the event store."""
+        models; ``env`` adds eventsourcing settings for the event store. ``policy`` is the
+        access policy (default: the file of the setting ``access.policy_file``, else one
+        that allows everything; see :mod:`crm_domain.access`)."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -106,6 +110,10 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             es_env["IS_SNAPSHOTTING_ENABLED"] = "y"
         es_env.update(env or {})
         self._init_handling()
+        #: Who may run what (``access.policy``), and the log of denials (``access.log``).
+        self.access = AccessControl(
+            load_policy(settings.access.policy_file, policy), DenialLog(self.store)
+        )
         #: The event store (eventsourcing's ``Application``): its ``recorder``, ``mapper``
         #: and ``events`` are what projections and the Kafka relay read.
         self.app = CRMEventStore(
@@ -118,6 +126,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
 
     def close(self) -> None:
         """Close the store's connections."""
+        self.access.log.close()
         self.app.close()
 
     # ----- commands -----------------------------------------------------------------
@@ -165,11 +174,13 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         causation_id: str | None = None,
         command_id: str | None = None,
         occurred_at: datetime | None = None,
+        roles: Iterable[str] | None = None,
     ) -> Iterator[CommandContext]:
         """Metadata for the commands inside the block: who, from where, why, and when.
 
         ``command_id`` makes the (single) command inside idempotent. ``occurred_at`` records
         business time when it differs from now (an offline visit synced later, an import).
+        ``roles`` are the actor's roles, which the access policy (``crm.access``) reads.
         """
         with command_context(
             actor=actor,
@@ -178,8 +189,21 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             causation_id=causation_id,
             command_id=command_id,
             occurred_at=occurred_at,
+            roles=roles,
         ) as ctx:
             yield ctx
+
+    def authorize(self, action: str, *, customer_id: UUID | None = None) -> None:
+        """Check that the context's actor may perform ``action``, one of
+        :data:`crm_domain.access.ACTIONS` (``"audit.export"``, ``"customer.forget"``), on
+        ``customer_id``: else :class:`~crm_domain.errors.PermissionDeniedError`, and the
+        denial is written to the access audit log. Code performing such an action calls
+        this first; commands are checked by :meth:`handle` itself."""
+
+        def load() -> Customer | None:
+            return self.customer(customer_id) if customer_id is not None else None
+
+        self.access.check_action(action, target=customer_id, load=load)
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

@@ -7,7 +7,7 @@ every event created inside it copies it into ``event.metadata``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -34,6 +34,9 @@ class CommandContext:
     #: When it happened in the business, if not now (an offline visit synced later, an
     #: import of history). Events record it as ``occurred_at`` beside their storage time.
     occurred_at: datetime | None = None
+    #: The actor's roles (``"sales"``, ``"auditor"``...), which the access policy reads
+    #: (:mod:`crm_domain.access`). Not stored on the events: the policy decides with them.
+    roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_context(self)
@@ -62,6 +65,8 @@ def _check_context(ctx: CommandContext) -> None:
         _check_text("causation_id", ctx.causation_id)
     if ctx.command_id is not None:
         _check_text("command_id", ctx.command_id)
+    for role in ctx.roles:
+        _check_text("role", role)
     if ctx.occurred_at is not None:
         from crm_domain.values import business_time
 
@@ -82,7 +87,7 @@ def _check_string(what: str, value: object) -> None:
     # Imported here: crm_domain.values builds on the event model, which builds on this.
     from crm_domain.values import check_identifier, check_label
 
-    if what in ("actor", "source_system"):
+    if what in ("actor", "source_system", "role"):
         check_label(value, what)
     else:
         check_identifier(value, what)
@@ -119,10 +124,12 @@ def command_context(
     causation_id: str | None = None,
     command_id: str | None = None,
     occurred_at: datetime | None = None,
+    roles: Iterable[str] | None = None,
 ) -> Iterator[CommandContext]:
     """Set the metadata for the commands run inside the block.
 
-    Values not given are inherited from an enclosing context, except ``command_id``,
+    Values not given (``roles`` included) are inherited from an enclosing context, except
+    ``command_id``,
     which names one command and is never inherited. Metadata the stores cannot hold (an
     actor over 100 characters, a NUL, a naive or out-of-range ``occurred_at``) is an
     :class:`~crm_domain.errors.InvalidCommandError` here, before any command runs.
@@ -137,9 +144,17 @@ def command_context(
         causation_id=causation_id if causation_id is not None else base.causation_id,
         command_id=command_id,
         occurred_at=occurred_at if occurred_at is not None else base.occurred_at,
+        roles=_roles(roles) if roles is not None else base.roles,
     )
     token = _current.set(ctx)
     try:
         yield ctx
     finally:
         _current.reset(token)
+
+
+def _roles(roles: Iterable[str]) -> tuple[str, ...]:
+    """Roles as a sorted tuple without repeats (a single string is one role, not letters)."""
+    if isinstance(roles, str):
+        return (roles,)
+    return tuple(sorted(set(roles)))

@@ -23,7 +23,8 @@ class, so they can be shown to a user as they are::
     │   │   ├── ConcurrencyConflictError someone changed the same thing at the same time
     │   │   ├── DuplicateCustomerCodeError
     │   │   └── IdempotencyKeyReusedError a command id reused for a different request
-    │   └── InboundMessageError          a Kafka message that cannot become a command
+    │   ├── InboundMessageError          a Kafka message that cannot become a command
+    │   └── PermissionDeniedError        the access policy does not let this actor do it
     └── InfrastructureError              not the request's fault: setup or a service
         ├── ConfigurationError           a setting, store URL or routing file is wrong
         │   │                            (also ValueError)
@@ -296,6 +297,38 @@ class InboundMessageError(RejectedError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (str(self), self.errors)
+
+
+class PermissionDeniedError(RejectedError):
+    """The access policy does not let this actor, with these roles, run this command (or
+    action) on this customer or account. Nothing was stored; the denial is in the audit
+    log (``crm audit denials``).
+
+    ``command`` is the command's CRM name (``"stage_opportunity"``) or an action's name
+    (``"audit.export"``); ``target`` the customer or account id, if the command has one.
+    """
+
+    def __init__(
+        self,
+        actor: str,
+        roles: tuple[str, ...],
+        command: str,
+        target: UUID | str | None = None,
+        reason: str = "",
+    ) -> None:
+        roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        held = ", ".join(roles) if roles else "no roles"
+        on = f" on {target}" if target is not None else ""
+        why = f": {reason}" if reason else ""
+        super().__init__(f"{actor} ({held}) may not run {command}{on}{why}")
+        self.actor = actor
+        self.roles = roles
+        self.command = command
+        self.target = target
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.actor, self.roles, self.command, self.target, self.reason)
 
 
 # ===== infrastructure: setup or a service ==============================================

@@ -24,6 +24,7 @@ from eventsourcing.domain import OriginatorVersionError, datetime_now_with_tzinf
 from eventsourcing.persistence import RecordConflictError
 from pydantic import ValidationError
 
+from crm_domain.access import AccessControl
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CommandProcessed, CustomerCodeClaim, encode_result
 from crm_domain.commands.base import Command
@@ -91,6 +92,7 @@ class CommandHandling:
 
     app: CRMEventStore
     source_system: str
+    access: AccessControl
     #: Steps run around every command, outermost first (see :data:`Middleware`).
     middleware: list[Middleware]
     #: How often a commuting command is decided again after a concurrent write.
@@ -115,6 +117,8 @@ class CommandHandling:
     def _dispatch(self, command: Command[Any]) -> Any:
         if not isinstance(command, Command):
             raise InvalidCommandError(f"not a CRM command: {command!r}")
+        # The access policy first: no middleware, check or load of a denied command runs.
+        self.access.check_command(command, self._load)
         if not self.middleware:
             return self._execute(command)
         steps = self.middleware

@@ -117,6 +117,21 @@ class KafkaSettings(_Section):
         return options
 
 
+class AccessSettings(_Section):
+    """Least privilege: the access policy in force (see :mod:`crm_domain.access`)."""
+
+    #: A TOML file of grants (``docs/access-policy.toml`` shows one); none: everyone may
+    #: run every command (``CRM(policy=...)`` sets one in code).
+    policy_file: Path | None = None
+
+    @field_validator("policy_file")
+    @classmethod
+    def _is_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no access policy file {value}")
+        return value
+
+
 class CRMSettings(BaseSettings):
     """Everything a deployment configures, validated once (see the module docstring)."""
 
@@ -142,6 +157,7 @@ class CRMSettings(BaseSettings):
     source_system: str = Field(default="crm-core", min_length=1, max_length=100)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @field_validator("store_url")
     @classmethod

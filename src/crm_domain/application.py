@@ -33,6 +33,7 @@ from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
+from crm_domain.timetravel import AuditEntry, audit_history, state_at
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -251,6 +252,21 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
                 )
             )
         return out
+
+    def audit_history(self, ref: UUID | str) -> list[AuditEntry]:
+        """Every event of a customer or account (by id, or a customer by code), oldest
+        first: business and record time, actor, source system, correlation and command
+        id, payload, and the field-level changes it made (``crm audit history``)."""
+        return audit_history(self, ref)
+
+    def state_at(
+        self, ref: UUID | str, *, when: datetime | None = None, version: int | None = None
+    ) -> Customer | Account:
+        """A customer or account (by id, or a customer by code) as it stood at ``when``
+        (record time) or at ``version`` (``crm audit show``)."""
+        found = state_at(self, ref, when=when, version=version)
+        assert isinstance(found, Customer | Account)
+        return found
 
     def customer_as_of(self, customer_id: UUID, when: datetime) -> Customer:
         """What we knew about a customer at ``when`` (by record time), for auditors."""

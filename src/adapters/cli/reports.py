@@ -358,11 +358,28 @@ def _report(
 ) -> None:
     settings = load_settings(store)
     settings.store.check(must_exist=True)
+    replayed = _replayed(views or settings.store_url)
     with current_read_models(
-        settings.store_url, views, catch_up=not no_catch_up, timeout=timeout
+        settings.store_url, views, catch_up=not (no_catch_up or replayed), timeout=timeout
     ) as engine:
         sections = build(engine, settings)
     render(sections, fmt)
+
+
+def _replayed(url: str) -> bool:
+    """True if ``url`` holds read models replayed as of a past time (``crm audit replay``):
+    they are shown as they are, never caught up; stderr says as of when."""
+    from projections.replay import replay_info
+
+    info = replay_info(url)
+    if info is None:
+        return False
+    state = "" if info.complete else " (INCOMPLETE: the replay did not finish; run it again)"
+    Console(stderr=True).print(
+        f"read models as of {info.until.isoformat()} (replayed from {info.source} up to "
+        f"position {info.position:,}){state}"
+    )
+    return True
 
 
 def _customer_id(settings: CRMSettings, code: str) -> UUID:

@@ -231,7 +231,7 @@ def test_the_documented_policy_loads_and_decides(
     (tmp_path / "crm.toml").write_text(f'[access]\npolicy_file = "{EXAMPLE}"\n')
     monkeypatch.chdir(tmp_path)
     crm = CRM(settings=CRMSettings.load(store_url="memory://"))
-    assert len(crm.access.policy.grants) == 6
+    assert len(crm.access.policy.grants) == 7
     _, account, deal = _setup(crm)
     with crm.context(actor="zhang.min", roles=["sales"]), pytest.raises(PermissionDeniedError):
         crm.stage_opportunity(account, deal, stage="qualification")

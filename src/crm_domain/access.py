@@ -19,7 +19,9 @@ How a policy decides, for a command (or action) named ``N``:
 Conditions (``customers``): ``"any"``, or ``"managed"``: the actor is the assigned manager
 of the customer or account the command changes. The policy sees that aggregate as the
 command will see it: loaded through the CRM (from the open bulk block, if the command is
-in one), and only when a grant with that condition is the one left to decide. A command
+in one), only when a grant with that condition is the one left to decide, and the command
+then decides on that same object (one load, no window between check and decision; a
+retry after a concurrent write reloads, and keeps the policy's verdict). A command
 creating an account is judged on the customer it names. In code, a grant may also carry
 ``when``, any callable of the :class:`AccessRequest`.
 

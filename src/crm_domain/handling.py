@@ -107,6 +107,9 @@ class CommandHandling:
     def _init_handling(self) -> None:
         self.middleware = []
         self._batch: ContextVar[_Batch | None] = ContextVar(f"crm_batch_{id(self)}", default=None)
+        self._policy_loaded: ContextVar[Aggregate | None] = ContextVar(
+            f"crm_policy_loaded_{id(self)}", default=None
+        )
 
     def _now(self) -> datetime:
         """The business time of the command running (the context's), else now."""
@@ -118,17 +121,38 @@ class CommandHandling:
         if not isinstance(command, Command):
             raise InvalidCommandError(f"not a CRM command: {command!r}")
         # The access policy first: no middleware, check or load of a denied command runs.
-        self.access.check_command(command, self._load)
-        if not self.middleware:
-            return self._execute(command)
-        steps = self.middleware
+        # An aggregate it loaded (a "managed" grant) is the one the command decides on.
+        token = self._policy_loaded.set(None)
+        try:
+            self.access.check_command(command, self._load_for_policy)
+            if not self.middleware:
+                return self._execute(command)
+            steps = self.middleware
 
-        def step(i: int, cmd: Command[Any]) -> Any:
-            if i == len(steps):
-                return self._execute(cmd)
-            return steps[i](cmd, lambda c: step(i + 1, c))
+            def step(i: int, cmd: Command[Any]) -> Any:
+                if i == len(steps):
+                    return self._execute(cmd)
+                return steps[i](cmd, lambda c: step(i + 1, c))
 
-        return step(0, command)
+            return step(0, command)
+        finally:
+            self._policy_loaded.reset(token)
+
+    def _load_for_policy(self, aggregate_id: UUID, cls: type[A]) -> A:
+        aggregate = self._load(aggregate_id, cls)
+        self._policy_loaded.set(aggregate)
+        return aggregate
+
+    def _loaded_by_policy(self, command: Command[Any]) -> Aggregate | None:
+        """The aggregate the access policy loaded to judge ``command``, if it is the one
+        the command changes (taken once: a retry loads afresh)."""
+        aggregate = self._policy_loaded.get()
+        if aggregate is None or command.creates:
+            return None
+        self._policy_loaded.set(None)
+        if aggregate.id == command.aggregate_id() and isinstance(aggregate, command.aggregate):
+            return aggregate
+        return None
 
     def _execute(self, command: Command[R]) -> R:
         """Checks, idempotency, metadata, decide, one transaction, retries."""
@@ -165,6 +189,8 @@ class CommandHandling:
                 loaded = self._load(command.aggregate_id(), command.aggregate)
             if loaded is not None:
                 retry_base = copy.deepcopy(loaded)
+            elif attempt == 0:
+                loaded = self._loaded_by_policy(command)
             aggregate, base_version, result, extra = self._decide(command, loaded)
             if ctx.command_id is not None:
                 extra.append(self._record_processed(ctx.command_id, command, result))
@@ -240,7 +266,7 @@ class CommandHandling:
             done = self._processed(ctx.command_id)
             if done is not None:
                 return self._repeat(done, command)  # type: ignore[no-any-return]
-        aggregate, _, result, extra = self._decide(command)
+        aggregate, _, result, extra = self._decide(command, self._loaded_by_policy(command))
         batch.aggregates[aggregate.id] = aggregate
         for other in extra:
             batch.aggregates[other.id] = other

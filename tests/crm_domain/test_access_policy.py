@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 from datetime import date
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -171,6 +172,28 @@ def test_managed_sees_the_state_of_the_bulk_block(crm: CRM) -> None:
     with crm.context(actor="wang.fang", roles=["sales_supervisor", "sales"]), crm.bulk():
         crm.assign_account_manager(account, manager="wang.fang", reason="cover")
         crm.stage_opportunity(account, deal, stage="qualification")
+
+
+def test_the_command_decides_on_the_aggregate_the_policy_saw(
+    crm: CRM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One load for policy and command: no second read, no window between them."""
+    _, account, deal = _setup(crm)
+    loads: list[UUID] = []
+    get = crm.app.repository.get
+
+    def counting_get(aggregate_id: UUID, **kwargs: Any) -> Any:
+        loads.append(aggregate_id)
+        return get(aggregate_id, **kwargs)
+
+    monkeypatch.setattr(crm.app.repository, "get", counting_get)
+    with crm.context(actor="li.wei", roles=["sales"]):
+        crm.stage_opportunity(account, deal, stage="qualification")
+        assert loads == [account]
+        with crm.bulk():
+            crm.stage_opportunity(account, deal, stage="needs_analysis")
+        assert loads == [account, account]
+    assert crm.account(account).opportunities[deal].stage == "needs_analysis"
 
 
 def test_actions_only_auditors_export_only_the_dpo_forgets(crm: CRM) -> None:

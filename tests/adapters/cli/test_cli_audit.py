@@ -56,11 +56,11 @@ def _store(url: str) -> dict[str, Any]:
 
 
 def test_history_lists_every_event_with_metadata_and_field_changes(
-    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+    store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s = _store(sqlite_url)
+    s = _store(store_url)
     code, out, _ = run(
-        ["audit", "history", str(s["account"]), "--store", sqlite_url, "-f", "json"], capsys
+        ["audit", "history", str(s["account"]), "--store", store_url, "-f", "json"], capsys
     )
     assert code == 0
     entries = json.loads(out)
@@ -85,22 +85,22 @@ def test_history_lists_every_event_with_metadata_and_field_changes(
     } in staged["changes"]
     assert all(not c["field"].endswith("modified_on") for e in entries for c in e["changes"])
     # a customer by its code (in any case); a table for people
-    code, out, _ = run(["audit", "history", "acme", "--store", sqlite_url, "-f", "json"], capsys)
+    code, out, _ = run(["audit", "history", "acme", "--store", store_url, "-f", "json"], capsys)
     assert code == 0
     assert json.loads(out)[0]["event_type"] == "Customer.Registered"
-    code, out, _ = run(["audit", "history", "ACME", "--store", sqlite_url], capsys)
+    code, out, _ = run(["audit", "history", "ACME", "--store", store_url], capsys)
     assert code == 0
     assert "History of ACME (1 events)" in out
 
 
 def test_show_gives_the_state_as_of_a_time_or_a_version(
-    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+    store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s = _store(sqlite_url)
+    s = _store(store_url)
     account, deal = s["account"], s["deal"]
     until = s["until"].isoformat()
     code, out, _ = run(
-        ["audit", "show", str(account), "--as-of", until, "--store", sqlite_url, "-f", "json"],
+        ["audit", "show", str(account), "--as-of", until, "--store", store_url, "-f", "json"],
         capsys,
     )
     assert code == 0
@@ -108,30 +108,30 @@ def test_show_gives_the_state_as_of_a_time_or_a_version(
     assert shown["version"] == 3
     assert shown["state"]["opportunities"][str(deal)]["stage"] == "qualification"
     code, out, _ = run(
-        ["audit", "show", str(account), "--version", "2", "--store", sqlite_url, "-f", "json"],
+        ["audit", "show", str(account), "--version", "2", "--store", store_url, "-f", "json"],
         capsys,
     )
     assert json.loads(out)["state"]["opportunities"][str(deal)]["stage"] == "prospecting"
-    code, out, _ = run(["audit", "show", str(account), "--store", sqlite_url, "-f", "csv"], capsys)
+    code, out, _ = run(["audit", "show", str(account), "--store", store_url, "-f", "csv"], capsys)
     assert code == 0
     assert f"opportunities.{deal}.stage,proposal" in out
     # before the account existed; a time without an offset; a version it never had
     code, _, err = run(
-        ["audit", "show", str(account), "--as-of", "2020-01-01T00:00+08:00", "--store", sqlite_url],
+        ["audit", "show", str(account), "--as-of", "2020-01-01T00:00+08:00", "--store", store_url],
         capsys,
     )
     assert (code, "no account" in err) == (1, True)
     code, _, err = run(
-        ["audit", "show", "ACME", "--as-of", "2026-03-01T00:00", "--store", sqlite_url], capsys
+        ["audit", "show", "ACME", "--as-of", "2026-03-01T00:00", "--store", store_url], capsys
     )
     assert code == 1
     assert "offset" in err
     code, _, err = run(
-        ["audit", "show", str(account), "--version", "9", "--store", sqlite_url], capsys
+        ["audit", "show", str(account), "--version", "9", "--store", store_url], capsys
     )
     assert code == 1
     assert "versions 1 to 4" in err
-    code, _, err = run(["audit", "history", str(UUID(int=1)), "--store", sqlite_url], capsys)
+    code, _, err = run(["audit", "history", str(UUID(int=1)), "--store", store_url], capsys)
     assert code == 1
     assert "no customer or account" in err
 

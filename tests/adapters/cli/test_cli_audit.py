@@ -231,3 +231,45 @@ def test_denials_are_listed(sqlite_url: str, capsys: pytest.CaptureFixture[str])
     code, out, _ = run(["audit", "denials", "--store", sqlite_url, "--actor", "nobody"], capsys)
     assert code == 0
     assert "nothing was denied" in out
+
+
+def test_replay_into_a_postgresql_database(
+    sqlite_url: str, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = _store(sqlite_url)
+    code, out, _ = run(
+        [
+            "audit",
+            "replay",
+            "--until",
+            s["until"].isoformat(),
+            "--into",
+            postgres_url,
+            "--store",
+            sqlite_url,
+        ],
+        capsys,
+    )
+    assert code == 0, out
+    assert _open_deals(postgres_url, capsys) == {"qualification": 1}
+    assert _open_deals(sqlite_url, capsys) == {"prospecting": 1, "proposal": 1}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit", "history", "ACME"],
+        ["audit", "show", "ACME", "--version", "1"],
+        ["audit", "denials"],
+        ["audit", "replay", "--until", "2030-01-01T00:00Z", "--into", "sqlite:///{tmp}/q.sqlite"],
+    ],
+)
+def test_audit_commands_refuse_a_missing_store(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absent = f"sqlite:///{tmp_path / 'absent.sqlite'}"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run([*argv, "--store", absent], capsys)
+    assert code == 2
+    assert "no store at" in err
+    assert not (tmp_path / "absent.sqlite").exists()

@@ -115,9 +115,9 @@ class LifecycleRule(StrEnum):
     REPEAT_PURCHASE = "repeat_purchase"
     #: A confirmed order from a customer at risk: the relationship recovered.
     RECOVERED = "recovered"
-    #: No confirmed order for ``at_risk_after_days``.
+    #: No confirmed order for ``at_risk_days``.
     AT_RISK = "at_risk"
-    #: No confirmed order for ``lapsed_after_days``.
+    #: No confirmed order for ``lapsed_days``.
     LAPSED = "lapsed"
     #: A confirmed order from a lapsed customer (win back).
     WON_BACK = "won_back"
@@ -133,28 +133,28 @@ class LifecyclePolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: A confirmed order at most this many days after the previous one is a repeat purchase.
-    repeat_window_days: int = Field(default=180, ge=1, le=3660)
+    repeat_days: int = Field(default=180, ge=1, le=3660)
     #: No confirmed order for this many days: the customer is at risk.
-    at_risk_after_days: int = Field(default=180, ge=1, le=3660)
+    at_risk_days: int = Field(default=180, ge=1, le=3660)
     #: No confirmed order for this many days: the customer has lapsed.
-    lapsed_after_days: int = Field(default=365, ge=1, le=3660)
+    lapsed_days: int = Field(default=365, ge=1, le=3660)
     #: Stage of a prospect who made a first purchase (acquired); also of one won back.
-    acquired_stage: str = "development"
+    acquired: str = "development"
     #: Stage after a first repeat purchase (developed).
-    developed_stage: str = "growth"
+    developed: str = "growth"
     #: Stage after further repeat purchases (retained).
-    retained_stage: str = "maturity"
+    retained: str = "maturity"
     #: Stage of a customer who stopped buying.
-    at_risk_stage: str = "at_risk"
+    at_risk: str = "at_risk"
     #: Stage of a customer who lapsed.
-    lapsed_stage: str = "termination"
+    lapsed: str = "termination"
 
     @model_validator(mode="after")
     def _lapse_after_risk(self) -> LifecyclePolicySettings:
-        if self.lapsed_after_days <= self.at_risk_after_days:
+        if self.lapsed_days <= self.at_risk_days:
             raise ValueError(
-                f"lapsed_after_days ({self.lapsed_after_days}) must be more than "
-                f"at_risk_after_days ({self.at_risk_after_days})"
+                f"lapsed_days ({self.lapsed_days}) must be more than "
+                f"at_risk_days ({self.at_risk_days})"
             )
         return self
 
@@ -183,21 +183,21 @@ class LifecyclePolicy:
 
     def __post_init__(self) -> None:
         s = self.settings
-        buying = (s.acquired_stage, s.developed_stage, s.retained_stage)
-        for stage in (*buying, s.at_risk_stage, s.lapsed_stage):
+        buying = (s.acquired, s.developed, s.retained)
+        for stage in (*buying, s.at_risk, s.lapsed):
             if stage not in self.model.stages:
                 raise ConfigurationError(
                     f"the lifecycle policy names stage {stage!r}, which lifecycle model "
                     f"{self.model.name} lacks ({', '.join(self.model.stages)})"
                 )
         needed = [
-            (self.model.initial, s.acquired_stage),
-            (s.acquired_stage, s.developed_stage),
-            (s.developed_stage, s.retained_stage),
-            (s.at_risk_stage, s.developed_stage),
-            (s.at_risk_stage, s.lapsed_stage),
-            (s.lapsed_stage, s.acquired_stage),
-            *((b, s.at_risk_stage) for b in buying),
+            (self.model.initial, s.acquired),
+            (s.acquired, s.developed),
+            (s.developed, s.retained),
+            (s.at_risk, s.developed),
+            (s.at_risk, s.lapsed),
+            (s.lapsed, s.acquired),
+            *((b, s.at_risk) for b in buying),
         ]
         for src, dst in needed:
             if dst not in self.model.transitions.get(src, frozenset()):
@@ -231,17 +231,17 @@ def plan_transitions(
     ``purchases`` are the business times of the customer's confirmed orders (any order).
     Only what happened after ``since`` (when the stage last changed; None: never) and up
     to ``as_of`` is looked at: orders at their time, and the moments the customer has
-    gone ``at_risk_after_days`` and ``lapsed_after_days`` without an order. Each step
+    gone ``at_risk_days`` and ``lapsed_days`` without an order. Each step
     moves from the stage the previous one reached; a stage the policy does not name
     (e.g. one set by hand) is left alone until an order says otherwise. The plan depends
     only on its inputs, so running it again after its transitions are recorded (then
     ``since`` is the last one's time) plans nothing: the scan is idempotent.
     """
     s = policy.settings
-    buying = (s.acquired_stage, s.developed_stage, s.retained_stage)
+    buying = (s.acquired, s.developed, s.retained)
     orders = sorted(p for p in purchases if p <= as_of)
-    risk, lapse = timedelta(days=s.at_risk_after_days), timedelta(days=s.lapsed_after_days)
-    window = timedelta(days=s.repeat_window_days)
+    risk, lapse = timedelta(days=s.at_risk_days), timedelta(days=s.lapsed_days)
+    window = timedelta(days=s.repeat_days)
     # Moments to look at: (time, 0 for an order / 1 for a silence), orders first at a tie.
     moments: list[tuple[datetime, int, datetime | None]] = []
     previous: datetime | None = None
@@ -263,22 +263,22 @@ def plan_transitions(
         if silence:
             assert last is not None
             days = (at - last).days
-            if days >= s.lapsed_after_days and stage in (*buying, s.at_risk_stage):
-                step = (s.lapsed_stage, LifecycleRule.LAPSED, f"no confirmed order for {days} days")
-            elif days < s.lapsed_after_days and stage in buying:
+            if days >= s.lapsed_days and stage in (*buying, s.at_risk):
+                step = (s.lapsed, LifecycleRule.LAPSED, f"no confirmed order for {days} days")
+            elif days < s.lapsed_days and stage in buying:
                 step = (
-                    s.at_risk_stage,
+                    s.at_risk,
                     LifecycleRule.AT_RISK,
                     f"no confirmed order for {days} days",
                 )
         elif stage == policy.model.initial:
-            step = (s.acquired_stage, LifecycleRule.FIRST_PURCHASE, "first confirmed order")
-        elif stage == s.lapsed_stage:
-            step = (s.acquired_stage, LifecycleRule.WON_BACK, "confirmed order after a lapse")
-        elif stage == s.at_risk_stage:
-            step = (s.developed_stage, LifecycleRule.RECOVERED, "confirmed order while at risk")
+            step = (s.acquired, LifecycleRule.FIRST_PURCHASE, "first confirmed order")
+        elif stage == s.lapsed:
+            step = (s.acquired, LifecycleRule.WON_BACK, "confirmed order after a lapse")
+        elif stage == s.at_risk:
+            step = (s.developed, LifecycleRule.RECOVERED, "confirmed order while at risk")
         elif last is not None and at - last <= window and stage in buying[:2]:
-            target = s.developed_stage if stage == s.acquired_stage else s.retained_stage
+            target = s.developed if stage == s.acquired else s.retained
             days = (at - last).days
             step = (target, LifecycleRule.REPEAT_PURCHASE, f"repeat order after {days} days")
         if step is not None and step[0] != stage:

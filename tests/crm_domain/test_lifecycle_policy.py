@@ -108,7 +108,7 @@ def test_repeat_purchases_within_the_window_develop_then_retain(shop: Shop) -> N
 def test_a_purchase_outside_the_repeat_window_is_no_repeat(crm: CRM) -> None:
     settings = CRMSettings(
         store_url="memory://",
-        lifecycle=LifecyclePolicySettings(repeat_window_days=30, at_risk_after_days=90),
+        lifecycle=LifecyclePolicySettings(repeat_days=30, at_risk_days=90),
     )
     shop = Shop(CRM(settings=settings))
     shop.buy(0)
@@ -207,18 +207,18 @@ def test_only_named_customers_are_scanned(crm: CRM, shop: Shop) -> None:
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRM_LIFECYCLE__AT_RISK_AFTER_DAYS", "30")
-    monkeypatch.setenv("CRM_LIFECYCLE__LAPSED_AFTER_DAYS", "60")
+    monkeypatch.setenv("CRM_LIFECYCLE__AT_RISK_DAYS", "30")
+    monkeypatch.setenv("CRM_LIFECYCLE__LAPSED_DAYS", "60")
     crm = CRM("memory://")
-    assert crm.lifecycle_policy.settings.at_risk_after_days == 30
+    assert crm.lifecycle_policy.settings.at_risk_days == 30
     shop = Shop(crm)
     shop.buy(0)
     assert shop.scan(60) == {"at_risk": 1, "first_purchase": 1, "lapsed": 1}
 
 
 def test_lapsing_before_being_at_risk_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRM_LIFECYCLE__LAPSED_AFTER_DAYS", "100")
-    with pytest.raises(ConfigurationError, match="lapsed_after_days"):
+    monkeypatch.setenv("CRM_LIFECYCLE__LAPSED_DAYS", "100")
+    with pytest.raises(ConfigurationError, match="lapsed_days"):
         CRM("memory://")
 
 
@@ -226,7 +226,7 @@ def test_a_policy_the_lifecycle_model_cannot_follow_is_refused() -> None:
     crm = CRM("memory://", lifecycle=RAD_LIFECYCLE)
     with pytest.raises(ConfigurationError, match=r"'development'|'growth'"):
         crm.scan_lifecycle(as_of=T0)
-    custom = LifecyclePolicySettings(acquired_stage="development", developed_stage="retention")
+    custom = LifecyclePolicySettings(acquired="development", developed="retention")
     with pytest.raises(ConfigurationError, match="lacks"):
         custom.policy(RAD_LIFECYCLE)
 
@@ -299,14 +299,14 @@ def expected_stages(path: Path, customers: int, policy: LifecyclePolicySettings)
                     stage = "development"
                 elif stage == "at_risk":
                     stage = "growth"
-                elif last is not None and (current - last).days <= policy.repeat_window_days:
+                elif last is not None and (current - last).days <= policy.repeat_days:
                     stage = {"development": "growth", "growth": "maturity"}.get(stage, stage)
                 last = current
             assert last is not None
             silent = (current - last).days
-            if silent >= policy.lapsed_after_days and stage in (*buying, "at_risk"):
+            if silent >= policy.lapsed_days and stage in (*buying, "at_risk"):
                 stage = "termination"
-            elif silent >= policy.at_risk_after_days and stage in buying:
+            elif silent >= policy.at_risk_days and stage in buying:
                 stage = "at_risk"
             current += timedelta(days=1)
         out[stage] += 1

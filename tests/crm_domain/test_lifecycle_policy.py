@@ -50,6 +50,7 @@ class Shop:
         line = OrderLine(sku="CD", quantity=1, unit_price=Money.of("10", "USD"))
         with self.crm.context(occurred_at=day(n), source_system="erp"):
             order = self.crm.place_order(self.account, lines=[line])
+            self.crm.request_order_confirmation(self.account, order)
             if confirm:
                 self.crm.confirm_order(self.account, order)
         return order
@@ -193,7 +194,9 @@ def test_purchases_of_every_account_of_the_customer_count(crm: CRM, shop: Shop) 
     second = crm.open_account(customer_id=shop.customer, name="Li (2nd)")
     line = OrderLine(sku="CD", quantity=1, unit_price=Money.of("10", "USD"))
     with crm.context(occurred_at=day(5), source_system="erp"):
-        crm.confirm_order(second, crm.place_order(second, lines=[line]))
+        order = crm.place_order(second, lines=[line])
+        crm.request_order_confirmation(second, order)
+        crm.confirm_order(second, order)
     shop.scan(6)
     assert shop.stage == "growth"
 

@@ -122,7 +122,9 @@ def test_lifecycle_scan_as_of_a_day_is_idempotent(
         for day in (date(1997, 1, 1), date(1997, 2, 1)):
             when = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
             with crm.context(occurred_at=when, source_system="erp"):
-                crm.confirm_order(account, crm.place_order(account, lines=[line]))
+                order = crm.place_order(account, lines=[line])
+                crm.request_order_confirmation(account, order)
+                crm.confirm_order(account, order)
     finally:
         crm.close()
     code, out, _ = run(

@@ -253,6 +253,8 @@ def test_handover_read_model_shows_what_moved_to_whom(store_url: str) -> None:
         q = HandoverQueries(runner.view.engine)
         leaver = q.for_manager(LEAVER, now=NOW)
         successor = q.for_manager(SUCCESSOR, now=NOW)
+        one_handover = q.moves(correlation_id=result.correlation_id)
+        everyone = q.moves()
     # The leaver's report lists nothing open any more.
     assert (leaver.customers, leaver.accounts, leaver.opportunities, leaver.commitments) == (
         [],
@@ -288,3 +290,6 @@ def test_handover_read_model_shows_what_moved_to_whom(store_url: str) -> None:
     }
     assert {m.correlation_id for m in leaver.handed_over} == {result.correlation_id}
     assert all(m.reason == "li.wei left the company" for m in leaver.handed_over)
+    assert one_handover == leaver.handed_over
+    # The moves of the handover, and no first assignment (None -> li.wei is not a move).
+    assert len(everyone) == 6

@@ -54,6 +54,10 @@ class DemoSummary:
     sla_breaches: int = 0
     open_pipeline: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     handover: tuple[str, str, int] | None = None
+    #: Changes the handover moved, by kind (customer, account, opportunity, commitment).
+    handed_over: Counter[str] = field(default_factory=Counter)
+    #: Lifecycle transitions the scan at the end of the year recorded, by rule.
+    lifecycle: dict[str, int] = field(default_factory=dict)
     #: Events this run stored (the figures above are this run's too).
     events_stored: int = 0
     #: Events in the whole store afterwards: more than this run's on a reused store.
@@ -95,6 +99,7 @@ class DemoCompany:
             else:
                 self._consumer(i)
         self._handover()
+        self._lifecycle_scan()
         self.summary.store_events = self.crm.app.recorder.max_notification_id() or 0
         self.summary.events_stored = self.summary.store_events - before
         return self.summary
@@ -458,26 +463,26 @@ class DemoCompany:
         self.summary.sla_breaches += sum(1 for t in customer.tickets.values() if t.breached)
 
     def _handover(self) -> None:
-        """A sales rep leaves: their customers and accounts go to a successor, with the reason.
+        """A sales rep leaves: ``crm.hand_over`` moves their customers, accounts, open deals
+        and open promises to a successor in one transaction, with the reason.
 
-        The successor sees the whole history (``crm report handover zhang.min``)."""
+        The successor sees the whole history (``crm report handover zhang.min``). Only this
+        run's customers are named, so a store with earlier runs keeps theirs as they were."""
         leaver, successor = REPS[0], REPS[1]
-        moved = 0
-        with self.crm.bulk(), self._as("sales.director", self.now - timedelta(hours=1)):
-            for cid, owner in self.owner_of.items():
-                if owner == leaver and self.crm.customer(cid).manager == leaver:
-                    reason = f"{leaver} left the company"
-                    self.crm.assign_customer_manager(cid, manager=successor, reason=reason)
-                    if cid in self.account_of:
-                        aid = self.account_of[cid]
-                        self.crm.assign_account_manager(aid, manager=successor, reason=reason)
-                        for deal in self.crm.account(aid).open_pipeline():
-                            if deal.owner == leaver:
-                                self.crm.reassign_opportunity(
-                                    aid, deal.opportunity_id, owner=successor, reason=reason
-                                )
-                    moved += 1
-        self.summary.handover = (leaver, successor, moved)
+        mine = [cid for cid, owner in self.owner_of.items() if owner == leaver]
+        with self._as("sales.director", self.now - timedelta(hours=1)):
+            result = self.crm.hand_over(
+                leaver, successor, reason=f"{leaver} left the company", customers=mine
+            )
+        self.summary.handed_over.update(m.kind for m in result.moves)
+        self.summary.handover = (leaver, successor, len(result.customers))
+
+    def _lifecycle_scan(self) -> None:
+        """The lifecycle policy as of the end of the year: customers who bought are acquired,
+        developed or retained; those who stopped buying are at risk (``crm lifecycle scan``)."""
+        with self.crm.context(actor="lifecycle-scan", source_system="crm-demo"):
+            result = self.crm.scan_lifecycle(as_of=self.now, customers=list(self.owner_of))
+        self.summary.lifecycle = result.transitions
 
 
 def run_demo(

@@ -31,6 +31,7 @@ from crm_domain.infrastructure.persistence import limit_event_size
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
+from crm_domain.processes import ProcessMethods
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
 from crm_domain.timetravel import AuditEntry, audit_history, state_at
@@ -53,7 +54,7 @@ class Change:
     payload: dict[str, Any]
 
 
-class CRM(CustomerMethods, AccountMethods, CommandHandling):
+class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
     """Customers, accounts, pipeline, service and orders, as an event-sourced CRM.
 
     ``store`` is a URL (``memory://``, ``sqlite:///crm.sqlite``, ``postgresql://...``);

@@ -8,6 +8,7 @@ sales rep leaving. Nothing is deleted: customers are deactivated and corrected.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID, uuid4
@@ -16,6 +17,7 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field
 
 from crm_domain import consent
+from crm_domain.context import current_occurred_at
 from crm_domain.errors import (
     ConsentRequiredError,
     EntityNotFoundError,
@@ -27,7 +29,13 @@ from crm_domain.errors import (
     TicketStateError,
 )
 from crm_domain.eventmodel import Aggregate, Entity, Immutable, SnapshotState
-from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
+from crm_domain.lifecycle import (
+    DEFAULT_LIFECYCLE,
+    LifecycleModel,
+    LifecyclePolicy,
+    LifecycleRule,
+    Transition,
+)
 from crm_domain.personal import personal_data
 from crm_domain.values import (
     MAX_COMMITMENTS,
@@ -66,6 +74,17 @@ class Commitment(Immutable):
 def commitment_key(contact_id: UUID, index: int) -> str:
     """Identity of a commitment: the contact it was made in, and its place in that contact."""
     return f"{contact_id}/{index}"
+
+
+class SeminarRegistration(Entity):
+    """A registration for a marketing seminar, and whether it was confirmed to the customer."""
+
+    registration_id: UUID
+    campaign_id: str
+    seminar: str
+    held_at: AwareDatetime | None = None
+    registered_at: AwareDatetime
+    confirmed_at: AwareDatetime | None = None
 
 
 class Ticket(Entity):
@@ -110,6 +129,9 @@ class CustomerState(SnapshotState):
     contacts_logged: int
     open_commitments: dict[str, Commitment]
     last_contact_at: AwareDatetime | None
+    #: Added with the lifecycle policy; snapshots taken before it read as None / empty.
+    stage_changed_at: AwareDatetime | None = None
+    seminar_registrations: dict[UUID, SeminarRegistration] = {}
 
 
 class Customer(Aggregate):
@@ -158,11 +180,15 @@ class Customer(Aggregate):
 
     @personal_data("reason")
     class LifecycleStageChanged(Aggregate.Event):
-        """The customer moved between lifecycle stages, with the reason."""
+        """The customer moved between lifecycle stages, with the reason (and the lifecycle
+        policy's rule that fired, if the policy moved them)."""
 
         from_stage: Label
         to_stage: Label
         reason: ShortText
+        #: The lifecycle policy's rule (:class:`~crm_domain.lifecycle.LifecycleRule`); None
+        #: for a change made by hand (and every change stored before the policy existed).
+        rule: LifecycleRule | None = None
 
     @personal_data("participants", "summary", "commitments", "next_step")
     class ContactLogged(Aggregate.Event):
@@ -187,6 +213,16 @@ class Customer(Aggregate):
         contact_id: UUID
         index: Annotated[int, Field(ge=0)]
         note: FreeText = ""
+
+    @personal_data("reason")
+    class CommitmentReassigned(Aggregate.Event):
+        """An open promise made during a logged contact got a new owner (e.g. its owner left)."""
+
+        contact_id: UUID
+        index: Annotated[int, Field(ge=0)]
+        owner: Label
+        previous_owner: Label
+        reason: ShortText
 
     class ManagerAssigned(Aggregate.Event):
         """The customer manager was assigned or handed over (e.g. the rep left)."""
@@ -248,6 +284,23 @@ class Customer(Aggregate):
         response: Label
         channel: Channel
         registered: bool = False
+
+    @personal_data()
+    class SeminarRegistered(Aggregate.Event):
+        """The customer registered for a marketing seminar (an event of a campaign)."""
+
+        registration_id: UUID
+        campaign_id: Label
+        seminar: ShortText
+        held_at: BusinessTime | None = None
+        channel: Channel
+
+    @personal_data()
+    class SeminarRegistrationConfirmed(Aggregate.Event):
+        """The customer's seminar registration was confirmed to them (on a channel)."""
+
+        registration_id: UUID
+        channel: Channel
 
     class TicketOpened(Aggregate.Event):
         """A service ticket was opened, with its SLA due time."""
@@ -347,6 +400,9 @@ class Customer(Aggregate):
         #: Promises still to keep, keyed by ``"<contact id>/<index in the contact>"``.
         self.open_commitments: dict[str, Commitment] = {}
         self.last_contact_at: datetime | None = None
+        #: Business time of the last lifecycle stage change (where the policy resumes).
+        self.stage_changed_at: datetime | None = None
+        self.seminar_registrations: dict[UUID, SeminarRegistration] = {}
 
     @classmethod
     def register(
@@ -464,11 +520,51 @@ class Customer(Aggregate):
         transitions are allowed."""
         self._require_active()
         lifecycle.check_transition(self.lifecycle_stage, to_stage)
-        self._change_stage(from_stage=self.lifecycle_stage, to_stage=to_stage, reason=reason)
+        self._change_stage(
+            from_stage=self.lifecycle_stage,
+            to_stage=to_stage,
+            reason=reason,
+            rule=None,
+            occurred_at=current_occurred_at(),
+        )
+
+    def apply_lifecycle_policy(
+        self, *, purchases: Sequence[datetime], as_of: datetime, policy: LifecyclePolicy
+    ) -> list[Transition]:
+        """Record the transitions the lifecycle policy makes due for an active customer as of
+        ``as_of``, given the business times of their confirmed orders; returns them (none:
+        nothing is recorded). Each event carries its rule and the business time at which
+        the rule fired (the order's, or the moment the silence reached its limit).
+
+        Idempotent: only what happened after the last stage change is looked at."""
+        if not self.active:
+            return []
+        as_of = business_time(as_of, "as_of")
+        plan = policy.plan(
+            self.lifecycle_stage, purchases, since=self.stage_changed_at, as_of=as_of
+        )
+        for step in plan:
+            policy.model.check_transition(self.lifecycle_stage, step.to_stage)
+            self._change_stage(
+                from_stage=self.lifecycle_stage,
+                to_stage=step.to_stage,
+                reason=step.reason,
+                rule=step.rule,
+                occurred_at=step.at,
+            )
+        return plan
 
     @event(LifecycleStageChanged)
-    def _change_stage(self, from_stage: str, to_stage: str, reason: str) -> None:
+    def _change_stage(
+        self,
+        from_stage: str,
+        to_stage: str,
+        reason: str,
+        rule: LifecycleRule | None,
+        occurred_at: datetime,
+    ) -> None:
         self.lifecycle_stage = to_stage
+        self.stage_changed_at = self.occurred_on
 
     # ----- interactions -------------------------------------------------------------
     def log_contact(
@@ -542,6 +638,32 @@ class Customer(Aggregate):
     @event(CommitmentFulfilled)
     def _fulfil(self, contact_id: UUID, index: int, note: str) -> None:
         del self.open_commitments[commitment_key(contact_id, index)]
+
+    def reassign_commitment(
+        self, *, contact_id: UUID, index: int = 0, owner: str, reason: str
+    ) -> None:
+        """Give an open promise to another owner (e.g. its owner left), with the reason; the
+        promise and who made it stay as logged."""
+        key = commitment_key(contact_id, index)
+        commitment = self.open_commitments.get(key)
+        if commitment is None:
+            raise EntityNotFoundError("open commitment", key, self.id)
+        if commitment.owner == owner:
+            raise RuleViolationError(f"{owner} already owns commitment {key}")
+        self._reassign_commitment(
+            contact_id=contact_id,
+            index=index,
+            owner=owner,
+            previous_owner=commitment.owner,
+            reason=reason,
+        )
+
+    @event(CommitmentReassigned)
+    def _reassign_commitment(
+        self, contact_id: UUID, index: int, owner: str, previous_owner: str, reason: str
+    ) -> None:
+        key = commitment_key(contact_id, index)
+        self.open_commitments[key] = self.open_commitments[key].model_copy(update={"owner": owner})
 
     # ----- ownership, segmentation, consent -----------------------------------------
     def assign_manager(self, *, manager: str, reason: str) -> None:
@@ -622,6 +744,68 @@ class Customer(Aggregate):
         self, campaign_id: str, response: str, channel: Channel | str, registered: bool
     ) -> None:
         pass
+
+    def register_for_seminar(
+        self,
+        *,
+        campaign_id: str,
+        seminar: str,
+        channel: Channel | str,
+        held_at: datetime | None = None,
+    ) -> UUID:
+        """Record an active customer's registration for a marketing seminar; returns its id
+        (confirm it with :meth:`confirm_seminar_registration`)."""
+        self._require_active()
+        registration_id = uuid4()
+        self._register_seminar(
+            registration_id=registration_id,
+            campaign_id=campaign_id,
+            seminar=seminar,
+            held_at=held_at,
+            channel=channel,
+        )
+        return registration_id
+
+    @event(SeminarRegistered)
+    def _register_seminar(
+        self,
+        registration_id: UUID,
+        campaign_id: str,
+        seminar: str,
+        held_at: datetime | None,
+        channel: Channel | str,
+    ) -> None:
+        self.seminar_registrations[registration_id] = SeminarRegistration(
+            registration_id=registration_id,
+            campaign_id=campaign_id,
+            seminar=seminar,
+            held_at=held_at,
+            registered_at=self.occurred_on,
+        )
+
+    def confirm_seminar_registration(
+        self, registration_id: UUID, *, channel: Channel | str
+    ) -> None:
+        """Confirm a seminar registration to the customer, once ("I registered for a seminar
+        and never got a confirmation" must not happen)."""
+        registration = self.seminar_registrations.get(registration_id)
+        if registration is None:
+            raise EntityNotFoundError("seminar registration", registration_id, self.id)
+        if registration.confirmed_at is not None:
+            raise RuleViolationError(
+                f"seminar registration {registration_id} was already confirmed "
+                f"({registration.confirmed_at:%Y-%m-%d %H:%M})"
+            )
+        self._confirm_seminar(registration_id=registration_id, channel=channel)
+
+    @event(SeminarRegistrationConfirmed)
+    def _confirm_seminar(self, registration_id: UUID, channel: Channel | str) -> None:
+        self.seminar_registrations[registration_id].confirmed_at = self.occurred_on
+
+    @property
+    def unconfirmed_seminar_registrations(self) -> list[SeminarRegistration]:
+        """Seminar registrations not yet confirmed to the customer."""
+        return [r for r in self.seminar_registrations.values() if r.confirmed_at is None]
 
     # ----- satisfaction -------------------------------------------------------------
     def record_satisfaction(

@@ -16,6 +16,7 @@ from uuid import UUID
 from crm_domain.commands import (
     AcceptQuote,
     AddAccountContact,
+    ApplyLifecyclePolicy,
     AssignAccountManager,
     AssignCustomerManager,
     AssignGrade,
@@ -26,6 +27,7 @@ from crm_domain.commands import (
     CloseAccount,
     CloseTicket,
     ConfirmOrder,
+    ConfirmSeminarRegistration,
     CorrectCustomerProfile,
     DeactivateCustomer,
     DeliverOrder,
@@ -43,6 +45,7 @@ from crm_domain.commands import (
     OpenTicket,
     PlaceOrder,
     ReactivateCustomer,
+    ReassignCommitment,
     ReassignOpportunity,
     ReceivePayment,
     ReclassifyAccount,
@@ -50,6 +53,7 @@ from crm_domain.commands import (
     RecordSatisfaction,
     RecordSlaBreaches,
     RegisterCustomer,
+    RegisterForSeminar,
     RejectOrder,
     RemoveAccountContact,
     ReopenTicket,
@@ -70,6 +74,7 @@ from crm_domain.commands import (
 )
 from crm_domain.commands.base import Command
 from crm_domain.customer import Commitment
+from crm_domain.lifecycle import LifecycleRule
 from crm_domain.values import (
     AccountTier,
     Channel,
@@ -189,6 +194,59 @@ class CustomerMethods(_Handles):
         """Mark commitment ``index`` of logged contact ``contact_id`` as kept."""
         self.handle(
             FulfilCommitment(customer_id=customer_id, contact_id=contact_id, index=index, note=note)
+        )
+
+    def reassign_commitment(
+        self, customer_id: UUID, *, contact_id: UUID, index: int = 0, owner: str, reason: str
+    ) -> None:
+        """Give commitment ``index`` of logged contact ``contact_id`` to another owner."""
+        self.handle(
+            ReassignCommitment(
+                customer_id=customer_id,
+                contact_id=contact_id,
+                index=index,
+                owner=owner,
+                reason=reason,
+            )
+        )
+
+    def apply_lifecycle_policy(
+        self, customer_id: UUID, *, purchases: list[datetime], as_of: datetime
+    ) -> list[LifecycleRule]:
+        """Move a customer on by the lifecycle policy from their confirmed orders' business
+        times, as of a moment; returns the rules that fired (see ``scan_lifecycle``)."""
+        return self.handle(
+            ApplyLifecyclePolicy(customer_id=customer_id, purchases=purchases, as_of=as_of)
+        )
+
+    def register_for_seminar(
+        self,
+        customer_id: UUID,
+        *,
+        campaign_id: str,
+        seminar: str,
+        channel: Channel | str,
+        held_at: datetime | None = None,
+    ) -> UUID:
+        """Record a customer's registration for a marketing seminar; returns its id."""
+        return self.handle(
+            RegisterForSeminar(
+                customer_id=customer_id,
+                campaign_id=campaign_id,
+                seminar=seminar,
+                channel=channel,
+                held_at=held_at,
+            )
+        )
+
+    def confirm_seminar_registration(
+        self, customer_id: UUID, *, registration_id: UUID, channel: Channel | str
+    ) -> None:
+        """Confirm a seminar registration to the customer (once), on a channel."""
+        self.handle(
+            ConfirmSeminarRegistration(
+                customer_id=customer_id, registration_id=registration_id, channel=channel
+            )
         )
 
     def assign_customer_manager(self, customer_id: UUID, *, manager: str, reason: str) -> None:

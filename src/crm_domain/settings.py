@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from crm_domain.errors import ConfigurationError
 from crm_domain.infrastructure.storage import StoreURL
+from crm_domain.lifecycle import LifecyclePolicySettings
 from crm_domain.sla import BusinessCalendar
 
 #: The environment variable naming a TOML settings file.
@@ -158,6 +159,7 @@ class CRMSettings(BaseSettings):
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    lifecycle: LifecyclePolicySettings = Field(default_factory=LifecyclePolicySettings)
 
     @field_validator("store_url")
     @classmethod

@@ -3,7 +3,9 @@
 For one manager: every customer and account they own with its lifecycle stage, open
 opportunities and their stage (who is near signing), active quotes and the discounts
 given, commitments made in logged contacts and not yet fulfilled (and by whom), and open
-tickets, so the handover is not "a pile of name cards".
+tickets, so the handover is not "a pile of name cards". And what was handed over: every
+change of customer manager, account manager, opportunity owner or commitment owner, from
+whom to whom, when, by whom and why (``handover_moves``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from projections.readmodel import (
     originators,
     topics_of,
 )
-from projections.rows import Row
+from projections.rows import Row, execute_many
 from projections.sqltypes import Amount, UTCDateTime
 
 metadata = MetaData()
@@ -118,6 +120,24 @@ commitments = Table(
     Column("logged_at", UTCDateTime, nullable=False),
 )
 
+#: Every hand-over of something owned: one row per change of customer manager, account
+#: manager, opportunity owner or commitment owner (a first assignment is not a move).
+moves = Table(
+    "handover_moves",
+    metadata,
+    Column("position", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("kind", String(12), nullable=False),
+    Column("customer_id", Uuid, nullable=False, index=True),
+    Column("item", String(100), nullable=False),
+    Column("name", String(500), nullable=False),
+    Column("from_manager", String(100), nullable=False, index=True),
+    Column("to_manager", String(100), nullable=False, index=True),
+    Column("reason", String(500), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("correlation_id", String(100), nullable=False),
+)
+
 tickets = Table(
     "handover_tickets",
     metadata,
@@ -137,6 +157,7 @@ _CUSTOMER_CHANGES = topics_of(
     Customer.Reactivated,
     Customer.LifecycleStageChanged,
     Customer.ManagerAssigned,
+    Customer.CommitmentReassigned,
 )
 _TICKET_CHANGES = topics_of(Customer.TicketResolved, Customer.TicketClosed, Customer.TicketReopened)
 _ACCOUNT_CHANGES = topics_of(
@@ -149,6 +170,7 @@ _OPPORTUNITY_CHANGES = topics_of(
     Account.OpportunityWon,
     Account.OpportunityLost,
 )
+_COMMITMENT_CHANGES = topics_of(Customer.CommitmentReassigned)
 _QUOTE_ISSUED = topics_of(Account.QuoteIssued)
 _QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired)
 
@@ -159,7 +181,7 @@ class ManagerHandover(ReadModel):
     name = "handover"
     description = "per manager: customers, accounts, deals, quotes, promises, tickets"
     rebuild_weight = 2.6
-    tables = (owned_customers, owned_accounts, opportunities, quotes, commitments, tickets)
+    tables = (owned_customers, owned_accounts, opportunities, quotes, commitments, tickets, moves)
     ignores = (
         *BOOKKEEPING_EVENTS,
         Customer.ParentOrganisationSet,
@@ -170,6 +192,8 @@ class ManagerHandover(ReadModel):
         Customer.ConsentWithdrawn,
         Customer.SatisfactionRecorded,
         Customer.CampaignResponseRecorded,
+        Customer.SeminarRegistered,
+        Customer.SeminarRegistrationConfirmed,
         Customer.TicketAssigned,
         Customer.TicketResponded,
         Customer.FieldVisitScheduled,
@@ -198,11 +222,17 @@ class ManagerHandover(ReadModel):
         self.quotes = self.cache(quotes)
         self.tickets = self.cache(tickets)
         self.commitments = self.cache(commitments)
+        self._moves: list[dict[str, Any]] = []
 
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
         self.customers.prefetch(originators(events, _CUSTOMER_CHANGES))
         self.tickets.prefetch(field_values(events, _TICKET_CHANGES, "ticket_id"))
-        self.accounts.prefetch(originators(events, _ACCOUNT_CHANGES))
+        self.accounts.prefetch(
+            originators(events, _ACCOUNT_CHANGES) | originators(events, _OPPORTUNITY_CHANGES)
+        )
+        self.commitments.prefetch(
+            (e.event.contact_id, e.event.index) for e in events if e.topic in _COMMITMENT_CHANGES
+        )
         self.opportunities.prefetch(field_values(events, _OPPORTUNITY_CHANGES, "opportunity_id"))
         self.quotes.prefetch(
             field_values(events, _QUOTE_ISSUED, "supersedes")
@@ -246,9 +276,49 @@ class ManagerHandover(ReadModel):
     def stage(self, e: Customer.LifecycleStageChanged, position: int) -> None:
         self._customer(e)["lifecycle_stage"] = e.to_stage
 
+    def _moved(
+        self,
+        e: Any,
+        position: int,
+        kind: str,
+        customer_id: UUID,
+        item: Any,
+        name: str,
+        from_manager: str | None,
+        to_manager: str,
+    ) -> None:
+        if from_manager is None or from_manager == to_manager:
+            return  # a first assignment: nothing was handed over
+        self._moves.append(
+            {
+                "position": position,
+                "kind": kind,
+                "customer_id": customer_id,
+                "item": str(item),
+                "name": name[:500],
+                "from_manager": from_manager,
+                "to_manager": to_manager,
+                "reason": e.reason,
+                "occurred_at": e.occurred_at,
+                "actor": e.metadata.get("actor", "") or "",
+                "correlation_id": e.metadata.get("correlation_id", "") or "",
+            }
+        )
+
     @handles(Customer.ManagerAssigned)
     def manager(self, e: Customer.ManagerAssigned, position: int) -> None:
-        self._customer(e)["manager"] = e.manager
+        row = self._customer(e)
+        row["manager"] = e.manager
+        self._moved(
+            e,
+            position,
+            "customer",
+            e.originator_id,
+            e.originator_id,
+            row["name"],
+            e.previous_manager,
+            e.manager,
+        )
 
     @handles(Customer.ContactLogged)
     def contact(self, e: Customer.ContactLogged, position: int) -> None:
@@ -272,6 +342,22 @@ class ManagerHandover(ReadModel):
     @handles(Customer.CommitmentFulfilled)
     def commitment_fulfilled(self, e: Customer.CommitmentFulfilled, position: int) -> None:
         self.commitments.delete((e.contact_id, e.index))
+
+    @handles(Customer.CommitmentReassigned)
+    def commitment_reassigned(self, e: Customer.CommitmentReassigned, position: int) -> None:
+        key = (e.contact_id, e.index)
+        row = self._found(self.commitments.get(key), "commitment", e.contact_id)
+        row["owner"] = e.owner
+        self._moved(
+            e,
+            position,
+            "commitment",
+            e.originator_id,
+            f"{e.contact_id}/{e.index}",
+            row["description"],
+            e.previous_owner,
+            e.owner,
+        )
 
     @handles(Customer.TicketOpened)
     def ticket_opened(self, e: Customer.TicketOpened, position: int) -> None:
@@ -315,7 +401,18 @@ class ManagerHandover(ReadModel):
 
     @handles(Account.ManagerAssigned)
     def account_manager(self, e: Account.ManagerAssigned, position: int) -> None:
-        self._account(e)["manager"] = e.manager
+        row = self._account(e)
+        row["manager"] = e.manager
+        self._moved(
+            e,
+            position,
+            "account",
+            row["customer_id"],
+            e.originator_id,
+            row["name"],
+            e.previous_manager,
+            e.manager,
+        )
 
     @handles(Account.Closed)
     def account_closed(self, e: Account.Closed, position: int) -> None:
@@ -361,7 +458,18 @@ class ManagerHandover(ReadModel):
 
     @handles(Account.OpportunityReassigned)
     def opportunity_reassigned(self, e: Account.OpportunityReassigned, position: int) -> None:
-        self._opportunity(e.opportunity_id)["owner"] = e.owner
+        row = self._opportunity(e.opportunity_id)
+        row["owner"] = e.owner
+        self._moved(
+            e,
+            position,
+            "opportunity",
+            self._account(e)["customer_id"],
+            e.opportunity_id,
+            row["name"],
+            e.previous_owner,
+            e.owner,
+        )
 
     @handles(Account.OpportunityWon, Account.OpportunityLost)
     def opportunity_closed(self, e: Any, position: int) -> None:
@@ -392,6 +500,12 @@ class ManagerHandover(ReadModel):
     def quote_done(self, e: Any, position: int) -> None:
         row = self._found(self.quotes.get(e.quote_id), "quote", e.quote_id)
         row["status"] = "accepted" if isinstance(e, Account.QuoteAccepted) else "expired"
+
+    def finish(self) -> None:
+        super().finish()
+        if self._moves:
+            execute_many(self.session, moves, "insert", self._moves)
+            self._moves = []
 
 
 # -- queries ---------------------------------------------------------------------------
@@ -474,8 +588,29 @@ class OpenTicket(Answer):
     due_at: datetime
 
 
+class HandedOver(Answer):
+    """One thing handed over from one manager to another: what, when, by whom and why.
+
+    ``kind`` is ``customer``, ``account``, ``opportunity`` or ``commitment``; ``item`` its
+    id (a commitment's is ``<contact id>/<index>``)."""
+
+    kind: str
+    customer_id: UUID
+    customer_name: str
+    customer_code: str
+    item: str
+    name: str
+    from_manager: str
+    to_manager: str
+    reason: str
+    occurred_at: datetime
+    actor: str
+    correlation_id: str
+
+
 class Handover(Answer):
-    """Everything a manager hands over: customers, accounts, deals, quotes, promises, tickets."""
+    """Everything a manager hands over: customers, accounts, deals, quotes, promises, tickets
+    (and what was handed over from or to them, newest first)."""
 
     manager: str
     customers: list[OwnedCustomer]
@@ -484,6 +619,7 @@ class Handover(Answer):
     quotes: list[ActiveQuote]
     commitments: list[Promise]
     tickets: list[OpenTicket]
+    handed_over: list[HandedOver] = []
 
 
 class ManagerLoad(Answer):
@@ -635,6 +771,7 @@ class HandoverQueries:
                         or_(
                             k.customer_id.in_(select(customer_scope.c.customer_id)),
                             k.account_id.in_(my_accounts),
+                            k.owner == manager,
                         )
                     )
                     .order_by(k.due.is_(None), k.due, k.position, k.seq)
@@ -669,4 +806,40 @@ class HandoverQueries:
                 for r in promises
             ],
             tickets=[OpenTicket.model_validate(dict(r)) for r in open_tickets],
+            handed_over=self.moves(manager, limit=limit),
         )
+
+    def moves(
+        self,
+        manager: str | None = None,
+        *,
+        correlation_id: str | None = None,
+        limit: int = 500,
+    ) -> list[HandedOver]:
+        """What was handed over from or to ``manager`` (all managers if None; only one
+        handover's if ``correlation_id``), newest first, at most ``limit``."""
+        if not 1 <= limit <= 5000:
+            raise InvalidCommandError(f"limit must be between 1 and 5000, not {limit}")
+        m, c = moves.c, owned_customers.c
+        stmt = select(
+            m.kind,
+            m.customer_id,
+            c.name.label("customer_name"),
+            c.code.label("customer_code"),
+            m.item,
+            m.name,
+            m.from_manager,
+            m.to_manager,
+            m.reason,
+            m.occurred_at,
+            m.actor,
+            m.correlation_id,
+        ).join(owned_customers, c.customer_id == m.customer_id)
+        if manager is not None:
+            stmt = stmt.where(or_(m.from_manager == manager, m.to_manager == manager))
+        if correlation_id is not None:
+            stmt = stmt.where(m.correlation_id == correlation_id)
+        stmt = stmt.order_by(m.position.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [HandedOver.model_validate(dict(r)) for r in rows]

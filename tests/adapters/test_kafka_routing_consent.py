@@ -43,6 +43,8 @@ def test_default_routing_sends_what_the_issue_lists() -> None:
         "crm.customer.consent_granted",
         "crm.customer.consent_withdrawn",
         "crm.customer.contact_logged",
+        "crm.customer.seminar_registered",
+        "crm.customer.seminar_registration_confirmed",
     }
     # a kept sales promise is neither an ERP fact nor marketing's business
     assert "crm.customer.commitment_fulfilled" not in erp | mkt

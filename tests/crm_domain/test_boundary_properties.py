@@ -104,6 +104,7 @@ class World:
     confirmed: UUID
     shipped: UUID
     invoice: UUID
+    registration: UUID
 
 
 def eur(amount: int) -> Money:
@@ -149,9 +150,12 @@ def build_world(app: CRM) -> World:
             app.confirm_order(a, order)
         app.ship_order(a, shipped)
         invoice = app.issue_invoice(a, amount=eur(10), order_id=placed)
+        registration = app.register_for_seminar(
+            c, campaign_id="expo-2030", seminar="Warehouse automation", channel="email"
+        )
     return World(
         c, p, other, inactive, ticket, resolved, contact, a, o, fresh, q, placed, requested,
-        confirmed, shipped, invoice,
+        confirmed, shipped, invoice, registration,
     )  # fmt: skip
 
 
@@ -182,6 +186,7 @@ ID_DEFAULT = {
     "contact_id": "contact",
     "invoice_id": "invoice",
     "parent_id": "person",
+    "registration_id": "registration",
 }
 ENUMS = {
     "kind": ["enterprise", "inquiry", "complaint"],

@@ -20,6 +20,13 @@ ALLOWED = {
     ("maturity", "growth"),
     ("maturity", "termination"),
     ("termination", "development"),  # won back
+    # at risk: a buying customer who stopped buying (the lifecycle policy), then recovers
+    # or lapses
+    ("development", "at_risk"),
+    ("growth", "at_risk"),
+    ("maturity", "at_risk"),
+    ("at_risk", "growth"),
+    ("at_risk", "termination"),
 }
 
 
@@ -29,6 +36,7 @@ def test_default_model_stages() -> None:
         "development",
         "growth",
         "maturity",
+        "at_risk",
         "termination",
     )
     assert DEFAULT_LIFECYCLE.initial == "potential"

@@ -19,6 +19,7 @@ DOCS = [
     ROOT / "docs" / "projections.md",
     ROOT / "docs" / "configuration.md",
     ROOT / "docs" / "audit.md",
+    ROOT / "docs" / "lifecycle.md",
 ]
 
 

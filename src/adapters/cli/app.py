@@ -22,6 +22,7 @@ from adapters.cli.audit import audit_app
 from adapters.cli.demo import demo
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
+from adapters.cli.lifecycle import handover, lifecycle_app
 from adapters.cli.projections import projections_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
@@ -151,6 +152,8 @@ app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
 app.add_typer(audit_app)
+app.command("handover")(handover)
+app.add_typer(lifecycle_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -121,7 +121,20 @@ def demo(
         ]
         if summary.handover:
             leaver, successor, moved = summary.handover
-            rows.append(("manager handover", f"{moved} customers from {leaver} to {successor}"))
+            moves = ", ".join(f"{k} {v}" for k, v in sorted(summary.handed_over.items()))
+            rows.append(
+                (
+                    "manager handover",
+                    f"{moved} customers from {leaver} to {successor} ({moves or 'nothing'})",
+                )
+            )
+        if summary.lifecycle:
+            rows.append(
+                (
+                    "lifecycle scan",
+                    ", ".join(f"{k} {v}" for k, v in summary.lifecycle.items()),
+                )
+            )
         if reused:
             rows.append(("events in the store", f"{summary.store_events:,} (with earlier runs)"))
         width = max(len(k) for k, _ in rows)

@@ -253,7 +253,16 @@ def handover_report(engine: Engine, manager: str, *, now: datetime) -> list[Sect
     )
     for p in pack.commitments:
         promises.add(p.description, p.owner, p.due, p.logged_by, "OVERDUE" if p.overdue else "")
-    return [owned, deals, quotes, promises]
+    moved = Section(
+        f"Handed over from or to {manager} (newest first)",
+        ("when", "what", "customer", "name", "from", "to", "by"),
+    )
+    for m in pack.handed_over:
+        moved.add(
+            m.occurred_at, m.kind, m.customer_code, m.name, m.from_manager, m.to_manager, m.actor
+        )
+    moved.empty_note = "nothing handed over yet (`crm handover FROM TO --reason ...`)"
+    return [owned, deals, quotes, promises, moved]
 
 
 # ----- bringing the read models up to date ------------------------------------------------

@@ -154,12 +154,14 @@ ERP_TYPES: tuple[str, ...] = (
     "crm.account.opportunity_won",
 )
 
-#: What marketing needs: lifecycle stage, segment, consent and the contact history.
+#: What marketing needs: lifecycle stage, segment, consent, the contact history, and seminar
+#: registrations (so the marketing system sends, and sees, each confirmation).
 MARKETING_TYPES: tuple[str, ...] = (
     "crm.customer.lifecycle_stage_changed",
     "crm.customer.segment_assigned",
     "crm.customer.consent_*",
     "crm.customer.contact_logged",
+    "crm.customer.seminar_*",
 )
 
 DEFAULT_ERP_TOPIC = "crm.erp.events"

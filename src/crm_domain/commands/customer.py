@@ -29,6 +29,7 @@ from crm_domain.errors import (
     InvalidCommandError,
 )
 from crm_domain.eventmodel import Aggregate
+from crm_domain.lifecycle import LifecycleRule
 from crm_domain.values import (
     Channel,
     ContactDetails,
@@ -153,6 +154,29 @@ class ChangeLifecycleStage(CustomerCommand[None]):
         )
 
 
+class ApplyLifecyclePolicy(CustomerCommand[list[LifecycleRule]]):
+    """Move a customer on by the lifecycle policy, from the business times of their confirmed
+    orders, as of a moment; returns the rules that fired (none: nothing recorded).
+
+    Idempotent by nature: a second run as of the same moment records nothing.
+    ``crm.scan_lifecycle`` runs it for every customer with the orders it finds in the store.
+    """
+
+    command_name = "apply_lifecycle_policy"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    #: Business times of the customer's confirmed orders (over all their accounts).
+    purchases: list[datetime]
+    #: The moment to judge by (silences are measured up to it).
+    as_of: datetime
+
+    def decide(self, customer: Customer, crm: CRM) -> list[LifecycleRule]:
+        steps = customer.apply_lifecycle_policy(
+            purchases=self.purchases, as_of=self.as_of, policy=crm.lifecycle_policy
+        )
+        return [step.rule for step in steps]
+
+
 # ===== interactions =====================================================================
 class LogContact(CustomerCommand[UUID]):
     """Record an interaction (call, visit, e-mail...) with what was promised; returns its id.
@@ -211,6 +235,23 @@ class FulfilCommitment(CustomerCommand[None]):
 
     def decide(self, customer: Customer, crm: CRM) -> None:
         customer.fulfil_commitment(contact_id=self.contact_id, index=self.index, note=self.note)
+
+
+class ReassignCommitment(CustomerCommand[None]):
+    """Give open commitment ``index`` of logged contact ``contact_id`` to another owner."""
+
+    command_name = "reassign_commitment"
+    concurrency: ClassVar[Concurrency] = conflicts_on("contact_id")
+
+    contact_id: UUID
+    index: int = 0
+    owner: str
+    reason: str
+
+    def decide(self, customer: Customer, crm: CRM) -> None:
+        customer.reassign_commitment(
+            contact_id=self.contact_id, index=self.index, owner=self.owner, reason=self.reason
+        )
 
 
 # ===== ownership and classification =====================================================
@@ -306,6 +347,40 @@ class RecordCampaignResponse(CustomerCommand[None]):
             channel=self.channel,
             registered=self.registered,
         )
+
+
+class RegisterForSeminar(CustomerCommand[UUID]):
+    """Record a customer's registration for a marketing seminar; returns the registration id."""
+
+    command_name = "register_for_seminar"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    campaign_id: str
+    seminar: str
+    channel: Channel
+    #: When the seminar takes place, if known.
+    held_at: datetime | None = None
+
+    def decide(self, customer: Customer, crm: CRM) -> UUID:
+        return customer.register_for_seminar(
+            campaign_id=self.campaign_id,
+            seminar=self.seminar,
+            channel=self.channel,
+            held_at=self.held_at,
+        )
+
+
+class ConfirmSeminarRegistration(CustomerCommand[None]):
+    """Confirm a seminar registration to the customer (once), on a channel."""
+
+    command_name = "confirm_seminar_registration"
+    concurrency: ClassVar[Concurrency] = conflicts_on("registration_id")
+
+    registration_id: UUID
+    channel: Channel
+
+    def decide(self, customer: Customer, crm: CRM) -> None:
+        customer.confirm_seminar_registration(self.registration_id, channel=self.channel)
 
 
 class RecordSatisfaction(CustomerCommand[SatisfactionClass]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -31,7 +31,7 @@ from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
-from crm_domain.sla import DEFAULT_SLA, SlaPolicy
+from crm_domain.sla import DEFAULT_SLA, BusinessCalendar, SlaPolicy
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -71,6 +71,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         pipeline: Pipeline | None = None,
         lifecycle: LifecycleModel | None = None,
         sla: SlaPolicy | None = None,
+        calendar: BusinessCalendar | None = None,
         snapshot_interval: int | None = None,
         source_system: str | None = None,
         env: dict[str, str] | None = None,
@@ -78,7 +79,9 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         """Open the CRM on ``store`` (see the class docstring); the other settings come
         from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
         arguments given. ``pipeline``, ``lifecycle`` and ``sla`` default to the built-in
-        models; ``env`` adds eventsourcing settings for the event store."""
+        models; the office ``calendar`` the service levels run on defaults to ``sla``'s
+        when a policy is given, else to the settings' (``CRMSettings.calendar``); ``env``
+        adds eventsourcing settings for the event store."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -96,10 +99,15 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         self.store = settings.store
         self.pipeline = pipeline or DEFAULT_PIPELINE
         self.lifecycle = lifecycle or DEFAULT_LIFECYCLE
-        self.sla = sla or SlaPolicy(
-            calendar=settings.calendar.business_calendar(),
-            priority_factor=DEFAULT_SLA.priority_factor,
-        )
+        if sla is None:
+            sla = SlaPolicy(
+                calendar=calendar or settings.calendar.business_calendar(),
+                priority_factor=DEFAULT_SLA.priority_factor,
+            )
+        elif calendar is not None:
+            sla = replace(sla, calendar=calendar)
+        #: The service-level policy: targets per kind and priority on the office calendar.
+        self.sla = sla
         self.source_system = settings.source_system
         es_env = self.store.eventsourcing_env()
         if settings.snapshot_interval:

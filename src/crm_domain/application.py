@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
+
+from eventsourcing.utils import get_topic
 
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CustomerCodeClaim
@@ -31,7 +33,8 @@ from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.settings import CRMSettings
-from crm_domain.sla import DEFAULT_SLA, BusinessCalendar, SlaPolicy
+from crm_domain.sla import DEFAULT_SLA, BusinessCalendar, SlaClock, SlaPolicy
+from crm_domain.values import business_time
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -49,6 +52,16 @@ class Change:
     source_system: str
     correlation_id: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlaBreach:
+    """One breach a scan recorded: which ticket of which customer, which clock, due when."""
+
+    customer_id: UUID
+    ticket_id: UUID
+    clock: SlaClock
+    due_at: datetime
 
 
 class CRM(CustomerMethods, AccountMethods, CommandHandling):
@@ -188,6 +201,52 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             occurred_at=occurred_at,
         ) as ctx:
             yield ctx
+
+    # ----- service levels -------------------------------------------------------------
+    def scan_sla_breaches(
+        self,
+        *,
+        as_of: datetime | None = None,
+        customer_ids: Sequence[UUID] | None = None,
+        batch: int = 1000,
+    ) -> list[SlaBreach]:
+        """Record the breaches of still-open tickets as of ``as_of`` (default: now) and return
+        them: a first response or a running resolution past its due time. Idempotent: each
+        clock of a ticket is breached once, so a scheduler may run it every minute (``crm sla
+        scan``); a second run records nothing new. Late responses and resolutions record
+        their own breach when they happen; this is for the tickets nobody touched.
+
+        Candidates are the customers with a ticket opened or reopened, read from the event
+        store (or only ``customer_ids``); each one with a breach due gets one
+        ``record_sla_breaches`` command, in the caller's context (actor, source system).
+        """
+        at = business_time(as_of or datetime.now(UTC), "as_of")
+        if customer_ids is None:
+            customer_ids = self._customers_with_tickets(batch)
+        found: list[SlaBreach] = []
+        for customer_id in customer_ids:
+            customer = self.customer(customer_id)
+            due = customer.sla_breaches_due(at)
+            if not due:
+                continue
+            self.record_sla_breaches(customer_id, now=at)
+            for ticket_id, clock in due:
+                ticket = customer.ticket(ticket_id)
+                due_at = ticket.response_due_at if clock is SlaClock.RESPONSE else ticket.due_at
+                assert due_at is not None
+                found.append(SlaBreach(customer_id, ticket_id, clock, due_at))
+        return found
+
+    def _customers_with_tickets(self, batch: int) -> list[UUID]:
+        topics = [get_topic(Customer.TicketOpened), get_topic(Customer.TicketReopened)]
+        seen: dict[UUID, None] = {}
+        start = 1
+        while True:
+            page = self.app.recorder.select_notifications(start, batch, topics=topics)
+            seen.update(dict.fromkeys(UUID(str(n.originator_id)) for n in page))
+            if len(page) < batch:
+                return list(seen)
+            start = page[-1].id + 1
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

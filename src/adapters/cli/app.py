@@ -24,6 +24,7 @@ from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.projections import projections_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
+from adapters.cli.sla import sla_app
 from adapters.exit_codes import UNAVAILABLE, exit_code_for
 from crm_domain.errors import CRMError
 
@@ -149,6 +150,7 @@ app.add_typer(relay_app)
 app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
+app.add_typer(sla_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

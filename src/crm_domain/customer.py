@@ -115,7 +115,7 @@ class Ticket(Entity):
         """The resolution due time as of ``now``: ``due_at``, moved on by the working time
         spent waiting on the customer so far if the clock is paused (needs ``calendar``)."""
         if self.clock_paused and self.waiting_since is not None and calendar is not None:
-            return self.due_at + calendar.elapsed(self.waiting_since, now)
+            return calendar.add(self.due_at, calendar.elapsed(self.waiting_since, now))
         return self.due_at
 
     def response_level(self, now: datetime | None = None) -> SlaLevel:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
+
+from eventsourcing.utils import get_topic
 
 from crm_domain.access import AccessControl, AccessPolicy, DenialLog, load_policy
 from crm_domain.account import Account
@@ -33,8 +35,9 @@ from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.processes import ProcessMethods
 from crm_domain.settings import CRMSettings
-from crm_domain.sla import DEFAULT_SLA, SlaPolicy
+from crm_domain.sla import DEFAULT_SLA, BusinessCalendar, SlaClock, SlaPolicy
 from crm_domain.timetravel import AuditEntry, audit_history, state_at
+from crm_domain.values import business_time
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -52,6 +55,16 @@ class Change:
     source_system: str
     correlation_id: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SlaBreach:
+    """One breach a scan recorded: which ticket of which customer, which clock, due when."""
+
+    customer_id: UUID
+    ticket_id: UUID
+    clock: SlaClock
+    due_at: datetime
 
 
 class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
@@ -74,6 +87,7 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         pipeline: Pipeline | None = None,
         lifecycle: LifecycleModel | None = None,
         sla: SlaPolicy | None = None,
+        calendar: BusinessCalendar | None = None,
         snapshot_interval: int | None = None,
         source_system: str | None = None,
         env: dict[str, str] | None = None,
@@ -82,9 +96,11 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         """Open the CRM on ``store`` (see the class docstring); the other settings come
         from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
         arguments given. ``pipeline``, ``lifecycle`` and ``sla`` default to the built-in
-        models; ``env`` adds eventsourcing settings for the event store. ``policy`` is the
-        access policy (default: the file of the setting ``access.policy_file``, else one
-        that allows everything; see :mod:`crm_domain.access`)."""
+        models; the office ``calendar`` the service levels run on defaults to ``sla``'s
+        when a policy is given, else to the settings' (``CRMSettings.calendar``); ``env``
+        adds eventsourcing settings for the event store. ``policy`` is the access policy
+        (default: the file of the setting ``access.policy_file``, else one that allows
+        everything; see :mod:`crm_domain.access`)."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -102,10 +118,15 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         self.store = settings.store
         self.pipeline = pipeline or DEFAULT_PIPELINE
         self.lifecycle = lifecycle or DEFAULT_LIFECYCLE
-        self.sla = sla or SlaPolicy(
-            calendar=settings.calendar.business_calendar(),
-            priority_factor=DEFAULT_SLA.priority_factor,
-        )
+        if sla is None:
+            sla = SlaPolicy(
+                calendar=calendar or settings.calendar.business_calendar(),
+                priority_factor=DEFAULT_SLA.priority_factor,
+            )
+        elif calendar is not None:
+            sla = replace(sla, calendar=calendar)
+        #: The service-level policy: targets per kind and priority on the office calendar.
+        self.sla = sla
         self.source_system = settings.source_system
         es_env = self.store.eventsourcing_env()
         if settings.snapshot_interval:
@@ -206,6 +227,52 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
             return self.customer(customer_id) if customer_id is not None else None
 
         self.access.check_action(action, target=customer_id, load=load)
+
+    # ----- service levels -------------------------------------------------------------
+    def scan_sla_breaches(
+        self,
+        *,
+        as_of: datetime | None = None,
+        customer_ids: Sequence[UUID] | None = None,
+        batch: int = 1000,
+    ) -> list[SlaBreach]:
+        """Record the breaches of still-open tickets as of ``as_of`` (default: now) and return
+        them: a first response or a running resolution past its due time. Idempotent: each
+        clock of a ticket is breached once, so a scheduler may run it every minute (``crm sla
+        scan``); a second run records nothing new. Late responses and resolutions record
+        their own breach when they happen; this is for the tickets nobody touched.
+
+        Candidates are the customers with a ticket opened or reopened, read from the event
+        store (or only ``customer_ids``); each one with a breach due gets one
+        ``record_sla_breaches`` command, in the caller's context (actor, source system).
+        """
+        at = business_time(as_of or datetime.now(UTC), "as_of")
+        if customer_ids is None:
+            customer_ids = self._customers_with_tickets(batch)
+        found: list[SlaBreach] = []
+        for customer_id in customer_ids:
+            customer = self.customer(customer_id)
+            due = customer.sla_breaches_due(at)
+            if not due:
+                continue
+            self.record_sla_breaches(customer_id, now=at)
+            for ticket_id, clock in due:
+                ticket = customer.ticket(ticket_id)
+                due_at = ticket.response_due_at if clock is SlaClock.RESPONSE else ticket.due_at
+                assert due_at is not None
+                found.append(SlaBreach(customer_id, ticket_id, clock, due_at))
+        return found
+
+    def _customers_with_tickets(self, batch: int) -> list[UUID]:
+        topics = [get_topic(Customer.TicketOpened), get_topic(Customer.TicketReopened)]
+        seen: dict[UUID, None] = {}
+        start = 1
+        while True:
+            page = self.app.recorder.select_notifications(start, batch, topics=topics)
+            seen.update(dict.fromkeys(UUID(str(n.originator_id)) for n in page))
+            if len(page) < batch:
+                return list(seen)
+            start = page[-1].id + 1
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import event
@@ -37,6 +37,7 @@ from crm_domain.lifecycle import (
     Transition,
 )
 from crm_domain.personal import personal_data
+from crm_domain.sla import SlaClock, SlaLevel
 from crm_domain.values import (
     MAX_COMMITMENTS,
     MAX_PARTICIPANTS,
@@ -55,12 +56,22 @@ from crm_domain.values import (
     ShortText,
     TicketKind,
     TicketStatus,
+    VisitOutcome,
     business_time,
     parse_enum,
 )
 
+if TYPE_CHECKING:
+    from crm_domain.sla import BusinessCalendar
+
 CustomerCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Score = Annotated[int, Field(ge=1, le=5)]
+
+#: Open tickets of these kinds stop outbound marketing: a customer whose complaint, service
+#: (repair) request or incident is still open is not marketed to.
+MARKETING_BLOCKING_KINDS = frozenset(
+    {TicketKind.COMPLAINT, TicketKind.REQUEST, TicketKind.INCIDENT}
+)
 
 
 class Commitment(Immutable):
@@ -103,8 +114,53 @@ class Ticket(Entity):
     first_response_at: AwareDatetime | None = None
     resolved_at: AwareDatetime | None = None
     escalation_level: int = 0
+    #: The resolution clock passed its due time (a ``TicketSlaBreached`` was recorded).
     breached: bool = False
     reopen_count: int = 0
+    #: When the first response is due (``None`` on tickets opened before the clock existed).
+    response_due_at: AwareDatetime | None = None
+    #: The response clock passed its due time before the first response.
+    response_breached: bool = False
+    #: Waiting on the customer (a reply, a document, access to a site): still open.
+    waiting_on_customer: bool = False
+    waiting_since: AwareDatetime | None = None
+    #: The resolution clock is paused while waiting (as the policy said when it began).
+    clock_paused: bool = False
+    #: Engineer visits scheduled and not yet completed, and those completed.
+    visits_open: int = 0
+    visits_completed: int = 0
+
+    def resolution_due(self, now: datetime, calendar: BusinessCalendar | None = None) -> datetime:
+        """The resolution due time as of ``now``: ``due_at``, moved on by the working time
+        spent waiting on the customer so far if the clock is paused (needs ``calendar``)."""
+        if self.clock_paused and self.waiting_since is not None and calendar is not None:
+            return calendar.add(self.due_at, calendar.elapsed(self.waiting_since, now))
+        return self.due_at
+
+    def response_level(self, now: datetime | None = None) -> SlaLevel:
+        """The response clock: met, breached, or running (``none`` on old tickets)."""
+        if self.response_breached:
+            return SlaLevel.BREACHED
+        if self.response_due_at is None:
+            return SlaLevel.NONE
+        answered = self.first_response_at or self.resolved_at
+        if answered is not None:
+            return SlaLevel.MET if answered <= self.response_due_at else SlaLevel.BREACHED
+        if now is not None and now > self.response_due_at:
+            return SlaLevel.BREACHED
+        return SlaLevel.RUNNING
+
+    def resolution_level(self, now: datetime | None = None) -> SlaLevel:
+        """The resolution clock: met, breached, paused (waiting on the customer) or running."""
+        if self.breached:
+            return SlaLevel.BREACHED
+        if self.resolved_at is not None:
+            return SlaLevel.MET if self.resolved_at <= self.due_at else SlaLevel.BREACHED
+        if self.waiting_on_customer and self.clock_paused:
+            return SlaLevel.PAUSED
+        if now is not None and now > self.due_at:
+            return SlaLevel.BREACHED
+        return SlaLevel.RUNNING
 
 
 class CustomerState(SnapshotState):
@@ -303,7 +359,7 @@ class Customer(Aggregate):
         channel: Channel
 
     class TicketOpened(Aggregate.Event):
-        """A service ticket was opened, with its SLA due time."""
+        """A service ticket was opened, with its SLA due times (resolution, first response)."""
 
         ticket_id: UUID
         kind: TicketKind
@@ -312,6 +368,8 @@ class Customer(Aggregate):
         subject: ShortText
         description: FreeText = ""
         due_at: BusinessTime
+        #: When the first response is due (absent on tickets opened before release 0.2).
+        response_due_at: BusinessTime | None = None
 
     class TicketAssigned(Aggregate.Event):
         """A ticket was assigned to a person and/or a department."""
@@ -333,6 +391,33 @@ class Customer(Aggregate):
         ticket_id: UUID
         visit_at: BusinessTime
         engineer: Label
+
+    @personal_data("result")
+    class FieldVisitCompleted(Aggregate.Event):
+        """An engineer's visit for a ticket took place, with its outcome and result."""
+
+        ticket_id: UUID
+        engineer: Label
+        outcome: VisitOutcome
+        result: ShortText
+
+    @personal_data("reason")
+    class TicketAwaitingCustomer(Aggregate.Event):
+        """The ticket waits on the customer (status "waiting on customer"); its resolution
+        clock is paused if ``clock_paused`` (the SLA policy's ``pause_when_waiting``)."""
+
+        ticket_id: UUID
+        reason: ShortText
+        clock_paused: bool
+
+    @personal_data("message")
+    class TicketCustomerReplied(Aggregate.Event):
+        """The customer answered a ticket waiting on them: its resolution clock runs again,
+        due at ``due_at`` (moved on by the working time spent waiting, if it was paused)."""
+
+        ticket_id: UUID
+        message: ShortText
+        due_at: BusinessTime
 
     class TicketEscalated(Aggregate.Event):
         """A ticket was escalated one level."""
@@ -362,11 +447,14 @@ class Customer(Aggregate):
         ticket_id: UUID
 
     class TicketSlaBreached(Aggregate.Event):
-        """An open ticket passed its SLA due time."""
+        """A ticket passed the due time of one of its clocks: recorded by the late response
+        or resolution itself, or by the scan of open tickets (``crm sla scan``)."""
 
         ticket_id: UUID
         due_at: BusinessTime
         detected_at: BusinessTime
+        #: Which clock: events stored before there were two clocks are resolution breaches.
+        clock: SlaClock = SlaClock.RESOLUTION
 
     # ----- creation -----------------------------------------------------------------
     @event(Registered)
@@ -445,7 +533,8 @@ class Customer(Aggregate):
 
     @property
     def open_tickets(self) -> list[Ticket]:
-        """Tickets not yet resolved (an open complaint stops outbound marketing)."""
+        """Tickets not yet resolved, waiting ones included (an open complaint, request or
+        incident stops outbound marketing)."""
         return [t for t in self.tickets.values() if t.status is TicketStatus.OPEN]
 
     # ----- profile ------------------------------------------------------------------
@@ -586,9 +675,11 @@ class Customer(Aggregate):
         if marketing_purpose is not None and parse_enum(Direction, direction) is Direction.OUTBOUND:
             if not self.has_consent(marketing_purpose, channel):
                 raise ConsentRequiredError(marketing_purpose, parse_enum(Channel, channel).value)
-            if any(t.kind is TicketKind.COMPLAINT for t in self.open_tickets):
+            blocking = [t for t in self.open_tickets if t.kind in MARKETING_BLOCKING_KINDS]
+            if blocking:
                 raise OpenComplaintError(
-                    f"customer {self.code} has an open complaint: no marketing until it is resolved"
+                    f"customer {self.code} has an open {blocking[0].kind.value}: "
+                    "no marketing until it is resolved"
                 )
         contact_id = uuid4()
         self._log_contact(
@@ -841,8 +932,10 @@ class Customer(Aggregate):
         subject: str,
         due_at: datetime,
         description: str = "",
+        response_due_at: datetime | None = None,
     ) -> UUID:
-        """Open a ticket; ``due_at`` comes from the SLA policy (see :mod:`crm_domain.sla`)."""
+        """Open a ticket; ``due_at`` (resolution) and ``response_due_at`` come from the SLA
+        policy (see :mod:`crm_domain.sla`)."""
         self._require_active()
         ticket_id = uuid4()
         self._open_ticket(
@@ -853,6 +946,7 @@ class Customer(Aggregate):
             subject=subject,
             description=description,
             due_at=due_at,
+            response_due_at=response_due_at,
         )
         return ticket_id
 
@@ -866,6 +960,7 @@ class Customer(Aggregate):
         subject: str,
         description: str,
         due_at: datetime,
+        response_due_at: datetime | None = None,
     ) -> None:
         self.tickets[ticket_id] = Ticket(
             ticket_id=ticket_id,
@@ -875,6 +970,7 @@ class Customer(Aggregate):
             subject=subject,
             opened_at=self.occurred_on,
             due_at=due_at,
+            response_due_at=response_due_at,
         )
 
     def _open(self, ticket_id: UUID, step: str) -> Ticket:
@@ -898,9 +994,17 @@ class Customer(Aggregate):
         ticket.assignee = assignee
         ticket.department = department
 
-    def respond_to_ticket(self, ticket_id: UUID, *, responder: str, message: str) -> None:
-        """Answer the customer on an open ticket; the first answer is the SLA's first response."""
-        self._open(ticket_id, "respond to")
+    def respond_to_ticket(
+        self, ticket_id: UUID, *, responder: str, message: str, now: datetime | None = None
+    ) -> None:
+        """Answer the customer on an open ticket; the first answer stops the response clock.
+
+        Given ``now`` (the command's business time), a first answer after the response
+        due time records the response breach first, in the same command.
+        """
+        ticket = self._open(ticket_id, "respond to")
+        if now is not None and ticket.first_response_at is None:
+            self._record_late(ticket, SlaClock.RESPONSE, business_time(now, "now"))
         self._respond(ticket_id=ticket_id, responder=responder, message=message)
 
     @event(TicketResponded)
@@ -916,7 +1020,83 @@ class Customer(Aggregate):
 
     @event(FieldVisitScheduled)
     def _schedule_visit(self, ticket_id: UUID, visit_at: datetime, engineer: str) -> None:
-        pass
+        self.tickets[ticket_id].visits_open += 1
+
+    def complete_field_visit(
+        self, ticket_id: UUID, *, engineer: str, outcome: VisitOutcome | str, result: str
+    ) -> None:
+        """Record that a scheduled engineer visit took place, with its outcome and result.
+
+        The ticket must have a visit scheduled and not yet completed, and must not be
+        closed; resolving the ticket stays a step of its own.
+        """
+        ticket = self.ticket(ticket_id)
+        if ticket.status is TicketStatus.CLOSED:
+            raise TicketStateError(f"cannot complete a visit for ticket {ticket_id}: it is closed")
+        if ticket.visits_open < 1:
+            raise TicketStateError(
+                f"cannot complete a visit for ticket {ticket_id}: no visit is scheduled"
+            )
+        self._complete_visit(
+            ticket_id=ticket_id,
+            engineer=engineer,
+            outcome=parse_enum(VisitOutcome, outcome),
+            result=result,
+        )
+
+    @event(FieldVisitCompleted)
+    def _complete_visit(
+        self, ticket_id: UUID, engineer: str, outcome: VisitOutcome | str, result: str
+    ) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.visits_open -= 1
+        ticket.visits_completed += 1
+
+    def wait_on_customer(
+        self, ticket_id: UUID, *, reason: str, pause_clock: bool, now: datetime | None = None
+    ) -> None:
+        """Put an open ticket in the "waiting on customer" status, pausing its resolution
+        clock if ``pause_clock`` (the SLA policy says). A resolution due time already
+        passed (given ``now``) is recorded as a breach first."""
+        ticket = self._open(ticket_id, "wait on the customer for")
+        if ticket.waiting_on_customer:
+            raise TicketStateError(f"ticket {ticket_id} is already waiting on the customer")
+        if now is not None:
+            self._record_late(ticket, SlaClock.RESOLUTION, business_time(now, "now"))
+        self._await_customer(ticket_id=ticket_id, reason=reason, clock_paused=pause_clock)
+
+    @event(TicketAwaitingCustomer)
+    def _await_customer(self, ticket_id: UUID, reason: str, clock_paused: bool) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.waiting_on_customer = True
+        ticket.waiting_since = self.occurred_on
+        ticket.clock_paused = clock_paused
+
+    def record_customer_reply(
+        self,
+        ticket_id: UUID,
+        *,
+        message: str,
+        now: datetime,
+        calendar: BusinessCalendar | None = None,
+    ) -> datetime:
+        """The customer answered a ticket waiting on them: it is open again and its resolution
+        clock runs on, due later by the working time (on ``calendar``) it was paused.
+        Returns the new resolution due time."""
+        ticket = self._open(ticket_id, "record a customer reply on")
+        if not ticket.waiting_on_customer:
+            raise TicketStateError(f"ticket {ticket_id} is not waiting on the customer")
+        due = ticket.resolution_due(business_time(now, "now"), calendar)
+        self._customer_replied(ticket_id=ticket_id, message=message, due_at=due)
+        return due
+
+    @event(TicketCustomerReplied)
+    def _customer_replied(self, ticket_id: UUID, message: str, due_at: datetime) -> None:
+        ticket = self.tickets[ticket_id]
+        ticket.due_at = due_at
+        ticket.waiting_on_customer = False
+        ticket.waiting_since = None
+        ticket.clock_paused = False
 
     def escalate_ticket(
         self, ticket_id: UUID, *, reason: str, escalated_to: str | None = None
@@ -932,10 +1112,29 @@ class Customer(Aggregate):
         self.tickets[ticket_id].escalation_level = level
 
     def resolve_ticket(
-        self, ticket_id: UUID, *, answer: str, knowledge_base_ref: str | None = None
+        self,
+        ticket_id: UUID,
+        *,
+        answer: str,
+        knowledge_base_ref: str | None = None,
+        now: datetime | None = None,
+        calendar: BusinessCalendar | None = None,
     ) -> None:
-        """Resolve an open ticket with the answer; only then can it be closed, reopened or rated."""
-        self._open(ticket_id, "resolve")
+        """Resolve an open ticket with the answer; only then can it be closed, reopened or rated.
+
+        Resolving stops both clocks (the answer is a response too). Given ``now`` (the
+        command's business time), a clock already past its due time records its breach
+        first, in the same command (time spent waiting on the customer with the clock
+        paused is not counted: ``calendar`` measures it).
+        """
+        ticket = self._open(ticket_id, "resolve")
+        if now is not None:
+            now = business_time(now, "now")
+            if ticket.first_response_at is None:
+                self._record_late(ticket, SlaClock.RESPONSE, now)
+            self._record_late(
+                ticket, SlaClock.RESOLUTION, now, ticket.resolution_due(now, calendar)
+            )
         self._resolve(ticket_id=ticket_id, answer=answer, knowledge_base_ref=knowledge_base_ref)
 
     @event(TicketResolved)
@@ -943,6 +1142,9 @@ class Customer(Aggregate):
         ticket = self.tickets[ticket_id]
         ticket.status = TicketStatus.RESOLVED
         ticket.resolved_at = self.occurred_on
+        ticket.waiting_on_customer = False
+        ticket.waiting_since = None
+        ticket.clock_paused = False
 
     def reopen_ticket(self, ticket_id: UUID, *, reason: str, due_at: datetime) -> None:
         """Reopen a resolved ticket. A closed ticket stays closed: open a new one."""
@@ -962,6 +1164,9 @@ class Customer(Aggregate):
         ticket.due_at = due_at
         ticket.breached = False
         ticket.reopen_count += 1
+        ticket.waiting_on_customer = False
+        ticket.waiting_since = None
+        ticket.clock_paused = False
 
     def close_ticket(self, ticket_id: UUID) -> None:
         """Close a resolved ticket for good (an unresolved one must be resolved first)."""
@@ -976,15 +1181,56 @@ class Customer(Aggregate):
     def _close(self, ticket_id: UUID) -> None:
         self.tickets[ticket_id].status = TicketStatus.CLOSED
 
+    def sla_breaches_due(self, now: datetime) -> list[tuple[UUID, SlaClock]]:
+        """The breaches a scan at ``now`` would record: open tickets whose response (before
+        any response) or running resolution clock is past due and not yet recorded."""
+        found = []
+        for t in self.open_tickets:
+            if (
+                t.first_response_at is None
+                and t.response_due_at is not None
+                and not t.response_breached
+                and now > t.response_due_at
+            ):
+                found.append((t.ticket_id, SlaClock.RESPONSE))
+            if not t.breached and not (t.waiting_on_customer and t.clock_paused) and now > t.due_at:
+                found.append((t.ticket_id, SlaClock.RESOLUTION))
+        return found
+
     def record_sla_breach(self, ticket_id: UUID, *, now: datetime) -> bool:
-        """Record that an open ticket passed its due time. Returns False if not (yet) due."""
+        """Record the breaches of an open ticket whose clocks passed their due times as of
+        ``now`` (response before any response; resolution unless paused waiting on the
+        customer). Each breach is recorded once. Returns False if none was due."""
         now = business_time(now, "now")
         ticket = self.ticket(ticket_id)
-        if ticket.status is not TicketStatus.OPEN or ticket.breached or now <= ticket.due_at:
+        due = [clock for tid, clock in self.sla_breaches_due(now) if tid == ticket_id]
+        for clock in due:
+            self._record_late(ticket, clock, now)
+        return bool(due)
+
+    def _record_late(
+        self, ticket: Ticket, clock: SlaClock, now: datetime, due_at: datetime | None = None
+    ) -> bool:
+        """Record a breach of ``clock`` if ``now`` is past its due time and none is recorded."""
+        if clock is SlaClock.RESPONSE:
+            due, done = ticket.response_due_at, ticket.response_breached
+        else:
+            due, done = due_at or ticket.due_at, ticket.breached
+        if due is None or done or now <= due:
             return False
-        self._breach(ticket_id=ticket_id, due_at=ticket.due_at, detected_at=now)
+        self._breach(ticket_id=ticket.ticket_id, due_at=due, detected_at=now, clock=clock)
         return True
 
     @event(TicketSlaBreached)
-    def _breach(self, ticket_id: UUID, due_at: datetime, detected_at: datetime) -> None:
-        self.tickets[ticket_id].breached = True
+    def _breach(
+        self,
+        ticket_id: UUID,
+        due_at: datetime,
+        detected_at: datetime,
+        clock: SlaClock = SlaClock.RESOLUTION,
+    ) -> None:
+        ticket = self.tickets[ticket_id]
+        if SlaClock(clock) is SlaClock.RESPONSE:
+            ticket.response_breached = True
+        else:
+            ticket.breached = True

@@ -26,6 +26,7 @@ from crm_domain.commands import (
     ChangeLifecycleStage,
     CloseAccount,
     CloseTicket,
+    CompleteFieldVisit,
     ConfirmOrder,
     ConfirmSeminarRegistration,
     CorrectCustomerProfile,
@@ -50,6 +51,7 @@ from crm_domain.commands import (
     ReceivePayment,
     ReclassifyAccount,
     RecordCampaignResponse,
+    RecordCustomerReply,
     RecordSatisfaction,
     RecordSlaBreaches,
     RegisterCustomer,
@@ -69,6 +71,7 @@ from crm_domain.commands import (
     SetParentOrganisation,
     ShipOrder,
     StageOpportunity,
+    WaitOnCustomer,
     WinOpportunity,
     WithdrawConsent,
 )
@@ -89,6 +92,7 @@ from crm_domain.values import (
     Priority,
     SatisfactionClass,
     TicketKind,
+    VisitOutcome,
 )
 
 R = TypeVar("R")
@@ -409,8 +413,40 @@ class CustomerMethods(_Handles):
         self.handle(CloseTicket(customer_id=customer_id, ticket_id=ticket_id))
 
     def record_sla_breaches(self, customer_id: UUID, *, now: datetime | None = None) -> list[UUID]:
-        """Record a breach for each open ticket of the customer past its due time."""
+        """Record a breach for each clock of an open ticket of the customer past its due
+        time (once per clock); returns the tickets with a breach recorded now."""
         return self.handle(RecordSlaBreaches(customer_id=customer_id, now=now))
+
+    def complete_field_visit(
+        self,
+        customer_id: UUID,
+        ticket_id: UUID,
+        *,
+        outcome: VisitOutcome | str,
+        result: str,
+        engineer: str | None = None,
+    ) -> None:
+        """Record that a scheduled engineer visit took place, with its outcome and result."""
+        self.handle(
+            CompleteFieldVisit(
+                customer_id=customer_id,
+                ticket_id=ticket_id,
+                outcome=outcome,
+                result=result,
+                engineer=engineer,
+            )
+        )
+
+    def wait_on_customer(self, customer_id: UUID, ticket_id: UUID, *, reason: str) -> None:
+        """Put a ticket in the "waiting on customer" status (its resolution clock pauses if
+        the SLA policy says so)."""
+        self.handle(WaitOnCustomer(customer_id=customer_id, ticket_id=ticket_id, reason=reason))
+
+    def record_customer_reply(self, customer_id: UUID, ticket_id: UUID, *, message: str) -> None:
+        """The customer answered a ticket waiting on them: its resolution clock runs again."""
+        self.handle(
+            RecordCustomerReply(customer_id=customer_id, ticket_id=ticket_id, message=message)
+        )
 
 
 class AccountMethods(_Handles):

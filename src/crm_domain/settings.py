@@ -18,7 +18,6 @@ so one environment wires a whole deployment.
 from __future__ import annotations
 
 import os
-from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +32,7 @@ from pydantic_settings import (
 from crm_domain.errors import ConfigurationError
 from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.lifecycle import LifecyclePolicySettings
-from crm_domain.sla import BusinessCalendar
+from crm_domain.sla import CalendarSettings
 
 #: The environment variable naming a TOML settings file.
 CONFIG_ENV = "CRM_CONFIG"
@@ -47,34 +46,6 @@ DEFAULT_STORE_URL = "sqlite:///crm.sqlite"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CalendarSettings(_Section):
-    """The office's working time, on which service-level deadlines run."""
-
-    #: IANA time zone of the office, e.g. ``Asia/Shanghai``.
-    timezone: str = "UTC"
-    #: Working weekdays, 0 = Monday.
-    workdays: frozenset[int] = frozenset({0, 1, 2, 3, 4})
-    opens: time = time(9, 0)
-    closes: time = time(17, 0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
-    def business_calendar(self) -> BusinessCalendar:
-        """The calendar the service levels run on."""
-        return BusinessCalendar(
-            timezone=self.timezone, workdays=self.workdays, opens=self.opens, closes=self.closes
-        )
 
 
 class KafkaSettings(_Section):
@@ -156,6 +127,7 @@ class CRMSettings(BaseSettings):
     max_event_bytes: int = Field(default=1_000_000, gt=0, le=MAX_EVENT_BYTES_CEILING)
     #: ``source_system`` recorded on events when the caller's context names none.
     source_system: str = Field(default="crm-core", min_length=1, max_length=100)
+    #: The office's calendar for service levels (crm_domain.sla.CalendarSettings).
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)

@@ -314,6 +314,19 @@ class TicketStatus(StrEnum):
     CLOSED = "closed"
 
 
+class VisitOutcome(StrEnum):
+    """How an engineer's field visit ended."""
+
+    #: The problem was fixed on site.
+    FIXED = "fixed"
+    #: Another visit or parts are needed.
+    FOLLOW_UP_NEEDED = "follow_up_needed"
+    #: The engineer could not get in (nobody there, no access).
+    NO_ACCESS = "no_access"
+    #: Not a fault of the product (advice given).
+    NO_FAULT_FOUND = "no_fault_found"
+
+
 class CompanySize(StrEnum):
     """Size band of an account's company (also the first criterion for a key account)."""
 

@@ -3,6 +3,12 @@
 What a service manager watches: open tickets by priority and assignee, tickets due soon and
 those that breached their service level, time to first response and to resolution,
 satisfaction averages, and which customers complain most.
+
+Each ticket has two service levels, shown apart: the **response** level (first answer
+due at ``response_due_at``; ``response_breached``) and the **resolution** level (due at
+``due_at``, moved on when the customer replies to a ticket waiting on them with the clock
+paused; ``breached``). A ticket stored before there were two clocks has no response due
+time: its response level is ``none``. ``visits_completed`` counts engineer visits done.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from pydantic import computed_field
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -26,11 +33,13 @@ from sqlalchemy import (
     Uuid,
     case,
     func,
+    or_,
     select,
 )
 
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
+from crm_domain.sla import SlaClock, SlaLevel
 from crm_domain.values import Priority, SatisfactionClass, TicketKind
 from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS
 from projections.query import Answer, Page, paged
@@ -67,6 +76,11 @@ tickets = Table(
     Column("escalation_level", Integer, nullable=False),
     Column("breached", Boolean, nullable=False),
     Column("reopen_count", Integer, nullable=False),
+    Column("response_due_at", UTCDateTime),
+    Column("response_breached", Boolean, nullable=False, default=False),
+    Column("waiting_on_customer", Boolean, nullable=False, default=False),
+    Column("resolution_paused", Boolean, nullable=False, default=False),
+    Column("visits_completed", Integer, nullable=False, default=0),
 )
 Index("service_open_idx", tickets.c.status, tickets.c.priority, tickets.c.assignee)
 Index("service_due_idx", tickets.c.status, tickets.c.due_at)
@@ -97,6 +111,9 @@ _TICKET_CHANGES = topics_of(
     Customer.TicketReopened,
     Customer.TicketClosed,
     Customer.TicketSlaBreached,
+    Customer.TicketAwaitingCustomer,
+    Customer.TicketCustomerReplied,
+    Customer.FieldVisitCompleted,
 )
 _PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
 _PRIORITY_ORDER = [p.value for p in (Priority.URGENT, Priority.HIGH, Priority.NORMAL, Priority.LOW)]
@@ -178,6 +195,11 @@ class ServiceDesk(ReadModel):
                 "escalation_level": 0,
                 "breached": False,
                 "reopen_count": 0,
+                "response_due_at": e.response_due_at,
+                "response_breached": False,
+                "waiting_on_customer": False,
+                "resolution_paused": False,
+                "visits_completed": 0,
             },
         )
 
@@ -200,7 +222,12 @@ class ServiceDesk(ReadModel):
 
     @handles(Customer.TicketResolved)
     def resolved(self, e: Customer.TicketResolved, position: int) -> None:
-        self._ticket(e.ticket_id).update(status="resolved", resolved_at=e.occurred_at)
+        self._ticket(e.ticket_id).update(
+            status="resolved",
+            resolved_at=e.occurred_at,
+            waiting_on_customer=False,
+            resolution_paused=False,
+        )
 
     @handles(Customer.TicketReopened)
     def reopened(self, e: Customer.TicketReopened, position: int) -> None:
@@ -211,6 +238,8 @@ class ServiceDesk(ReadModel):
             due_at=e.due_at,
             breached=False,
             reopen_count=row["reopen_count"] + 1,
+            waiting_on_customer=False,
+            resolution_paused=False,
         )
 
     @handles(Customer.TicketClosed)
@@ -219,7 +248,24 @@ class ServiceDesk(ReadModel):
 
     @handles(Customer.TicketSlaBreached)
     def breached(self, e: Customer.TicketSlaBreached, position: int) -> None:
-        self._ticket(e.ticket_id)["breached"] = True
+        # Any ticket: a late response or resolution records its breach with the command.
+        column = "response_breached" if e.clock is SlaClock.RESPONSE else "breached"
+        self._ticket(e.ticket_id)[column] = True
+
+    @handles(Customer.TicketAwaitingCustomer)
+    def awaiting_customer(self, e: Customer.TicketAwaitingCustomer, position: int) -> None:
+        self._ticket(e.ticket_id).update(waiting_on_customer=True, resolution_paused=e.clock_paused)
+
+    @handles(Customer.TicketCustomerReplied)
+    def customer_replied(self, e: Customer.TicketCustomerReplied, position: int) -> None:
+        self._ticket(e.ticket_id).update(
+            waiting_on_customer=False, resolution_paused=False, due_at=e.due_at
+        )
+
+    @handles(Customer.FieldVisitCompleted)
+    def visit_completed(self, e: Customer.FieldVisitCompleted, position: int) -> None:
+        row = self._ticket(e.ticket_id)
+        row["visits_completed"] = row["visits_completed"] + 1
 
     @handles(Customer.SatisfactionRecorded)
     def satisfaction(self, e: Customer.SatisfactionRecorded, position: int) -> None:
@@ -263,8 +309,44 @@ class TicketLine(Answer):
     resolved_at: datetime | None
     closed_at: datetime | None
     escalation_level: int
+    #: The resolution clock breached.
     breached: bool
     reopen_count: int
+    response_due_at: datetime | None = None
+    response_breached: bool = False
+    waiting_on_customer: bool = False
+    resolution_paused: bool = False
+    visits_completed: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def response_level(self) -> str:
+        """``met``, ``breached``, ``running`` or ``none`` (a ticket from before the clock)."""
+        if self.response_breached:
+            return SlaLevel.BREACHED.value
+        if self.response_due_at is None:
+            return SlaLevel.NONE.value
+        answered = self.first_response_at or self.resolved_at
+        if answered is None:
+            return SlaLevel.RUNNING.value
+        return (SlaLevel.MET if answered <= self.response_due_at else SlaLevel.BREACHED).value
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolution_level(self) -> str:
+        """``met``, ``breached``, ``paused`` (waiting on the customer) or ``running``."""
+        if self.breached:
+            return SlaLevel.BREACHED.value
+        if self.resolved_at is not None:
+            return (SlaLevel.MET if self.resolved_at <= self.due_at else SlaLevel.BREACHED).value
+        return (SlaLevel.PAUSED if self.resolution_paused else SlaLevel.RUNNING).value
+
+
+class ServiceLevels(Answer):
+    """Tickets per level of each clock, apart: ``{"met": n, "breached": n, "running": n...}``."""
+
+    response: dict[str, int]
+    resolution: dict[str, int]
 
 
 class TicketCount(Answer):
@@ -385,14 +467,41 @@ class ServiceDeskQueries:
         return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
 
     def breached(
-        self, *, open_only: bool = True, page: int = 1, page_size: int = 50
+        self,
+        *,
+        open_only: bool = True,
+        clock: SlaClock | str | None = None,
+        page: int = 1,
+        page_size: int = 50,
     ) -> Page[TicketLine]:
-        """Tickets whose service level was breached (still open ones only, by default)."""
-        stmt = self._lines().where(tickets.c.breached.is_(True))
+        """Tickets whose service level was breached (still open ones only, by default), on
+        the ``response`` or ``resolution`` clock, or on either (``None``)."""
+        if clock is None:
+            stmt = self._lines().where(
+                or_(tickets.c.breached.is_(True), tickets.c.response_breached.is_(True))
+            )
+        elif SlaClock(clock) is SlaClock.RESPONSE:
+            stmt = self._lines().where(tickets.c.response_breached.is_(True))
+        else:
+            stmt = self._lines().where(tickets.c.breached.is_(True))
         if open_only:
             stmt = stmt.where(tickets.c.status == "open")
         stmt = stmt.order_by(tickets.c.due_at, tickets.c.ticket_id)
         return paged(self.engine, stmt, TicketLine.model_validate, page, page_size)
+
+    def service_levels(self, *, kind: TicketKind | str | None = None) -> ServiceLevels:
+        """How many tickets met, breached or still run each clock (optionally of one kind)."""
+        stmt = self._lines()
+        if kind is not None:
+            stmt = stmt.where(tickets.c.kind == TicketKind(kind).value)
+        response = {level.value: 0 for level in SlaLevel}
+        resolution = {level.value: 0 for level in SlaLevel}
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt).mappings():
+                line = TicketLine.model_validate(dict(row))
+                response[line.response_level] += 1
+                resolution[line.resolution_level] += 1
+        return ServiceLevels(response=response, resolution=resolution)
 
     def response_times(self, *, kind: TicketKind | str | None = None) -> ResponseTimes:
         """Average first-response and resolution times (optionally of one ticket kind)."""

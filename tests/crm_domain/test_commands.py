@@ -50,9 +50,9 @@ def count(app: CRM) -> int:
 
 
 def test_every_command_declares_name_aggregate_policy_and_meaning() -> None:
-    assert (
-        len(COMMANDS) == 57
-    )  # lifecycle: +apply_lifecycle_policy, reassign_commitment, seminar x2
+    # 53 at issue 8; lifecycle +4 (apply_lifecycle_policy, reassign_commitment, seminar x2);
+    # sla +3 (wait on customer, customer reply, complete field visit)
+    assert len(COMMANDS) == 60
     names = [c.command_name for c in COMMANDS]
     assert len(set(names)) == len(names)
     for cls in COMMANDS:
@@ -245,6 +245,8 @@ def test_help_is_short_and_about_the_crm() -> None:
         assert internal not in text, internal
         assert not hasattr(CRM, internal), internal
     assert not hasattr(CRM, "save")
-    assert len(text.splitlines()) < 340  # lifecycle: + handover, lifecycle scan, seminars
+    # Grows with the API (issue 10: handover, lifecycle and SLA scans, seminars...), but stays
+    # a page of CRM methods, not the library internals checked above.
+    assert len(text.splitlines()) < 420
     assert "handle(self, command" in text
     assert "log_contact(self, customer_id" in text

@@ -587,18 +587,22 @@ def test_sla_breach_recorded_once_for_overdue_open_tickets(app: CRM, customer_id
         )
         done = app.open_ticket(customer_id, kind="inquiry", subject="Opening hours", channel="web")
         slow = app.open_ticket(customer_id, kind="request", subject="New user", channel="email")
-    app.resolve_ticket(customer_id, done, answer="9 to 5")
-    assert app.customer(customer_id).ticket(late).due_at == start + timedelta(minutes=10)
+    with app.context(occurred_at=start + timedelta(minutes=1)):
+        app.resolve_ticket(customer_id, done, answer="9 to 5")
+    # An inquiry's 10 minutes are its first-response clock (see test_service_clocks.py).
+    assert app.customer(customer_id).ticket(late).response_due_at == start + timedelta(minutes=10)
 
     assert app.record_sla_breaches(customer_id, now=start + timedelta(minutes=5)) == []
     assert app.record_sla_breaches(customer_id, now=start + timedelta(minutes=11)) == [late]
     assert app.record_sla_breaches(customer_id, now=start + timedelta(minutes=30)) == []
     customer = app.customer(customer_id)
-    assert customer.ticket(late).breached
+    assert customer.ticket(late).response_breached
+    assert not customer.ticket(late).breached
     assert not customer.ticket(slow).breached
     breach = [e for e in app.history(customer_id) if isinstance(e, Customer.TicketSlaBreached)]
     assert len(breach) == 1
     assert breach[0].due_at == start + timedelta(minutes=10)
+    assert breach[0].clock == "response"
 
 
 def test_reopen_restarts_the_sla_clock(app: CRM, customer_id: UUID) -> None:

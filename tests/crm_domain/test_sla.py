@@ -40,7 +40,7 @@ def test_mon_is_a_monday() -> None:
     ],
 )
 def test_inquiry_answered_within_ten_working_minutes(opened: datetime, due: datetime) -> None:
-    assert DEFAULT_SLA.due(TicketKind.INQUIRY, Priority.NORMAL, opened) == due
+    assert DEFAULT_SLA.response_due(TicketKind.INQUIRY, Priority.NORMAL, opened) == due
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_half_a_working_day_follows_the_calendar() -> None:
 
 def test_holidays_are_not_working_time() -> None:
     holiday = SlaPolicy(calendar=BusinessCalendar(holidays=frozenset({date(2031, 3, 4)})))
-    due = holiday.due(TicketKind.INQUIRY, Priority.NORMAL, at(MON, 16, 55))
+    due = holiday.response_due(TicketKind.INQUIRY, Priority.NORMAL, at(MON, 16, 55))
     assert due == at(MON + timedelta(days=2), 9, 5)  # Tuesday is a holiday: Wednesday
 
 

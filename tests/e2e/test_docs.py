@@ -20,6 +20,7 @@ DOCS = [
     ROOT / "docs" / "configuration.md",
     ROOT / "docs" / "audit.md",
     ROOT / "docs" / "lifecycle.md",
+    ROOT / "docs" / "sla.md",
 ]
 
 

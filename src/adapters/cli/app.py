@@ -26,6 +26,7 @@ from adapters.cli.lifecycle import handover, lifecycle_app
 from adapters.cli.projections import projections_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
+from adapters.cli.sla import sla_app
 from adapters.exit_codes import UNAVAILABLE, exit_code_for
 from crm_domain.errors import CRMError
 
@@ -154,6 +155,7 @@ app.add_typer(settings_app)
 app.add_typer(audit_app)
 app.command("handover")(handover)
 app.add_typer(lifecycle_app)
+app.add_typer(sla_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,14 +91,15 @@ def demo(
 ) -> None:
     """Play a realistic year of CRM history into a store and summarise it (SQLite: no server)."""
     from adapters.cli.reports import current_read_models, pipeline_report, service_report
-    from adapters.demo import run_demo
+    from adapters.demo import demo_calendar, run_demo
 
     settings = load_settings(store)
     if store is None and "store_url" not in settings.model_fields_set:
         settings = load_settings(_fresh_demo_store())
     settings.store.check()
     console = Console()
-    crm = CRM(settings=settings)
+    # The demo's Guangzhou office, unless the settings configure a calendar.
+    crm = CRM(settings=settings, calendar=None if settings.calendar.explicit else demo_calendar())
     try:
         with console.status("Playing a year of CRM history..."):
             summary = run_demo(crm, customers=customers, seed=seed)
@@ -117,7 +118,14 @@ def demo(
             ("open pipeline value", pipeline or "0"),
             ("orders", ", ".join(f"{k} {v}" for k, v in sorted(summary.orders.items()))),
             ("tickets", f"{summary.tickets_opened} opened, {summary.open_tickets} open"),
-            ("SLA breaches", str(summary.sla_breaches)),
+            ("office calendar", summary.calendar),
+            (
+                "SLA breaches",
+                f"{summary.sla_breaches} ({summary.sla_breaches_at_command} recorded by the late "
+                f"response or resolution, {summary.sla_breaches_by_scan} by the scan of open "
+                "tickets)",
+            ),
+            ("field visits completed", str(summary.field_visits_completed)),
         ]
         if summary.handover:
             leaver, successor, moved = summary.handover
@@ -148,6 +156,7 @@ def demo(
             console.rule(f"Service desk ({scope})")
             now = datetime.now(UTC)
             render(service_report(engine, now=now), OutputFormat.TABLE, console=console)
+            console.print(f"deadlines on: {summary.calendar}", soft_wrap=True)
         if kafka:
             publish(crm, load_settings(settings.store_url, bootstrap=kafka), console)
         console.print(f"database: {settings.store.display}", soft_wrap=True)

@@ -26,12 +26,15 @@ from adapters.cli.progress import progress
 from adapters.cli.render import Section, render
 from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
 from crm_domain.settings import CRMSettings
+from crm_domain.sla import CalendarSettings
 from projections.runner import ReadModelRunner
 
 #: Lag (events) from which catching up is announced with a progress bar.
 ANNOUNCE_LAG = 2000
 #: Seconds between progress updates while catching up.
 POLL_SECONDS = 0.2
+#: The levels of a service clock, as the service report's columns.
+_LEVELS = ("met", "breached", "running", "paused")
 
 
 def _pct(value: Decimal | None) -> str:
@@ -83,8 +86,12 @@ def pipeline_report(engine: Engine) -> list[Section]:
     return [stages, forecast, conversion, summary, top]
 
 
-def service_report(engine: Engine, *, now: datetime) -> list[Section]:
-    """The service desk report (``crm report service``) as sections."""
+def service_report(
+    engine: Engine, *, now: datetime, calendar: CalendarSettings | None = None
+) -> list[Section]:
+    """The service desk report (``crm report service``) as sections; with ``calendar``, it
+    says which office calendar the deadlines run on (and when that is the default)."""
+    from adapters.cli.sla import calendar_line
     from projections.service_desk import ServiceDeskQueries
 
     q = ServiceDeskQueries(engine)
@@ -94,10 +101,23 @@ def service_report(engine: Engine, *, now: datetime) -> list[Section]:
     breached = q.breached(page_size=10)
     late = Section(
         f"Open tickets that breached their SLA ({breached.total:,}; first 10)",
-        ("customer", "subject", "priority", "due", "assignee"),
+        ("customer", "subject", "priority", "due", "response", "resolution", "assignee"),
     )
+    zone = calendar.business_calendar().zone if calendar is not None else UTC
     for t in breached.items:
-        late.add(t.customer_name, t.subject, t.priority, t.due_at, t.assignee)
+        late.add(
+            t.customer_name,
+            t.subject,
+            t.priority,
+            t.due_at.astimezone(zone),
+            t.response_level,
+            t.resolution_level,
+            t.assignee,
+        )
+    levels = q.service_levels()
+    clocks = Section("Service levels (tickets)", ("clock", *_LEVELS))
+    clocks.add("first response", *(levels.response[k] for k in _LEVELS))
+    clocks.add("resolution", *(levels.resolution[k] for k in _LEVELS))
     times = q.response_times()
     sat = q.satisfaction()
     measures = Section("Service measures", ("measure", "value"), measures=True)
@@ -117,7 +137,12 @@ def service_report(engine: Engine, *, now: datetime) -> list[Section]:
     )
     for k in q.complaints_per_customer(limit=10):
         complaints.add(k.customer_name, k.complaints, k.open_complaints)
-    return [load, late, measures, complaints]
+    out = [load, late, clocks, measures, complaints]
+    if calendar is not None:
+        where = Section("Deadlines on", ("office calendar",))
+        where.add(calendar_line(calendar))
+        out.append(where)
+    return out
 
 
 def value_report(engine: Engine, *, now: datetime) -> list[Section]:
@@ -146,7 +171,11 @@ def value_report(engine: Engine, *, now: datetime) -> list[Section]:
 
 
 def customer_report(
-    engine: Engine, ref: str, *, by_code: Callable[[str], UUID] | None = None
+    engine: Engine,
+    ref: str,
+    *,
+    by_code: Callable[[str], UUID] | None = None,
+    calendar: CalendarSettings | None = None,
 ) -> list[Section]:
     """Customer 360, recent timeline and open tickets for a customer id or code.
 
@@ -205,9 +234,17 @@ def customer_report(
     for entry in TimelineQueries(engine).for_customer(customer.customer_id, page_size=15).items:
         history.add(entry.occurred_at, entry.event_type, entry.actor, entry.summary)
     tickets = Section("Open tickets", ("subject", "priority", "due", "assignee"))
+    zone = calendar.business_calendar().zone if calendar is not None else UTC
     for t in ServiceDeskQueries(engine).open_tickets(customer_id=customer.customer_id).items:
-        tickets.add(t.subject, t.priority, t.due_at, t.assignee)
-    return [card, history, tickets]
+        tickets.add(t.subject, t.priority, t.due_at.astimezone(zone), t.assignee)
+    out = [card, history, tickets]
+    if calendar is not None:
+        from adapters.cli.sla import calendar_line
+
+        where = Section("Deadlines on", ("office calendar",))
+        where.add(calendar_line(calendar))
+        out.append(where)
+    return out
 
 
 def handover_report(engine: Engine, manager: str, *, now: datetime) -> list[Section]:
@@ -424,7 +461,14 @@ def service(
 ) -> None:
     """Open tickets, SLA breaches, response times, satisfaction."""
     now = datetime.now(UTC)
-    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: service_report(e, now=now))
+    _report(
+        store,
+        views,
+        fmt,
+        no_catch_up,
+        timeout,
+        lambda e, s: service_report(e, now=now, calendar=s.calendar),
+    )
 
 
 @report_app.command("value")
@@ -452,7 +496,12 @@ def customer(
     """Customer 360, recent timeline and open tickets of one customer."""
 
     def build(engine: Engine, settings: CRMSettings) -> list[Section]:
-        return customer_report(engine, ref, by_code=lambda code: _customer_id(settings, code))
+        return customer_report(
+            engine,
+            ref,
+            by_code=lambda code: _customer_id(settings, code),
+            calendar=settings.calendar,
+        )
 
     _report(store, views, fmt, no_catch_up, timeout, build)
 

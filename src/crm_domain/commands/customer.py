@@ -38,6 +38,8 @@ from crm_domain.values import (
     Priority,
     SatisfactionClass,
     TicketKind,
+    VisitOutcome,
+    business_time,
 )
 
 if TYPE_CHECKING:
@@ -414,8 +416,10 @@ class OpenTicket(CustomerCommand[UUID]):
     description: str = ""
 
     def decide(self, customer: Customer, crm: CRM) -> UUID:
+        now = crm._now()
         try:
-            due_at = crm.sla.due(self.kind, self.priority, crm._now())
+            due_at = crm.sla.due(self.kind, self.priority, now)
+            response_due_at = crm.sla.response_due(self.kind, self.priority, now)
         except ValueError as exc:
             raise InvalidCommandError(str(exc)) from exc
         return customer.open_ticket(
@@ -425,6 +429,7 @@ class OpenTicket(CustomerCommand[UUID]):
             subject=self.subject,
             description=self.description,
             due_at=due_at,
+            response_due_at=response_due_at,
         )
 
 
@@ -449,7 +454,8 @@ class AssignTicket(TicketCommand):
 
 
 class RespondToTicket(TicketCommand):
-    """Answer the customer on a ticket (the SLA's first response)."""
+    """Answer the customer on a ticket; the first answer stops the response clock (a late
+    one records the response breach in the same command)."""
 
     command_name = "respond_to_ticket"
 
@@ -462,6 +468,7 @@ class RespondToTicket(TicketCommand):
             self.ticket_id,
             responder=self.responder or current_context().actor,
             message=self.message,
+            now=crm._now(),
         )
 
 
@@ -476,6 +483,55 @@ class ScheduleFieldVisit(TicketCommand):
     def decide(self, customer: Customer, crm: CRM) -> None:
         customer.schedule_field_visit(
             self.ticket_id, visit_at=self.visit_at, engineer=self.engineer
+        )
+
+
+class CompleteFieldVisit(TicketCommand):
+    """Record that a scheduled engineer visit took place, with its outcome and result."""
+
+    command_name = "complete_field_visit"
+
+    outcome: VisitOutcome
+    result: str
+    #: The engineer who visited (default: the actor of the command context).
+    engineer: str | None = None
+
+    def decide(self, customer: Customer, crm: CRM) -> None:
+        customer.complete_field_visit(
+            self.ticket_id,
+            engineer=self.engineer or current_context().actor,
+            outcome=self.outcome,
+            result=self.result,
+        )
+
+
+class WaitOnCustomer(TicketCommand):
+    """Put a ticket in the "waiting on customer" status; the SLA policy says whether its
+    resolution clock pauses meanwhile (``SlaPolicy.pause_when_waiting``)."""
+
+    command_name = "wait_on_customer"
+
+    reason: str
+
+    def decide(self, customer: Customer, crm: CRM) -> None:
+        customer.wait_on_customer(
+            self.ticket_id,
+            reason=self.reason,
+            pause_clock=crm.sla.pause_when_waiting,
+            now=crm._now(),
+        )
+
+
+class RecordCustomerReply(TicketCommand):
+    """The customer answered a ticket waiting on them: its resolution clock runs again."""
+
+    command_name = "record_customer_reply"
+
+    message: str
+
+    def decide(self, customer: Customer, crm: CRM) -> None:
+        customer.record_customer_reply(
+            self.ticket_id, message=self.message, now=crm._now(), calendar=crm.sla.calendar
         )
 
 
@@ -496,7 +552,8 @@ class EscalateTicket(CustomerCommand[int]):
 
 
 class ResolveTicket(TicketCommand):
-    """Resolve a ticket with the answer given (and the knowledge-base article, if any)."""
+    """Resolve a ticket with the answer given (and the knowledge-base article, if any);
+    a late resolution records its breach in the same command."""
 
     command_name = "resolve_ticket"
 
@@ -505,7 +562,11 @@ class ResolveTicket(TicketCommand):
 
     def decide(self, customer: Customer, crm: CRM) -> None:
         customer.resolve_ticket(
-            self.ticket_id, answer=self.answer, knowledge_base_ref=self.knowledge_base_ref
+            self.ticket_id,
+            answer=self.answer,
+            knowledge_base_ref=self.knowledge_base_ref,
+            now=crm._now(),
+            calendar=crm.sla.calendar,
         )
 
 
@@ -532,7 +593,8 @@ class CloseTicket(TicketCommand):
 
 
 class RecordSlaBreaches(CustomerCommand[list[UUID]]):
-    """Record a breach for each open ticket past its due time; returns their ids."""
+    """Record a breach for each clock of an open ticket past its due time (once per clock);
+    returns the ids of the tickets with a breach recorded now."""
 
     command_name = "record_sla_breaches"
     concurrency: ClassVar[Concurrency] = COMMUTES
@@ -541,9 +603,6 @@ class RecordSlaBreaches(CustomerCommand[list[UUID]]):
     now: datetime | None = None
 
     def decide(self, customer: Customer, crm: CRM) -> list[UUID]:
-        at = self.now or crm._now()
-        return [
-            t.ticket_id
-            for t in customer.open_tickets
-            if customer.record_sla_breach(t.ticket_id, now=at)
-        ]
+        at = business_time(self.now or crm._now(), "now")
+        due = dict.fromkeys(ticket_id for ticket_id, _ in customer.sla_breaches_due(at))
+        return [ticket_id for ticket_id in due if customer.record_sla_breach(ticket_id, now=at)]

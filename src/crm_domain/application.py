@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
+
+from eventsourcing.utils import get_topic
 
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CustomerCodeClaim
@@ -30,8 +32,10 @@ from crm_domain.infrastructure.persistence import limit_event_size
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
+from crm_domain.quoting import office_date
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, SlaPolicy
+from crm_domain.values import QuoteStatus
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -180,6 +184,32 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             occurred_at=occurred_at,
         ) as ctx:
             yield ctx
+
+    def expire_quotes(self, *, as_of: date | None = None) -> list[UUID]:
+        """Record the expiry of every active quote past its validity on ``as_of`` (default: the
+        office's today), account by account; returns the quotes' ids. Idempotent: meant for a
+        scheduler (``crm quotes expire``), a second run finds nothing to do."""
+        expired: list[UUID] = []
+        for account_id in self._accounts_with_quotes():
+            account = self.account(account_id)
+            day = as_of or office_date(self._now(), self.settings.calendar.timezone)
+            if any(
+                q.status is QuoteStatus.ACTIVE and q.lapsed(day) for q in account.quotes.values()
+            ):
+                expired += self.expire_lapsed_quotes(account_id, as_of=day)
+        return expired
+
+    def _accounts_with_quotes(self) -> list[UUID]:
+        """Accounts that ever issued a quote, from the log (filtered by topic in the store)."""
+        topics = [get_topic(Account.QuoteIssued)]
+        found: dict[UUID, None] = {}
+        start = 1
+        while True:
+            batch = self.app.recorder.select_notifications(start, 1000, topics=topics)
+            if not batch:
+                return list(found)
+            found.update((UUID(str(n.originator_id)), None) for n in batch)
+            start = batch[-1].id + 1
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from crm_domain.errors import ConfigurationError
 from crm_domain.infrastructure.storage import StoreURL
+from crm_domain.quoting import QuoteSettings
 from crm_domain.sla import BusinessCalendar
 
 #: The environment variable naming a TOML settings file.
@@ -142,6 +143,7 @@ class CRMSettings(BaseSettings):
     source_system: str = Field(default="crm-core", min_length=1, max_length=100)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    quotes: QuoteSettings = Field(default_factory=QuoteSettings)
 
     @field_validator("store_url")
     @classmethod

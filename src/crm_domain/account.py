@@ -777,6 +777,8 @@ class Account(Aggregate):
         and the reason. An active quote (in the old currency) must be withdrawn first; an
         accepted one no longer binds the deal, as after any revision."""
         self._open_opportunity(opportunity_id, "change the currency of")
+        if not reason.strip():
+            raise InvalidCommandError("changing a deal's currency needs a reason")
         amount = Money.coerce(amount)
         currency = self.deal_currency(opportunity_id)
         if currency == amount.currency:

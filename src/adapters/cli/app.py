@@ -22,6 +22,7 @@ from adapters.cli.demo import demo
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.projections import projections_app
+from adapters.cli.quotes import quotes_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
 from adapters.exit_codes import UNAVAILABLE, exit_code_for
@@ -149,6 +150,7 @@ app.add_typer(relay_app)
 app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
+app.add_typer(quotes_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

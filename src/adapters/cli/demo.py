@@ -119,6 +119,8 @@ def demo(
             ("tickets", f"{summary.tickets_opened} opened, {summary.open_tickets} open"),
             ("SLA breaches", str(summary.sla_breaches)),
         ]
+        if summary.quote_rules:
+            rows.append(("quote rules", summary.quote_rules))
         if summary.handover:
             leaver, successor, moved = summary.handover
             rows.append(("manager handover", f"{moved} customers from {leaver} to {successor}"))

@@ -83,9 +83,7 @@ def pipeline_report(engine: Engine, *, as_of: date | None = None) -> list[Sectio
             o.expected_close,
         )
     day = as_of or datetime.now(UTC).date()
-    quotes = Section(
-        f"Quotes by status (as of {day})", ("status", "quotes"), empty_note="no quotes yet"
-    )
+    quotes = Section(f"Quotes (as of {day})", ("status", "quotes"), empty_note="no quotes yet")
     for status, count in q.quote_counts(as_of=day).items():
         quotes.add(status, count)
     return [stages, forecast, conversion, summary, top, quotes]

@@ -45,11 +45,16 @@ def _history(seed: int = 7) -> list[Purchase]:
         days = sorted(rng.sample(range(0, 500), rng.randint(1, 4)))
         for d in days:
             # some customers buy twice on a day: one purchase day, two orders
-            for _ in range(2 if rng.random() < 0.3 else 1):
+            for hour in range(2 if rng.random() < 0.3 else 1):
                 value = (
                     Decimal(rng.choice([10, 10, 20, 35, 50])) + Decimal(rng.randint(0, 99)) / 100
                 )
-                out.append(Purchase(f"{c:05d}", start + timedelta(days=d), 1, value))
+                when = start + timedelta(days=d, hours=hour)
+                out.append(Purchase(f"{c:05d}", when, 1, value))
+    # twelve one-off buyers of the same amount: their ties are ranked by recency
+    for c in range(50, 62):
+        day = start + timedelta(days=rng.randint(0, 500))
+        out.append(Purchase(f"{c:05d}", day, 1, Decimal(5)))
     # a customer whose only purchase was free has no revenue
     out.append(Purchase("00099", start, 1, Decimal(0)))
     return sorted(out, key=lambda p: (p.customer, p.day))
@@ -85,7 +90,7 @@ def test_rfm_scores_match_pandas_on_an_imported_history() -> None:
         ranks = per[column].astype(float).rank(method="first")
         per[score] = pd.qcut(ranks, 5, labels=False) + 1
 
-    assert len(scores) == len(per) == 40  # the free-only customer has no revenue
+    assert len(scores) == len(per) == 52  # the free-only customer has no revenue
     orders_on_shared_days = 0
     for row in per.itertuples():
         got = next(s for s in scores.values() if str(s.customer_id) == row.customer_id)
@@ -96,4 +101,4 @@ def test_rfm_scores_match_pandas_on_an_imported_history() -> None:
         orders_on_shared_days += got.orders - got.frequency
     assert orders_on_shared_days > 0  # the history has same-day orders, counted once
     pareto = q.pareto(currency="USD")
-    assert pareto.customers == 40
+    assert pareto.customers == 52

@@ -88,14 +88,15 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
                             amount=Money.of(rng.randint(1, 500) * 100, "CNY"),
                         )
                         app.stage_opportunity(a, o, stage="qualification")
-                        app.issue_quote(
+                        q = app.issue_quote(
                             a,
                             o,
                             amount=Money.of(1000, "CNY"),
-                            valid_until=date(2026, 12, 31),
+                            valid_until=date(2099, 12, 31),
                             discount_pct="5",
                         )
                         if rng.random() < 0.4:
+                            app.accept_quote(a, q)  # a deal is won on its accepted quote
                             app.win_opportunity(a, o, reason="fit")
                         elif rng.random() < 0.3:
                             app.lose_opportunity(a, o, reason="price")

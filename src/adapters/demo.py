@@ -26,7 +26,7 @@ from uuid import UUID, uuid4
 
 from crm_domain.application import CRM
 from crm_domain.context import CommandContext
-from crm_domain.errors import CRMError
+from crm_domain.errors import CRMError, DiscountApprovalRequiredError, QuoteExpiredError
 from crm_domain.sla import BusinessCalendar, parse_hours
 from crm_domain.values import ContactDetails, Money, OrderLine, TicketStatus
 
@@ -70,6 +70,8 @@ class DemoSummary:
     handed_over: Counter[str] = field(default_factory=Counter)
     #: Lifecycle transitions the scan at the end of the year recorded, by rule.
     lifecycle: dict[str, int] = field(default_factory=dict)
+    #: What the quote rules did in the showcase deal, in one line.
+    quote_rules: str = ""
     #: Events this run stored (the figures above are this run's too).
     events_stored: int = 0
     #: Events in the whole store afterwards: more than this run's on a reused store.
@@ -127,6 +129,7 @@ class DemoCompany:
                 self._company(i)
             else:
                 self._consumer(i)
+        self._quote_rules()
         self._handover()
         self._lifecycle_scan()
         # The scheduler's scan (``crm sla scan``, every minute in production): breaches of
@@ -504,6 +507,70 @@ class DemoCompany:
         # Breaches the late responses and resolutions recorded themselves.
         self.summary.sla_breaches_at_command += sum(
             int(t.breached) + int(t.response_breached) for t in customer.tickets.values()
+        )
+
+    def _quote_rules(self) -> None:
+        """The quote rules at work on one framework deal: an 18% discount waits for the sales
+        director, an acceptance after the quote lapsed is refused, the re-issued quote is
+        approved and accepted, the win books its total; then the scheduler's
+        ``crm quotes expire`` records every other lapsed quote."""
+        if not self.account_of:
+            return
+        crm = self.crm
+        cid, aid = next(iter(self.account_of.items()))
+        rep, director = self.owner_of.get(cid, REPS[2]), "sales.director"
+        _, desc, price = PRODUCTS[0]
+        listed = Money(amount=price * 20, currency=CURRENCY)
+        offered = Money(
+            amount=(price * 20 * Decimal("0.82")).quantize(Decimal("0.01")), currency=CURRENCY
+        )
+        at = self.now - timedelta(days=40)
+        refused = []
+        with self._as(rep, at):
+            oid = crm.open_opportunity(
+                aid,
+                name=f"20 x {desc} (framework deal)",
+                expected_close=(self.now + timedelta(days=30)).date(),
+                owner=rep,
+                amount=listed,
+            )
+            quote = crm.issue_quote(
+                aid,
+                oid,
+                amount=offered,
+                valid_until=(at + timedelta(days=14)).date(),
+                discount_pct=18,
+            )
+            try:
+                crm.accept_quote(aid, quote)
+            except DiscountApprovalRequiredError:
+                refused.append("an 18% discount before approval")
+        with self._as(director, at + timedelta(days=1)):
+            crm.approve_quote_discount(aid, quote, approver=director, note="framework deal")
+        late = at + timedelta(days=20)
+        with self._as(rep, late):
+            try:
+                crm.accept_quote(aid, quote)
+            except QuoteExpiredError:
+                refused.append("a quote 6 days past its validity")
+            quote = crm.issue_quote(
+                aid,
+                oid,
+                amount=offered,
+                valid_until=(late + timedelta(days=14)).date(),
+                discount_pct=18,
+            )
+        with self._as(director, late + timedelta(hours=2)):
+            crm.approve_quote_discount(aid, quote, approver=director, note="framework deal")
+        with self._as(rep, late + timedelta(days=2)):
+            crm.accept_quote(aid, quote)
+            crm.win_opportunity(aid, oid, reason="framework agreement signed")
+        self.summary.opportunities["won"] += 1
+        with self._as("scheduler", self.now - timedelta(hours=2)):
+            expired = crm.expire_quotes()
+        self.summary.quote_rules = (
+            f"refused {' and '.join(refused)}; won at the quote's {offered.amount:,} "
+            f"{CURRENCY} (listed {listed.amount:,}); {len(expired)} lapsed quotes expired"
         )
 
     def _handover(self) -> None:

@@ -8,7 +8,7 @@ that ERP confirms before they are promised, invoices and payments, the credit li
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID, uuid4
@@ -17,23 +17,31 @@ from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field
 
 from crm_domain.errors import (
+    AcceptedQuoteExistsError,
     AccountClosedError,
     ActiveQuoteExistsError,
     ContactRoleError,
+    CurrencyChangeError,
+    DiscountApprovalError,
+    DiscountApprovalRequiredError,
     EntityNotFoundError,
     InvalidCommandError,
     OpportunityClosedError,
     OrderStateError,
     PipelineRuleError,
+    QuoteExpiredError,
     QuoteStateError,
     RuleViolationError,
+    UnresolvedQuoteError,
 )
 from crm_domain.eventmodel import Aggregate, Entity, SnapshotState
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
+from crm_domain.quoting import DEFAULT_QUOTE_SETTINGS, QuoteSettings
 from crm_domain.values import (
     MAX_ORDER_LINES,
     AccountTier,
     CompanySize,
+    DiscountApproval,
     FreeText,
     KeyAccountCriterion,
     Label,
@@ -74,6 +82,9 @@ class Opportunity(Entity):
     opened_at: AwareDatetime
     closed_at: AwareDatetime | None = None
     won: bool | None = None
+    #: The quote the customer accepted, while the deal is unrevised since: winning books its
+    #: amount, and no new quote is issued until a revision clears it.
+    accepted_quote_id: UUID | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -91,6 +102,26 @@ class Quote(Entity):
     discount_pct: Decimal
     valid_until: date
     status: QuoteStatus = QuoteStatus.ACTIVE
+    #: The approval threshold (percent) of the account's tier when it was issued; None for
+    #: quotes issued before discount approval existed (they need none).
+    approval_threshold: Decimal | None = None
+    approval: DiscountApproval = DiscountApproval.NOT_REQUIRED
+    #: Who asked for the discount approval (the actor who issued the quote).
+    requested_by: str = ""
+    #: Who approved or rejected the discount.
+    approver: str | None = None
+    sent: bool = False
+
+    def lapsed(self, as_of: date) -> bool:
+        """Whether it is past its validity on ``as_of`` (``valid_until`` is the last valid day)."""
+        return as_of > self.valid_until
+
+    def status_on(self, as_of: date) -> QuoteStatus:
+        """Its status as read on ``as_of``: an active quote past its validity reads as expired,
+        even before ``crm quotes expire`` recorded it."""
+        if self.status is QuoteStatus.ACTIVE and self.lapsed(as_of):
+            return QuoteStatus.EXPIRED
+        return self.status
 
 
 class Order(Entity):
@@ -244,6 +275,17 @@ class Account(Aggregate):
         amount: Money
         reason: ShortText
         competitor: Label | None = None
+        #: The accepted quote whose amount was booked (None: the opportunity's own amount).
+        quote_id: UUID | None = None
+
+    class OpportunityCurrencyChanged(Aggregate.Event):
+        """An open opportunity's currency was changed explicitly, with its amount in the new
+        currency and the reason (a plain revision keeps the currency)."""
+
+        opportunity_id: UUID
+        amount: Money
+        previous_amount: Money | None
+        reason: ShortText
 
     class OpportunityLost(Aggregate.Event):
         """An opportunity closed lost, with the reason and competitor."""
@@ -264,6 +306,50 @@ class Account(Aggregate):
         discount_pct: DiscountPct
         valid_until: date
         supersedes: UUID | None = None
+        #: The discount approval threshold (percent) in force for the account's tier; a
+        #: discount above it needs approval. None on events stored before the policy existed.
+        approval_threshold: DiscountPct | None = None
+
+    class QuoteDiscountApprovalRequested(Aggregate.Event):
+        """A quote's discount is beyond the policy's threshold: it needs approval before it can
+        be sent or accepted."""
+
+        quote_id: UUID
+        opportunity_id: UUID
+        discount_pct: DiscountPct
+        threshold_pct: DiscountPct
+        requested_by: Label
+
+    class QuoteDiscountApproved(Aggregate.Event):
+        """A quote's discount was approved, by whom (not the rep who asked)."""
+
+        quote_id: UUID
+        opportunity_id: UUID
+        approver: Label
+        note: FreeText = ""
+
+    class QuoteDiscountRejected(Aggregate.Event):
+        """A quote's discount was rejected, by whom and why: revise the quote or withdraw it."""
+
+        quote_id: UUID
+        opportunity_id: UUID
+        approver: Label
+        reason: ShortText
+
+    class QuoteSent(Aggregate.Event):
+        """A quote was sent to the customer (only valid, approved quotes are sent)."""
+
+        quote_id: UUID
+        opportunity_id: UUID
+        sent_to: FreeText = ""
+
+    class QuoteWithdrawn(Aggregate.Event):
+        """The seller withdrew an active quote, with the reason (e.g. before winning the deal on
+        other terms)."""
+
+        quote_id: UUID
+        opportunity_id: UUID
+        reason: ShortText
 
     class QuoteAccepted(Aggregate.Event):
         """The customer accepted a quote."""
@@ -276,6 +362,10 @@ class Account(Aggregate):
 
         quote_id: UUID
         opportunity_id: UUID
+        #: The last day it was valid, and the day its expiry was recorded for (None when it
+        #: was expired by hand, and on events stored before these fields existed).
+        valid_until: date | None = None
+        as_of: date | None = None
 
     class OrderPlaced(Aggregate.Event):
         """An order was placed; it is not promised until ERP confirms it."""
@@ -405,12 +495,37 @@ class Account(Aggregate):
         except KeyError:
             raise EntityNotFoundError("opportunity", opportunity_id, self.id) from None
 
-    def quote(self, quote_id: UUID) -> Quote:
-        """The quote with that id on this account, else :class:`EntityNotFoundError`."""
+    def quote(self, quote_id: UUID, *, as_of: date | None = None) -> Quote:
+        """The quote with that id on this account, else :class:`EntityNotFoundError`.
+
+        Read as of ``as_of`` (default: today, UTC): an active quote past its validity shows
+        as expired, even before its expiry is recorded (``crm quotes expire``). The stored
+        state is ``quotes[quote_id]``.
+        """
+        quote = self._quote(quote_id)
+        day = as_of if as_of is not None else datetime.now(UTC).date()
+        status = quote.status_on(day)
+        return quote if status is quote.status else quote.model_copy(update={"status": status})
+
+    def _quote(self, quote_id: UUID) -> Quote:
         try:
             return self.quotes[quote_id]
         except KeyError:
             raise EntityNotFoundError("quote", quote_id, self.id) from None
+
+    def accepted_quote(self, opportunity_id: UUID) -> Quote | None:
+        """The quote the customer accepted on the opportunity, if the deal was not revised
+        since (winning books its amount), else None."""
+        accepted = self.opportunity(opportunity_id).accepted_quote_id
+        return None if accepted is None else self.quotes[accepted]
+
+    def deal_currency(self, opportunity_id: UUID) -> str | None:
+        """The opportunity's currency: its amount's, else its latest quote's (None: neither)."""
+        opp = self.opportunity(opportunity_id)
+        if opp.amount is not None:
+            return opp.amount.currency
+        quoted = [q for q in self.quotes.values() if q.opportunity_id == opportunity_id]
+        return max(quoted, key=lambda q: q.version).amount.currency if quoted else None
 
     def order(self, order_id: UUID) -> Order:
         """The order with that id on this account, else :class:`EntityNotFoundError`."""
@@ -636,6 +751,9 @@ class Account(Aggregate):
         opp = self._open_opportunity(opportunity_id, "revise")
         if amount is None and expected_close is None:
             raise InvalidCommandError("a revision must change the amount or the close date")
+        currency = self.deal_currency(opportunity_id)
+        if amount is not None and currency is not None and amount.currency != currency:
+            raise CurrencyChangeError(opportunity_id, currency, amount.currency)
         self._revise(
             opportunity_id=opportunity_id,
             amount=amount if amount is not None else opp.amount,
@@ -650,6 +768,40 @@ class Account(Aggregate):
         opp = self.opportunities[opportunity_id]
         opp.amount = amount
         opp.expected_close = expected_close
+        opp.accepted_quote_id = None  # a revised deal is quoted (and accepted) afresh
+
+    def change_opportunity_currency(
+        self, opportunity_id: UUID, *, amount: Money, reason: str
+    ) -> None:
+        """Change an open opportunity's currency explicitly, with its amount in the new currency
+        and the reason. An active quote (in the old currency) must be withdrawn first; an
+        accepted one no longer binds the deal, as after any revision."""
+        self._open_opportunity(opportunity_id, "change the currency of")
+        if not reason.strip():
+            raise InvalidCommandError("changing a deal's currency needs a reason")
+        amount = Money.coerce(amount)
+        currency = self.deal_currency(opportunity_id)
+        if currency == amount.currency:
+            raise InvalidCommandError(
+                f"opportunity {opportunity_id} is already in {amount.currency}: revise it instead"
+            )
+        active = self.active_quote(opportunity_id)
+        if active is not None:
+            raise ActiveQuoteExistsError(opportunity_id, active.quote_id)
+        self._change_currency(
+            opportunity_id=opportunity_id,
+            amount=amount,
+            previous_amount=self.opportunities[opportunity_id].amount,
+            reason=reason,
+        )
+
+    @event(OpportunityCurrencyChanged)
+    def _change_currency(
+        self, opportunity_id: UUID, amount: Money, previous_amount: Money | None, reason: str
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        opp.amount = amount
+        opp.accepted_quote_id = None
 
     def reassign_opportunity(self, opportunity_id: UUID, *, owner: str, reason: str) -> None:
         """Hand an open opportunity to another rep; its history goes with it."""
@@ -671,20 +823,37 @@ class Account(Aggregate):
         reason: str,
         competitor: Label | None = None,
         pipeline: Pipeline = DEFAULT_PIPELINE,
+        as_of: date | None = None,
     ) -> None:
-        """Close won. Needs an amount: a deal without a value cannot be booked."""
+        """Close won, booking the accepted quote's amount (the opportunity's own amount only
+        when no quote was accepted since the last revision); a deal without a value cannot be
+        booked. A quote still active is refused (:class:`UnresolvedQuoteError`): accept or
+        withdraw it first. One past its validity on ``as_of`` is expired in the same change."""
         opp = self._open_opportunity(opportunity_id, "win")
-        if opp.amount is None or opp.amount.amount <= 0:
+        active = self.active_quote(opportunity_id)
+        if active is not None and not (as_of is not None and active.lapsed(as_of)):
+            raise UnresolvedQuoteError(opportunity_id, active.quote_id)
+        accepted = self.accepted_quote(opportunity_id)
+        amount = accepted.amount if accepted is not None else opp.amount
+        if amount is None or (accepted is None and amount.amount <= 0):
             raise PipelineRuleError(
                 f"cannot close opportunity {opp.name!r} won without an amount; revise it first"
+            )
+        if active is not None and as_of is not None:
+            self._expire_quote(
+                quote_id=active.quote_id,
+                opportunity_id=opportunity_id,
+                valid_until=active.valid_until,
+                as_of=as_of,
             )
         self._win(
             opportunity_id=opportunity_id,
             from_stage=opp.stage,
             to_stage=pipeline.won_stage.name,
-            amount=opp.amount,
+            amount=amount,
             reason=reason,
             competitor=competitor,
+            quote_id=accepted.quote_id if accepted is not None else None,
         )
 
     @event(OpportunityWon)
@@ -696,8 +865,10 @@ class Account(Aggregate):
         amount: Money,
         reason: str,
         competitor: str | None,
+        quote_id: UUID | None,
     ) -> None:
         opp = self.opportunities[opportunity_id]
+        opp.amount = amount
         opp.stage = to_stage
         opp.probability = Decimal(1)
         opp.won = True
@@ -723,7 +894,12 @@ class Account(Aggregate):
         )
         active = self.active_quote(opportunity_id)
         if active is not None:
-            self._expire_quote(quote_id=active.quote_id, opportunity_id=opportunity_id)
+            self._expire_quote(
+                quote_id=active.quote_id,
+                opportunity_id=opportunity_id,
+                valid_until=active.valid_until,
+                as_of=None,
+            )
 
     @event(OpportunityLost)
     def _lose(
@@ -741,6 +917,33 @@ class Account(Aggregate):
         opp.closed_at = self.occurred_on
 
     # ----- quotes -------------------------------------------------------------------
+    # A quote is valid up to and including ``valid_until``; ``as_of`` is the office's date
+    # when the command runs (the commands pass it; None skips the validity checks).
+    def _lapse_active(self, opportunity_id: UUID, as_of: date | None) -> Quote | None:
+        """The active quote; one past its validity on ``as_of`` is expired here (None)."""
+        active = self.active_quote(opportunity_id)
+        if active is not None and as_of is not None and active.lapsed(as_of):
+            self._expire_quote(
+                quote_id=active.quote_id,
+                opportunity_id=opportunity_id,
+                valid_until=active.valid_until,
+                as_of=as_of,
+            )
+            return None
+        return active
+
+    def _check_new_quote(
+        self, opportunity_id: UUID, amount: Money, valid_until: date, as_of: date | None
+    ) -> None:
+        opp = self.opportunities[opportunity_id]
+        if opp.accepted_quote_id is not None:
+            raise AcceptedQuoteExistsError(opportunity_id, opp.accepted_quote_id)
+        currency = self.deal_currency(opportunity_id)
+        if currency is not None and Money.coerce(amount).currency != currency:
+            raise CurrencyChangeError(opportunity_id, currency, Money.coerce(amount).currency)
+        if as_of is not None and valid_until < as_of:
+            raise InvalidCommandError(f"a quote valid until {valid_until} is expired on {as_of}")
+
     def issue_quote(
         self,
         opportunity_id: UUID,
@@ -748,24 +951,33 @@ class Account(Aggregate):
         amount: Money,
         valid_until: date,
         discount_pct: Decimal | int | str = Decimal(0),
+        as_of: date | None = None,
+        policy: QuoteSettings = DEFAULT_QUOTE_SETTINGS,
+        requested_by: str = "system",
     ) -> UUID:
-        """Issue the first quote; at most one active quote per opportunity."""
+        """Issue the first quote of an open opportunity, in the deal's currency.
+
+        At most one active quote per opportunity (one past its validity is expired first);
+        none once a quote was accepted, until the deal is revised. A discount beyond the
+        ``policy``'s threshold for the account's tier asks for approval (by someone other than
+        ``requested_by``) in the same change.
+        """
         self._open_opportunity(opportunity_id, "quote")
-        active = self.active_quote(opportunity_id)
+        active = self._lapse_active(opportunity_id, as_of)
         if active is not None:
             raise ActiveQuoteExistsError(opportunity_id, active.quote_id)
+        self._check_new_quote(opportunity_id, amount, valid_until, as_of)
         versions = [q.version for q in self.quotes.values() if q.opportunity_id == opportunity_id]
-        quote_id = uuid4()
-        self._issue_quote(
-            quote_id=quote_id,
-            opportunity_id=opportunity_id,
+        return self._new_quote(
+            opportunity_id,
             version=max(versions, default=0) + 1,
             amount=amount,
-            discount_pct=to_decimal(discount_pct, "discount_pct"),
             valid_until=valid_until,
+            discount_pct=discount_pct,
             supersedes=None,
+            policy=policy,
+            requested_by=requested_by,
         )
-        return quote_id
 
     def revise_quote(
         self,
@@ -774,23 +986,62 @@ class Account(Aggregate):
         amount: Money,
         valid_until: date,
         discount_pct: Decimal | int | str = Decimal(0),
+        as_of: date | None = None,
+        policy: QuoteSettings = DEFAULT_QUOTE_SETTINGS,
+        requested_by: str = "system",
     ) -> UUID:
-        """Issue a new version of an active quote; the old one is superseded."""
-        old = self.quote(quote_id)
+        """Issue a new version of an active quote (also one past its validity); the old one is
+        superseded, and the new version's discount is checked against the policy afresh."""
+        old = self._quote(quote_id)
         if old.status is not QuoteStatus.ACTIVE:
             raise QuoteStateError(f"quote {quote_id} is {old.status.value}; only an active quote")
         self._open_opportunity(old.opportunity_id, "quote")
-        new_id = uuid4()
-        self._issue_quote(
-            quote_id=new_id,
-            opportunity_id=old.opportunity_id,
+        self._check_new_quote(old.opportunity_id, amount, valid_until, as_of)
+        return self._new_quote(
+            old.opportunity_id,
             version=old.version + 1,
             amount=amount,
-            discount_pct=to_decimal(discount_pct, "discount_pct"),
             valid_until=valid_until,
+            discount_pct=discount_pct,
             supersedes=quote_id,
+            policy=policy,
+            requested_by=requested_by,
         )
-        return new_id
+
+    def _new_quote(
+        self,
+        opportunity_id: UUID,
+        *,
+        version: int,
+        amount: Money,
+        valid_until: date,
+        discount_pct: Decimal | int | str,
+        supersedes: UUID | None,
+        policy: QuoteSettings,
+        requested_by: str,
+    ) -> UUID:
+        discount = to_decimal(discount_pct, "discount_pct")
+        threshold = policy.threshold_for(self.tier)
+        quote_id = uuid4()
+        self._issue_quote(
+            quote_id=quote_id,
+            opportunity_id=opportunity_id,
+            version=version,
+            amount=amount,
+            discount_pct=discount,
+            valid_until=valid_until,
+            supersedes=supersedes,
+            approval_threshold=threshold,
+        )
+        if discount > threshold:
+            self._request_approval(
+                quote_id=quote_id,
+                opportunity_id=opportunity_id,
+                discount_pct=discount,
+                threshold_pct=threshold,
+                requested_by=requested_by,
+            )
+        return quote_id
 
     @event(QuoteIssued)
     def _issue_quote(
@@ -802,6 +1053,7 @@ class Account(Aggregate):
         discount_pct: Decimal,
         valid_until: date,
         supersedes: UUID | None,
+        approval_threshold: Decimal | None,
     ) -> None:
         if supersedes is not None:
             self.quotes[supersedes].status = QuoteStatus.SUPERSEDED
@@ -812,28 +1064,146 @@ class Account(Aggregate):
             amount=amount,
             discount_pct=discount_pct,
             valid_until=valid_until,
+            approval_threshold=approval_threshold,
         )
 
-    def accept_quote(self, quote_id: UUID) -> None:
-        """Record that the customer accepted a quote; only the active version can be accepted."""
-        quote = self.quote(quote_id)
+    @event(QuoteDiscountApprovalRequested)
+    def _request_approval(
+        self,
+        quote_id: UUID,
+        opportunity_id: UUID,
+        discount_pct: Decimal,
+        threshold_pct: Decimal,
+        requested_by: str,
+    ) -> None:
+        quote = self.quotes[quote_id]
+        quote.approval = DiscountApproval.REQUESTED
+        quote.requested_by = requested_by
+
+    def _pending_approval(self, quote_id: UUID, approver: str) -> Quote:
+        quote = self._quote(quote_id)
         if quote.status is not QuoteStatus.ACTIVE:
-            raise QuoteStateError(f"cannot accept quote {quote_id}: it is {quote.status.value}")
+            raise QuoteStateError(f"quote {quote_id} is {quote.status.value}; only an active quote")
+        if quote.approval is not DiscountApproval.REQUESTED:
+            raise DiscountApprovalError(
+                f"quote {quote_id} has no discount approval pending ({quote.approval.value})"
+            )
+        if approver == quote.requested_by:
+            raise DiscountApprovalError(
+                f"{approver} asked for the discount on quote {quote_id} and cannot approve "
+                "or reject it: another person decides"
+            )
+        return quote
+
+    def approve_quote_discount(self, quote_id: UUID, *, approver: str, note: str = "") -> None:
+        """Approve the discount of an active quote waiting for approval; the approver is not the
+        rep who asked. The quote can then be sent and accepted."""
+        quote = self._pending_approval(quote_id, approver)
+        self._approve(
+            quote_id=quote_id, opportunity_id=quote.opportunity_id, approver=approver, note=note
+        )
+
+    @event(QuoteDiscountApproved)
+    def _approve(self, quote_id: UUID, opportunity_id: UUID, approver: str, note: str) -> None:
+        quote = self.quotes[quote_id]
+        quote.approval = DiscountApproval.APPROVED
+        quote.approver = approver
+
+    def reject_quote_discount(self, quote_id: UUID, *, approver: str, reason: str) -> None:
+        """Reject the discount of an active quote waiting for approval, with the reason: the
+        quote cannot be sent or accepted (revise it with a smaller discount, or withdraw it)."""
+        quote = self._pending_approval(quote_id, approver)
+        self._reject_discount(
+            quote_id=quote_id, opportunity_id=quote.opportunity_id, approver=approver, reason=reason
+        )
+
+    @event(QuoteDiscountRejected)
+    def _reject_discount(
+        self, quote_id: UUID, opportunity_id: UUID, approver: str, reason: str
+    ) -> None:
+        quote = self.quotes[quote_id]
+        quote.approval = DiscountApproval.REJECTED
+        quote.approver = approver
+
+    def _usable(self, quote_id: UUID, step: str, as_of: date | None) -> Quote:
+        """An active quote, valid on ``as_of``, whose discount needs no (more) approval."""
+        quote = self._quote(quote_id)
+        if quote.status is QuoteStatus.EXPIRED or (
+            quote.status is QuoteStatus.ACTIVE and as_of is not None and quote.lapsed(as_of)
+        ):
+            raise QuoteExpiredError(quote_id, quote.valid_until, as_of or quote.valid_until)
+        if quote.status is not QuoteStatus.ACTIVE:
+            raise QuoteStateError(f"cannot {step} quote {quote_id}: it is {quote.status.value}")
+        if quote.approval in (DiscountApproval.REQUESTED, DiscountApproval.REJECTED):
+            raise DiscountApprovalRequiredError(
+                quote_id, quote.discount_pct, quote.approval_threshold, quote.approval.value
+            )
+        return quote
+
+    def send_quote(self, quote_id: UUID, *, sent_to: str = "", as_of: date | None = None) -> None:
+        """Record that an active quote was sent to the customer: only while valid on ``as_of``
+        and with its discount approved if the policy asks for it."""
+        quote = self._usable(quote_id, "send", as_of)
+        self._send(quote_id=quote_id, opportunity_id=quote.opportunity_id, sent_to=sent_to)
+
+    @event(QuoteSent)
+    def _send(self, quote_id: UUID, opportunity_id: UUID, sent_to: str) -> None:
+        self.quotes[quote_id].sent = True
+
+    def accept_quote(self, quote_id: UUID, *, as_of: date | None = None) -> None:
+        """Record that the customer accepted a quote: only the active version, valid on
+        ``as_of`` (else :class:`QuoteExpiredError`), with its discount approved if the policy
+        asks for it (else :class:`DiscountApprovalRequiredError`)."""
+        quote = self._usable(quote_id, "accept", as_of)
         self._accept_quote(quote_id=quote_id, opportunity_id=quote.opportunity_id)
 
     @event(QuoteAccepted)
     def _accept_quote(self, quote_id: UUID, opportunity_id: UUID) -> None:
         self.quotes[quote_id].status = QuoteStatus.ACCEPTED
+        self.opportunities[opportunity_id].accepted_quote_id = quote_id
+
+    def withdraw_quote(self, quote_id: UUID, *, reason: str) -> None:
+        """Withdraw an active quote (the seller takes it back), with the reason."""
+        quote = self._quote(quote_id)
+        if quote.status is not QuoteStatus.ACTIVE:
+            raise QuoteStateError(f"cannot withdraw quote {quote_id}: it is {quote.status.value}")
+        self._withdraw(quote_id=quote_id, opportunity_id=quote.opportunity_id, reason=reason)
+
+    @event(QuoteWithdrawn)
+    def _withdraw(self, quote_id: UUID, opportunity_id: UUID, reason: str) -> None:
+        self.quotes[quote_id].status = QuoteStatus.WITHDRAWN
 
     def expire_quote(self, quote_id: UUID) -> None:
         """Expire an active quote (only an active one), so the opportunity can be quoted afresh."""
-        quote = self.quote(quote_id)
+        quote = self._quote(quote_id)
         if quote.status is not QuoteStatus.ACTIVE:
             raise QuoteStateError(f"cannot expire quote {quote_id}: it is {quote.status.value}")
-        self._expire_quote(quote_id=quote_id, opportunity_id=quote.opportunity_id)
+        self._expire_quote(
+            quote_id=quote_id,
+            opportunity_id=quote.opportunity_id,
+            valid_until=quote.valid_until,
+            as_of=None,
+        )
+
+    def expire_lapsed_quotes(self, *, as_of: date) -> list[UUID]:
+        """Record the expiry of every active quote past its validity on ``as_of``; returns their
+        ids. Idempotent: a second run finds none."""
+        lapsed = [
+            q for q in self.quotes.values() if q.status is QuoteStatus.ACTIVE and q.lapsed(as_of)
+        ]
+        for q in lapsed:
+            self._expire_quote(
+                quote_id=q.quote_id,
+                opportunity_id=q.opportunity_id,
+                valid_until=q.valid_until,
+                as_of=as_of,
+            )
+        return [q.quote_id for q in lapsed]
 
     @event(QuoteExpired)
-    def _expire_quote(self, quote_id: UUID, opportunity_id: UUID) -> None:
+    def _expire_quote(
+        self, quote_id: UUID, opportunity_id: UUID, valid_until: date | None, as_of: date | None
+    ) -> None:
         self.quotes[quote_id].status = QuoteStatus.EXPIRED
 
     # ----- orders -------------------------------------------------------------------
@@ -853,7 +1223,7 @@ class Account(Aggregate):
             raise InvalidCommandError(f"order lines mix currencies: {sorted(currencies)}")
         if opportunity_id is not None:
             self.opportunity(opportunity_id)
-        if quote_id is not None and self.quote(quote_id).status is not QuoteStatus.ACCEPTED:
+        if quote_id is not None and self._quote(quote_id).status is not QuoteStatus.ACCEPTED:
             raise QuoteStateError(f"quote {quote_id} is not accepted")
         total = Money(amount=sum((ln.total for ln in lines), Decimal(0)), currency=currencies.pop())
         order_id = uuid4()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -34,10 +34,11 @@ from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.processes import ProcessMethods
+from crm_domain.quoting import office_date
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import DEFAULT_SLA, BusinessCalendar, SlaClock, SlaPolicy
 from crm_domain.timetravel import AuditEntry, audit_history, state_at
-from crm_domain.values import business_time
+from crm_domain.values import QuoteStatus, business_time
 
 R = TypeVar("R")
 A = TypeVar("A", bound=Aggregate)
@@ -273,6 +274,32 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
             if len(page) < batch:
                 return list(seen)
             start = page[-1].id + 1
+
+    def expire_quotes(self, *, as_of: date | None = None) -> list[UUID]:
+        """Record the expiry of every active quote past its validity on ``as_of`` (default: the
+        office's today), account by account; returns the quotes' ids. Idempotent: meant for a
+        scheduler (``crm quotes expire``), a second run finds nothing to do."""
+        expired: list[UUID] = []
+        for account_id in self._accounts_with_quotes():
+            account = self.account(account_id)
+            day = as_of or office_date(self._now(), self.sla.calendar.timezone)
+            if any(
+                q.status is QuoteStatus.ACTIVE and q.lapsed(day) for q in account.quotes.values()
+            ):
+                expired += self.expire_lapsed_quotes(account_id, as_of=day)
+        return expired
+
+    def _accounts_with_quotes(self) -> list[UUID]:
+        """Accounts that ever issued a quote, from the log (filtered by topic in the store)."""
+        topics = [get_topic(Account.QuoteIssued)]
+        found: dict[UUID, None] = {}
+        start = 1
+        while True:
+            batch = self.app.recorder.select_notifications(start, 1000, topics=topics)
+            if not batch:
+                return list(found)
+            found.update((UUID(str(n.originator_id)), None) for n in batch)
+            start = batch[-1].id + 1
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

@@ -18,7 +18,15 @@ class, so they can be shown to a user as they are::
     │   │   ├── InactiveCustomerError, AccountClosedError, LifecycleTransitionError,
     │   │   ├── ConsentRequiredError, OpenComplaintError, TicketStateError,
     │   │   ├── SatisfactionNotAllowedError, OpportunityClosedError, PipelineRuleError,
-    │   │   └── ActiveQuoteExistsError, QuoteStateError, OrderStateError, ContactRoleError
+    │   │   ├── ActiveQuoteExistsError, OrderStateError, ContactRoleError
+    │   │   ├── QuoteStateError          the quote's state forbids the step
+    │   │   │   ├── QuoteExpiredError    accepting (or sending) it past its validity
+    │   │   │   ├── AcceptedQuoteExistsError  quoting again after acceptance, unrevised
+    │   │   │   ├── DiscountApprovalRequiredError  discount beyond threshold, not approved
+    │   │   │   └── DiscountApprovalError  no approval pending, or self-approval
+    │   │   ├── UnresolvedQuoteError     won while a quote is neither accepted nor withdrawn
+    │   │   │                            (a PipelineRuleError)
+    │   │   └── CurrencyChangeError      a revision in another currency: change it explicitly
     │   ├── ConflictError                it clashes with what is already stored
     │   │   ├── ConcurrencyConflictError someone changed the same thing at the same time
     │   │   ├── DuplicateCustomerCodeError
@@ -234,6 +242,96 @@ class ActiveQuoteExistsError(RuleViolationError):
 
 class QuoteStateError(RuleViolationError):
     """The quote is not in a state that allows this step."""
+
+
+class QuoteExpiredError(QuoteStateError):
+    """The quote is past its validity (``valid_until``, inclusive) on ``as_of``: it can no
+    longer be accepted or sent; issue a new quote."""
+
+    def __init__(self, quote_id: UUID, valid_until: object, as_of: object) -> None:
+        super().__init__(
+            f"quote {quote_id} was valid until {valid_until}; on {as_of} it is expired "
+            "and cannot be accepted: issue a new quote"
+        )
+        self.quote_id = quote_id
+        self.valid_until = valid_until
+        self.as_of = as_of
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.quote_id, self.valid_until, self.as_of)
+
+
+class AcceptedQuoteExistsError(QuoteStateError):
+    """The opportunity's quote was accepted: no new quote until the deal is revised."""
+
+    def __init__(self, opportunity_id: UUID, quote_id: UUID) -> None:
+        super().__init__(
+            f"opportunity {opportunity_id} has accepted quote {quote_id}; "
+            "revise the deal before quoting it again"
+        )
+        self.opportunity_id = opportunity_id
+        self.quote_id = quote_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.opportunity_id, self.quote_id)
+
+
+class DiscountApprovalRequiredError(QuoteStateError):
+    """The quote's discount is beyond the policy's threshold and is not approved (requested
+    or rejected): it cannot be sent or accepted."""
+
+    def __init__(
+        self, quote_id: UUID, discount_pct: object, threshold_pct: object, approval: str
+    ) -> None:
+        super().__init__(
+            f"quote {quote_id} has a {discount_pct}% discount, beyond the {threshold_pct}% "
+            f"threshold, and its approval is {approval}: it needs an approved discount first"
+        )
+        self.quote_id = quote_id
+        self.discount_pct = discount_pct
+        self.threshold_pct = threshold_pct
+        self.approval = approval
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.quote_id, self.discount_pct, self.threshold_pct, self.approval)
+
+
+class DiscountApprovalError(QuoteStateError):
+    """The discount approval step is not possible: no approval is pending on the quote, or
+    the approver is the rep who asked for it."""
+
+
+class UnresolvedQuoteError(PipelineRuleError):
+    """An opportunity is won while a quote on it is still active: accept or withdraw it
+    first, so the booked amount is the one the customer accepted."""
+
+    def __init__(self, opportunity_id: UUID, quote_id: UUID) -> None:
+        super().__init__(
+            f"opportunity {opportunity_id} still has active quote {quote_id}; "
+            "accept or withdraw it before closing the deal won"
+        )
+        self.opportunity_id = opportunity_id
+        self.quote_id = quote_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.opportunity_id, self.quote_id)
+
+
+class CurrencyChangeError(RuleViolationError):
+    """A revision or quote would switch the deal's currency: change it explicitly, with a
+    reason (``change_opportunity_currency``)."""
+
+    def __init__(self, opportunity_id: UUID, currency: str, other: str) -> None:
+        super().__init__(
+            f"opportunity {opportunity_id} is in {currency}, not {other}; change its currency "
+            "explicitly, with a reason (change_opportunity_currency)"
+        )
+        self.opportunity_id = opportunity_id
+        self.currency = currency
+        self.other = other
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.opportunity_id, self.currency, self.other)
 
 
 class OrderStateError(RuleViolationError):

@@ -17,6 +17,7 @@ from crm_domain.commands import (
     AcceptQuote,
     AddAccountContact,
     ApplyLifecyclePolicy,
+    ApproveQuoteDiscount,
     AssignAccountManager,
     AssignCustomerManager,
     AssignGrade,
@@ -24,6 +25,7 @@ from crm_domain.commands import (
     AssignSupportOwner,
     AssignTicket,
     ChangeLifecycleStage,
+    ChangeOpportunityCurrency,
     CloseAccount,
     CloseTicket,
     CompleteFieldVisit,
@@ -34,6 +36,7 @@ from crm_domain.commands import (
     DeliverOrder,
     DesignateKeyAccount,
     EscalateTicket,
+    ExpireLapsedQuotes,
     ExpireQuote,
     FulfilCommitment,
     GrantConsent,
@@ -57,6 +60,7 @@ from crm_domain.commands import (
     RegisterCustomer,
     RegisterForSeminar,
     RejectOrder,
+    RejectQuoteDiscount,
     RemoveAccountContact,
     ReopenTicket,
     RequestOrderConfirmation,
@@ -67,6 +71,7 @@ from crm_domain.commands import (
     ReviseQuote,
     RevokeKeyAccount,
     ScheduleFieldVisit,
+    SendQuote,
     SetCreditLimit,
     SetParentOrganisation,
     ShipOrder,
@@ -74,6 +79,7 @@ from crm_domain.commands import (
     WaitOnCustomer,
     WinOpportunity,
     WithdrawConsent,
+    WithdrawQuote,
 )
 from crm_domain.commands.base import Command
 from crm_domain.customer import Commitment
@@ -576,6 +582,17 @@ class AccountMethods(_Handles):
             )
         )
 
+    def change_opportunity_currency(
+        self, account_id: UUID, opportunity_id: UUID, *, amount: Money, reason: str
+    ) -> None:
+        """Change a deal's currency explicitly, with its amount in the new currency and the
+        reason (a plain revision in another currency is refused)."""
+        self.handle(
+            ChangeOpportunityCurrency(
+                account_id=account_id, opportunity_id=opportunity_id, amount=amount, reason=reason
+            )
+        )
+
     def win_opportunity(
         self, account_id: UUID, opportunity_id: UUID, *, reason: str, competitor: str | None = None
     ) -> None:
@@ -643,8 +660,43 @@ class AccountMethods(_Handles):
         )
 
     def accept_quote(self, account_id: UUID, quote_id: UUID) -> None:
-        """Record that the customer accepted a quote."""
+        """Record that the customer accepted a quote: refused past its validity
+        (``QuoteExpiredError``) or with a discount not approved
+        (``DiscountApprovalRequiredError``)."""
         self.handle(AcceptQuote(account_id=account_id, quote_id=quote_id))
+
+    def send_quote(self, account_id: UUID, quote_id: UUID, *, sent_to: str = "") -> None:
+        """Record that a quote was sent to the customer (valid, discount approved if needed)."""
+        self.handle(SendQuote(account_id=account_id, quote_id=quote_id, sent_to=sent_to))
+
+    def withdraw_quote(self, account_id: UUID, quote_id: UUID, *, reason: str) -> None:
+        """Withdraw an active quote, with the reason."""
+        self.handle(WithdrawQuote(account_id=account_id, quote_id=quote_id, reason=reason))
+
+    def approve_quote_discount(
+        self, account_id: UUID, quote_id: UUID, *, approver: str, note: str = ""
+    ) -> None:
+        """Approve a quote's discount beyond the policy's threshold (not by the rep who asked)."""
+        self.handle(
+            ApproveQuoteDiscount(
+                account_id=account_id, quote_id=quote_id, approver=approver, note=note
+            )
+        )
+
+    def reject_quote_discount(
+        self, account_id: UUID, quote_id: UUID, *, approver: str, reason: str
+    ) -> None:
+        """Reject a quote's discount beyond the policy's threshold, with the reason."""
+        self.handle(
+            RejectQuoteDiscount(
+                account_id=account_id, quote_id=quote_id, approver=approver, reason=reason
+            )
+        )
+
+    def expire_lapsed_quotes(self, account_id: UUID, *, as_of: date | None = None) -> list[UUID]:
+        """Record the expiry of one account's quotes past their validity on ``as_of`` (default:
+        the office's today); returns their ids. Idempotent."""
+        return self.handle(ExpireLapsedQuotes(account_id=account_id, as_of=as_of))
 
     def expire_quote(self, account_id: UUID, quote_id: UUID) -> None:
         """Let a quote lapse (past its validity, or withdrawn)."""

@@ -32,6 +32,7 @@ from pydantic_settings import (
 from crm_domain.errors import ConfigurationError
 from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.lifecycle import LifecyclePolicySettings
+from crm_domain.quoting import QuoteSettings
 from crm_domain.sla import CalendarSettings
 
 #: The environment variable naming a TOML settings file.
@@ -132,6 +133,7 @@ class CRMSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     lifecycle: LifecyclePolicySettings = Field(default_factory=LifecyclePolicySettings)
+    quotes: QuoteSettings = Field(default_factory=QuoteSettings)
 
     @field_validator("store_url")
     @classmethod

@@ -363,6 +363,19 @@ class QuoteStatus(StrEnum):
     SUPERSEDED = "superseded"
     ACCEPTED = "accepted"
     EXPIRED = "expired"
+    #: Taken back by the seller (e.g. when the deal was won on another quote or lost).
+    WITHDRAWN = "withdrawn"
+
+
+class DiscountApproval(StrEnum):
+    """Where a quote stands with the discount policy: a discount beyond the account tier's
+    threshold must be approved (by someone other than the rep who asked) before the quote
+    is sent or accepted."""
+
+    NOT_REQUIRED = "not_required"
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 class OrderStatus(StrEnum):

@@ -3,15 +3,25 @@
 Which customers are worth keeping: booked revenue from orders the back office confirmed
 (less returns), invoiced and paid amounts, recency/frequency/monetary scores in quintiles,
 and the share of revenue that comes from the top 20% of customers. Amounts are kept per
-currency; the scores and the Pareto view are computed within one currency.
+currency; the scores and the Pareto view are computed within one currency, among the
+customers with revenue (booked revenue above zero).
+
+RFM convention (see ``docs/projections.md``): *recency* is the number of calendar days
+(UTC) from the last booked purchase to the as-of date; *frequency* the number of distinct
+days (UTC) with a booked purchase, so several orders on one day count once; *monetary* the
+booked revenue. Each is scored 1 (worst) to 5 (best) in equal-sized quintiles by rank, as
+``pandas.qcut(ranks, 5)`` on ``rank(method="first")``: customers are put in one order
+(monetary, then frequency, then recency, then customer id; lower first), each measure is
+ranked with ties kept in that order, and rank ``r`` of ``n`` scores
+``max(1, ceil(5 * (r - 1) / (n - 1)))`` (a lone customer scores 1).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -123,6 +133,12 @@ class CustomerValue(ReadModel):
         Account.QuoteIssued,
         Account.QuoteAccepted,
         Account.QuoteExpired,
+        Account.QuoteDiscountApprovalRequested,
+        Account.QuoteDiscountApproved,
+        Account.QuoteDiscountRejected,
+        Account.QuoteSent,
+        Account.QuoteWithdrawn,
+        Account.OpportunityCurrencyChanged,
         Account.OrderConfirmationRequested,
         Account.OrderShipped,
         Account.OrderDelivered,
@@ -256,12 +272,15 @@ class CustomerRevenue(Answer):
 
 
 class RfmScore(Answer):
-    """Quintile scores 1 (worst) to 5 (best); equal values always get equal scores."""
+    """Quintile scores 1 (worst) to 5 (best), equal-sized by rank (ties in a documented order:
+    see the module docstring). ``frequency`` counts distinct purchase days, ``orders`` the
+    booked orders."""
 
     customer_id: UUID
     name: str
     recency_days: int
     frequency: int
+    orders: int
     monetary: Decimal
     recency: int
     frequency_score: int
@@ -274,7 +293,8 @@ class RfmScore(Answer):
 
 
 class ParetoView(Answer):
-    """How concentrated revenue is: ``top_share`` of it comes from the top ``top_fraction``."""
+    """How concentrated revenue is: ``top_share`` of it comes from the top ``top_fraction``
+    of the ``customers`` with revenue (booked revenue above zero)."""
 
     currency: str
     customers: int
@@ -285,10 +305,24 @@ class ParetoView(Answer):
     top_share: Decimal | None
 
 
-def quintile(value: Any, ordered: list[Any]) -> int:
-    """1-5: one more than five times the fraction of values strictly below ``value``."""
-    below = bisect_left(ordered, value)
-    return 1 + (5 * below) // len(ordered)
+def quintile_of_rank(rank: int, n: int) -> int:
+    """1-5 for rank ``rank`` (1 = lowest) of ``n``: equal-sized quintiles, exactly as
+    ``pandas.qcut(ranks, 5, labels=False) + 1`` (a lone customer scores 1)."""
+    if not 1 <= rank <= n:
+        raise ValueError(f"rank {rank} is not within 1..{n}")
+    if n == 1:
+        return 1
+    return max(1, -((-5 * (rank - 1)) // (n - 1)))
+
+
+def quintiles(values: Sequence[Any]) -> list[int]:
+    """The quintile score (1-5) of each value, ranked in ascending order with ties kept in
+    the order given (``rank(method="first")``), then cut into five equal-sized groups."""
+    order = sorted(range(len(values)), key=lambda i: values[i])  # stable: ties keep order
+    scores = [0] * len(values)
+    for rank, i in enumerate(order, start=1):
+        scores[i] = quintile_of_rank(rank, len(values))
+    return scores
 
 
 class CustomerValueQueries:
@@ -334,15 +368,29 @@ class CustomerValueQueries:
                 revenue.c.last_order_at,
             )
             .join(customers, customers.c.customer_id == revenue.c.customer_id)
-            .where(revenue.c.currency == code, revenue.c.orders > 0)
+            .where(revenue.c.currency == code, revenue.c.booked > 0)
         )
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).all())
 
+    def purchase_days(self, currency: str) -> dict[UUID, int]:
+        """Per customer, the number of distinct days (UTC) with a booked order in ``currency``
+        (the RFM frequency: several orders on one day count once)."""
+        o = orders.c
+        stmt = select(o.customer_id, o.placed_at).where(
+            o.currency == currency.upper(), o.counted == 1
+        )
+        days: dict[UUID, set[date]] = defaultdict(set)
+        with self.engine.connect() as conn:
+            for customer_id, placed_at in conn.execute(stmt):
+                days[customer_id].add(placed_at.astimezone(UTC).date())
+        return {customer_id: len(d) for customer_id, d in days.items()}
+
     def rfm(
         self, *, as_of: datetime, currency: str | None = None, page: int = 1, page_size: int = 50
     ) -> Page[RfmScore]:
-        """RFM quintiles of customers with at least one booked order, best first."""
+        """RFM quintiles of the customers with revenue in one currency, best first; recency is
+        counted in days from ``as_of`` (see the module docstring for the convention)."""
         if as_of.tzinfo is None:
             raise InvalidCommandError("give 'as_of' with a time zone")
         check_paging(page, page_size)
@@ -350,23 +398,35 @@ class CustomerValueQueries:
         rows = self._ordering(code) if code else []
         if not rows:
             return Page[RfmScore](items=[], total=0, page=page, page_size=page_size)
-        recency = {r[0]: max(0, (as_of - r[4]).days) for r in rows}
-        # Fewer days since the last order is better: score the negated days.
-        r_sorted = sorted(-d for d in recency.values())
-        f_sorted = sorted(r[3] for r in rows)
-        m_sorted = sorted(r[2] for r in rows)
+        today = as_of.astimezone(UTC).date()
+        days = self.purchase_days(code or "")
+        # One order for every measure's ties: monetary, frequency, recency, customer id.
+        measured = sorted(
+            (
+                {
+                    "customer_id": cid,
+                    "name": name,
+                    "recency_days": max(0, (today - last.astimezone(UTC).date()).days),
+                    "frequency": days.get(cid, 0),
+                    "orders": n_orders,
+                    "monetary": booked,
+                }
+                for cid, name, booked, n_orders, last in rows
+            ),
+            key=lambda m: (
+                m["monetary"],
+                m["frequency"],
+                -m["recency_days"],
+                str(m["customer_id"]),
+            ),
+        )
+        # Fewer days since the last purchase is better: rank the negated days.
+        r_scores = quintiles([-m["recency_days"] for m in measured])
+        f_scores = quintiles([m["frequency"] for m in measured])
+        m_scores = quintiles([m["monetary"] for m in measured])
         scores = [
-            RfmScore(
-                customer_id=cid,
-                name=name,
-                recency_days=recency[cid],
-                frequency=freq,
-                monetary=booked,
-                recency=quintile(-recency[cid], r_sorted),
-                frequency_score=quintile(freq, f_sorted),
-                monetary_score=quintile(booked, m_sorted),
-            )
-            for cid, name, booked, freq, _ in rows
+            RfmScore(**m, recency=r, frequency_score=f, monetary_score=v)
+            for m, r, f, v in zip(measured, r_scores, f_scores, m_scores, strict=True)
         ]
         scores.sort(
             key=lambda s: (

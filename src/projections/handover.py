@@ -169,10 +169,11 @@ _OPPORTUNITY_CHANGES = topics_of(
     Account.OpportunityReassigned,
     Account.OpportunityWon,
     Account.OpportunityLost,
+    Account.OpportunityCurrencyChanged,
 )
 _COMMITMENT_CHANGES = topics_of(Customer.CommitmentReassigned)
 _QUOTE_ISSUED = topics_of(Account.QuoteIssued)
-_QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired)
+_QUOTE_CHANGES = topics_of(Account.QuoteAccepted, Account.QuoteExpired, Account.QuoteWithdrawn)
 
 
 class ManagerHandover(ReadModel):
@@ -215,6 +216,10 @@ class ManagerHandover(ReadModel):
         Account.InvoiceIssued,
         Account.PaymentReceived,
         Account.CreditLimitSet,
+        Account.QuoteDiscountApprovalRequested,
+        Account.QuoteDiscountApproved,
+        Account.QuoteDiscountRejected,
+        Account.QuoteSent,
     )
 
     def __init__(self, session: Any) -> None:
@@ -459,6 +464,14 @@ class ManagerHandover(ReadModel):
             expected_close=e.expected_close,
         )
 
+    @handles(Account.OpportunityCurrencyChanged)
+    def opportunity_currency_changed(
+        self, e: Account.OpportunityCurrencyChanged, position: int
+    ) -> None:
+        self._opportunity(e.opportunity_id).update(
+            amount=e.amount.amount, currency=e.amount.currency
+        )
+
     @handles(Account.OpportunityReassigned)
     def opportunity_reassigned(self, e: Account.OpportunityReassigned, position: int) -> None:
         row = self._opportunity(e.opportunity_id)
@@ -499,10 +512,16 @@ class ManagerHandover(ReadModel):
             new=True,
         )
 
-    @handles(Account.QuoteAccepted, Account.QuoteExpired)
+    @handles(Account.QuoteAccepted, Account.QuoteExpired, Account.QuoteWithdrawn)
     def quote_done(self, e: Any, position: int) -> None:
         row = self._found(self.quotes.get(e.quote_id), "quote", e.quote_id)
-        row["status"] = "accepted" if isinstance(e, Account.QuoteAccepted) else "expired"
+        row["status"] = (
+            "accepted"
+            if isinstance(e, Account.QuoteAccepted)
+            else "withdrawn"
+            if isinstance(e, Account.QuoteWithdrawn)
+            else "expired"
+        )
 
     def finish(self) -> None:
         super().finish()

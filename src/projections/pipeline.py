@@ -3,7 +3,9 @@
 Answers "who is near signing and what will we close this quarter": totals by stage, the
 weighted forecast (amount x stage probability) by expected close month and by forecast
 category (pipeline, best case, commit, closed, omitted), stage-to-stage conversion from
-the recorded stage history, win rate and average sales cycle.
+the recorded stage history, win rate and average sales cycle. Won deals count the amount
+they booked (the accepted quote's); quotes are listed with their status as of a date, so
+one past its validity reads as expired before ``crm quotes expire`` records it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    and_,
     func,
+    or_,
     select,
 )
 
@@ -80,6 +84,23 @@ stage_changes = Table(
     Column("at", UTCDateTime, nullable=False),
 )
 
+quotes = Table(
+    "pipeline_quotes",
+    metadata,
+    Column("quote_id", Uuid, primary_key=True),
+    Column("opportunity_id", Uuid, nullable=False, index=True),
+    Column("account_id", Uuid, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("discount_pct", Amount, nullable=False),
+    Column("valid_until", Date, nullable=False),
+    Column("status", String(12), nullable=False),  # as stored: active, accepted, expired...
+    Column("approval", String(12), nullable=False),  # not_required, requested, approved...
+    Column("approver", String(100)),
+    Column("issued_at", UTCDateTime, nullable=False),
+)
+
 accounts = Table(
     "pipeline_accounts",
     metadata,
@@ -94,6 +115,16 @@ _CHANGED = topics_of(
     Account.OpportunityReassigned,
     Account.OpportunityWon,
     Account.OpportunityLost,
+    Account.OpportunityCurrencyChanged,
+)
+_QUOTE_ISSUED = topics_of(Account.QuoteIssued)
+_QUOTE_CHANGED = topics_of(
+    Account.QuoteAccepted,
+    Account.QuoteExpired,
+    Account.QuoteWithdrawn,
+    Account.QuoteDiscountApprovalRequested,
+    Account.QuoteDiscountApproved,
+    Account.QuoteDiscountRejected,
 )
 
 
@@ -107,7 +138,7 @@ class SalesPipeline(ReadModel):
     name = "pipeline"
     description = "open opportunities by stage and owner, forecasts, conversion, win rate"
     rebuild_weight = 1.6
-    tables = (opportunities, stage_changes, accounts)
+    tables = (opportunities, stage_changes, accounts, quotes)
     #: Stage order, and forecast categories for opportunities opened by events stored
     #: before ``OpportunityOpened.forecast_category`` existed.
     pipeline: Pipeline = DEFAULT_PIPELINE
@@ -121,9 +152,7 @@ class SalesPipeline(ReadModel):
         Account.ContactAdded,
         Account.ContactRemoved,
         Account.ManagerAssigned,
-        Account.QuoteIssued,
-        Account.QuoteAccepted,
-        Account.QuoteExpired,
+        Account.QuoteSent,
         Account.OrderPlaced,
         Account.OrderConfirmationRequested,
         Account.OrderConfirmed,
@@ -140,11 +169,16 @@ class SalesPipeline(ReadModel):
         super().__init__(session)
         self.opportunities = self.cache(opportunities)
         self.accounts = self.cache(accounts)
+        self.quotes = self.cache(quotes)
         self._changes: list[dict[str, Any]] = []
 
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
         self.accounts.prefetch(originators(events, _OPENED))
         self.opportunities.prefetch(field_values(events, _CHANGED, "opportunity_id"))
+        self.quotes.prefetch(
+            field_values(events, _QUOTE_CHANGED, "quote_id")
+            | field_values(events, _QUOTE_ISSUED, "supersedes")
+        )
 
     def _opportunity(self, opportunity_id: UUID) -> Row:
         row = self.opportunities.get(opportunity_id)
@@ -231,6 +265,65 @@ class SalesPipeline(ReadModel):
         )
         if row["status"] == "open":
             row["close_month"] = e.expected_close.strftime("%Y-%m")
+
+    @handles(Account.OpportunityCurrencyChanged)
+    def currency_changed(self, e: Account.OpportunityCurrencyChanged, position: int) -> None:
+        row = self._opportunity(e.opportunity_id)
+        row.update(
+            amount=e.amount.amount,
+            currency=e.amount.currency,
+            weighted=_weighted(e.amount.amount, row["probability"]),
+        )
+
+    def _quote(self, quote_id: UUID) -> Row:
+        row = self.quotes.get(quote_id)
+        if row is None:
+            raise LookupError(f"no quote {quote_id}")
+        return row
+
+    @handles(Account.QuoteIssued)
+    def quote_issued(self, e: Account.QuoteIssued, position: int) -> None:
+        if e.supersedes is not None:
+            self._quote(e.supersedes)["status"] = "superseded"
+        self.quotes.put(
+            new=True,
+            row={
+                "quote_id": e.quote_id,
+                "opportunity_id": e.opportunity_id,
+                "account_id": e.originator_id,
+                "version": e.version,
+                "amount": e.amount.amount,
+                "currency": e.amount.currency,
+                "discount_pct": e.discount_pct,
+                "valid_until": e.valid_until,
+                "status": "active",
+                "approval": "not_required",
+                "approver": None,
+                "issued_at": e.occurred_at,
+            },
+        )
+
+    @handles(Account.QuoteAccepted, Account.QuoteExpired, Account.QuoteWithdrawn)
+    def quote_closed(self, e: Any, position: int) -> None:
+        status = {
+            Account.QuoteAccepted: "accepted",
+            Account.QuoteExpired: "expired",
+            Account.QuoteWithdrawn: "withdrawn",
+        }
+        self._quote(e.quote_id)["status"] = next(v for k, v in status.items() if isinstance(e, k))
+
+    @handles(
+        Account.QuoteDiscountApprovalRequested,
+        Account.QuoteDiscountApproved,
+        Account.QuoteDiscountRejected,
+    )
+    def quote_approval(self, e: Any, position: int) -> None:
+        row = self._quote(e.quote_id)
+        if isinstance(e, Account.QuoteDiscountApprovalRequested):
+            row["approval"] = "requested"
+        else:
+            approved = isinstance(e, Account.QuoteDiscountApproved)
+            row.update(approval="approved" if approved else "rejected", approver=e.approver)
 
     @handles(Account.OpportunityReassigned)
     def reassigned(self, e: Account.OpportunityReassigned, position: int) -> None:
@@ -330,6 +423,25 @@ class Transition(Answer):
     count: int
 
 
+class QuoteLine(Answer):
+    """A quote as the pipeline shows it, its ``status`` read as of a date: an active quote past
+    its validity reads as expired (``recorded_status`` is what the events say)."""
+
+    quote_id: UUID
+    opportunity_id: UUID
+    account_id: UUID
+    version: int
+    amount: Decimal
+    currency: str
+    discount_pct: Decimal
+    valid_until: date
+    status: str
+    recorded_status: str
+    approval: str
+    approver: str | None
+    issued_at: datetime
+
+
 class WinRate(Answer):
     """Won and lost opportunities, the win rate and the average days to win."""
 
@@ -373,6 +485,58 @@ class PipelineQueries:
             opportunities.c.opportunity_id,
         )
         return paged(self.engine, stmt, OpportunityLine.from_row, page, page_size)
+
+    def quotes(
+        self,
+        *,
+        as_of: date,
+        status: str | None = None,
+        account_id: UUID | None = None,
+        opportunity_id: UUID | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page[QuoteLine]:
+        """Quotes with their status on ``as_of`` (active, expired, accepted, withdrawn,
+        superseded; an active one past its ``valid_until`` is expired), optionally of one
+        status, account or opportunity; soonest to lapse first."""
+        q = quotes.c
+        lapsed = and_(q.status == "active", q.valid_until < as_of)
+        stmt = select(quotes)
+        if status == "expired":
+            stmt = stmt.where(or_(q.status == "expired", lapsed))
+        elif status == "active":
+            stmt = stmt.where(q.status == "active", q.valid_until >= as_of)
+        elif status is not None:
+            stmt = stmt.where(q.status == status)
+        if account_id is not None:
+            stmt = stmt.where(q.account_id == account_id)
+        if opportunity_id is not None:
+            stmt = stmt.where(q.opportunity_id == opportunity_id)
+        stmt = stmt.order_by(q.valid_until, q.quote_id)
+
+        def line(row: Any) -> QuoteLine:
+            data = dict(row)
+            data["recorded_status"] = data["status"]
+            if data["status"] == "active" and data["valid_until"] < as_of:
+                data["status"] = "expired"
+            return QuoteLine.model_validate(data)
+
+        return paged(self.engine, stmt, line, page, page_size)
+
+    def quote_counts(self, *, as_of: date) -> dict[str, int]:
+        """How many quotes have each status on ``as_of`` (lapsed active quotes count as
+        expired)."""
+        q = quotes.c
+        by_status = select(q.status, func.count()).group_by(q.status)
+        lapsed = select(func.count()).where(q.status == "active", q.valid_until < as_of)
+        with self.engine.connect() as conn:
+            counts: dict[str, int] = {str(r[0]): int(r[1]) for r in conn.execute(by_status)}
+            n_lapsed = conn.execute(lapsed).scalar_one()
+        if n_lapsed:
+            counts["active"] -= n_lapsed
+            counts["expired"] = counts.get("expired", 0) + n_lapsed
+        counts = {k: v for k, v in counts.items() if v}
+        return dict(sorted(counts.items()))
 
     def by_stage(self) -> list[StageTotal]:
         """Open opportunities per stage, in pipeline order."""

@@ -51,8 +51,9 @@ def count(app: CRM) -> int:
 
 def test_every_command_declares_name_aggregate_policy_and_meaning() -> None:
     # 53 at issue 8; lifecycle +4 (apply_lifecycle_policy, reassign_commitment, seminar x2);
-    # sla +3 (wait on customer, customer reply, complete field visit)
-    assert len(COMMANDS) == 60
+    # sla +3 (wait on customer, customer reply, complete field visit); quotes +6 (send,
+    # withdraw, approve/reject discount, expire lapsed, change currency)
+    assert len(COMMANDS) == 66
     names = [c.command_name for c in COMMANDS]
     assert len(set(names)) == len(names)
     for cls in COMMANDS:

@@ -120,7 +120,8 @@ def test_write_reopen_and_read_back(opened: Callable[..., CRM]) -> None:
     assert customer.ticket(ids["ticket"]).status is TicketStatus.RESOLVED
     assert customer.last_contact_at == datetime(2031, 3, 3, 10, 0, tzinfo=UTC)
     account = app.account(ids["account"])
-    assert account.opportunity(ids["opp"]).amount == Money.of("1250000.75", "CNY")
+    # won on the accepted quote: its amount is what the deal booked (not the 1,250,000.75 asked)
+    assert account.opportunity(ids["opp"]).amount == Money.of("1200000", "CNY")
     assert account.order(ids["order"]).status is OrderStatus.SHIPPED
     assert account.order(ids["order"]).total.amount == Decimal("1200000")
     for k in ("customer", "account"):

@@ -17,7 +17,7 @@ from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from projections.customer360 import Customer360Queries
-from projections.customer_value import CustomerValueQueries, quintile
+from projections.customer_value import CustomerValueQueries, quintiles
 from projections.handover import HandoverQueries
 from projections.pipeline import PipelineQueries
 from projections.readmodel import LoggedEvent
@@ -195,9 +195,11 @@ def test_customer_value_revenue_rfm_and_pareto(view: ReadModelView, known: Known
     ]
     assert (revenue[0].invoiced, revenue[0].paid) == (D("100000"), D("60000"))
     scores = q.rfm(as_of=T0 + timedelta(days=20)).items
-    assert [(s.customer_id, s.recency_days, s.code) for s in scores] == [
-        (known.acme, 9, "113"),
-        (known.bob, 9, "111"),
+    # two customers, equal on recency and purchase days: ties go by revenue, so the quintiles
+    # by rank put Acme (more revenue) in the top fifth of each measure and Bob in the bottom
+    assert [(s.customer_id, s.recency_days, s.frequency, s.code) for s in scores] == [
+        (known.acme, 9, 1, "555"),
+        (known.bob, 9, 1, "111"),
     ]
     pareto = q.pareto()
     assert (
@@ -210,10 +212,11 @@ def test_customer_value_revenue_rfm_and_pareto(view: ReadModelView, known: Known
     assert q.pareto(currency="USD").customers == 0
 
 
-def test_quintiles_give_equal_values_equal_scores() -> None:
-    values = sorted([1, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-    assert [quintile(v, values) for v in values] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
-    assert quintile(9, [9, 9, 9]) == 1
+def test_quintiles_are_equal_sized_with_ties_kept_in_order() -> None:
+    # rank(method="first") then qcut 5: ties are ranked in the order given
+    assert quintiles([1, 1, 2, 3, 4, 5, 6, 7, 8, 9]) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert quintiles([9, 9, 9]) == [1, 3, 5]
+    assert quintiles([7]) == [1]
 
 
 def test_handover_pack_for_a_leaving_manager(view: ReadModelView, known: Known) -> None:

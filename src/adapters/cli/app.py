@@ -24,6 +24,7 @@ from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.lifecycle import handover, lifecycle_app
 from adapters.cli.projections import projections_app
+from adapters.cli.quotes import quotes_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
 from adapters.cli.sla import sla_app
@@ -156,6 +157,7 @@ app.add_typer(audit_app)
 app.command("handover")(handover)
 app.add_typer(lifecycle_app)
 app.add_typer(sla_app)
+app.add_typer(quotes_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

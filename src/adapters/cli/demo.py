@@ -127,6 +127,8 @@ def demo(
             ),
             ("field visits completed", str(summary.field_visits_completed)),
         ]
+        if summary.quote_rules:
+            rows.append(("quote rules", summary.quote_rules))
         if summary.handover:
             leaver, successor, moved = summary.handover
             moves = ", ".join(f"{k} {v}" for k, v in sorted(summary.handed_over.items()))

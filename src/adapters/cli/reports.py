@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from adapters.cli.options import Format, OutputFormat, Store, Views, load_settings
 from adapters.cli.progress import progress
+from adapters.cli.quotes import AsOf
 from adapters.cli.render import Section, render
 from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
 from crm_domain.settings import CRMSettings
@@ -46,8 +47,9 @@ def _minutes(value: Decimal | None) -> str:
 
 
 # ----- the reports ---------------------------------------------------------------------
-def pipeline_report(engine: Engine) -> list[Section]:
-    """The pipeline report (``crm report pipeline``) as sections."""
+def pipeline_report(engine: Engine, *, as_of: date | None = None) -> list[Section]:
+    """The pipeline report (``crm report pipeline``) as sections; quotes are counted by their
+    status as of ``as_of`` (default: today, UTC), lapsed ones as expired."""
     from projections.pipeline import PipelineQueries
 
     q = PipelineQueries(engine)
@@ -83,7 +85,11 @@ def pipeline_report(engine: Engine) -> list[Section]:
             o.currency,
             o.expected_close,
         )
-    return [stages, forecast, conversion, summary, top]
+    day = as_of or datetime.now(UTC).date()
+    quotes = Section(f"Quotes (as of {day})", ("status", "quotes"), empty_note="no quotes yet")
+    for status, count in q.quote_counts(as_of=day).items():
+        quotes.add(status, count)
+    return [stages, forecast, conversion, summary, top, quotes]
 
 
 def service_report(
@@ -145,8 +151,9 @@ def service_report(
     return out
 
 
-def value_report(engine: Engine, *, now: datetime) -> list[Section]:
-    """The customer value report (``crm report value``) as sections, per currency."""
+def value_report(engine: Engine, *, as_of: datetime) -> list[Section]:
+    """The customer value report (``crm report value``) as sections, per currency; recency is
+    counted in days from ``as_of``."""
     from projections.customer_value import CustomerValueQueries
 
     q = CustomerValueQueries(engine)
@@ -159,11 +166,11 @@ def value_report(engine: Engine, *, now: datetime) -> list[Section]:
         pareto.add("total revenue", p.total_revenue)
         pareto.add("share of the top 20%", _pct(p.top_share))
         rfm = Section(
-            f"Best customers by RFM ({currency}, top 10)",
-            ("customer", "RFM", "days since order", "orders", "revenue"),
+            f"Best customers by RFM ({currency}, as of {as_of.date()}, top 10)",
+            ("customer", "RFM", "days since purchase", "purchase days", "orders", "revenue"),
         )
-        for s in q.rfm(as_of=now, currency=currency, page_size=10).items:
-            rfm.add(s.name, s.code, s.recency_days, s.frequency, s.monetary)
+        for s in q.rfm(as_of=as_of, currency=currency, page_size=10).items:
+            rfm.add(s.name, s.code, s.recency_days, s.frequency, s.orders, s.monetary)
         out += [pareto, rfm]
     if not out:
         out.append(Section("Customer value", ("currency",), empty_note="no booked revenue yet"))
@@ -478,10 +485,11 @@ def value(
     fmt: Format = OutputFormat.TABLE,
     no_catch_up: NoCatchUp = False,
     timeout: Timeout = 600.0,
+    as_of: AsOf = None,
 ) -> None:
-    """Pareto share and RFM scores per currency."""
-    now = datetime.now(UTC)
-    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, now=now))
+    """Pareto share and RFM scores per currency (recency counted from --as-of, else today)."""
+    when = datetime.now(UTC) if as_of is None else as_of.replace(tzinfo=UTC)
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, as_of=when))
 
 
 @report_app.command("customer")

@@ -20,8 +20,10 @@ from crm_domain.commands.base import (
     Concurrency,
     conflicts_on,
 )
+from crm_domain.context import current_context
 from crm_domain.errors import InactiveCustomerError
 from crm_domain.eventmodel import Aggregate
+from crm_domain.quoting import office_date
 from crm_domain.values import (
     AccountTier,
     CompanySize,
@@ -33,6 +35,12 @@ from crm_domain.values import (
 
 if TYPE_CHECKING:
     from crm_domain.application import CRM
+
+
+def office_today(crm: CRM) -> date:
+    """The office's date (its calendar's zone) at the command's business time: quotes are
+    valid up to and including their ``valid_until`` day there."""
+    return office_date(crm._now(), crm.sla.calendar.timezone)
 
 
 # ===== the account ======================================================================
@@ -223,6 +231,21 @@ class ReviseOpportunity(OpportunityCommand):
         )
 
 
+class ChangeOpportunityCurrency(OpportunityCommand):
+    """Change a deal's currency explicitly, with its amount in the new currency and the reason
+    (a plain revision keeps the currency)."""
+
+    command_name = "change_opportunity_currency"
+
+    amount: Money
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.change_opportunity_currency(
+            self.opportunity_id, amount=self.amount, reason=self.reason
+        )
+
+
 class ReassignOpportunity(OpportunityCommand):
     """Give an open opportunity a new owner (a rep left, territories changed)."""
 
@@ -249,6 +272,7 @@ class WinOpportunity(OpportunityCommand):
             reason=self.reason,
             competitor=self.competitor,
             pipeline=crm.pipeline,
+            as_of=office_today(crm),
         )
 
 
@@ -287,6 +311,9 @@ class IssueQuote(AccountCommand[UUID]):
             amount=self.amount,
             valid_until=self.valid_until,
             discount_pct=self.discount_pct,
+            as_of=office_today(crm),
+            policy=crm.settings.quotes,
+            requested_by=current_context().actor,
         )
 
 
@@ -306,18 +333,87 @@ class ReviseQuote(AccountCommand[UUID]):
             amount=self.amount,
             valid_until=self.valid_until,
             discount_pct=self.discount_pct,
+            as_of=office_today(crm),
+            policy=crm.settings.quotes,
+            requested_by=current_context().actor,
         )
 
 
 class AcceptQuote(AccountCommand[None]):
-    """Record that the customer accepted a quote."""
+    """Record that the customer accepted a quote (valid today, its discount approved if the
+    policy asks for it)."""
 
     command_name = "accept_quote"
 
     quote_id: UUID
 
     def decide(self, account: Account, crm: CRM) -> None:
-        account.accept_quote(self.quote_id)
+        account.accept_quote(self.quote_id, as_of=office_today(crm))
+
+
+class SendQuote(AccountCommand[None]):
+    """Record that a quote was sent to the customer (valid today, its discount approved if the
+    policy asks for it)."""
+
+    command_name = "send_quote"
+
+    quote_id: UUID
+    sent_to: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.send_quote(self.quote_id, sent_to=self.sent_to, as_of=office_today(crm))
+
+
+class WithdrawQuote(AccountCommand[None]):
+    """Withdraw an active quote (e.g. before winning the deal on other terms), with a reason."""
+
+    command_name = "withdraw_quote"
+
+    quote_id: UUID
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.withdraw_quote(self.quote_id, reason=self.reason)
+
+
+class ApproveQuoteDiscount(AccountCommand[None]):
+    """Approve a quote's discount beyond the policy's threshold (not by the rep who asked)."""
+
+    command_name = "approve_quote_discount"
+
+    quote_id: UUID
+    approver: str
+    note: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.approve_quote_discount(self.quote_id, approver=self.approver, note=self.note)
+
+
+class RejectQuoteDiscount(AccountCommand[None]):
+    """Reject a quote's discount beyond the policy's threshold, with the reason."""
+
+    command_name = "reject_quote_discount"
+
+    quote_id: UUID
+    approver: str
+    reason: str
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.reject_quote_discount(self.quote_id, approver=self.approver, reason=self.reason)
+
+
+class ExpireLapsedQuotes(AccountCommand[list[UUID]]):
+    """Record the expiry of the account's active quotes past their validity; returns their ids
+    (idempotent: run it as often as a scheduler likes)."""
+
+    command_name = "expire_lapsed_quotes"
+    concurrency: ClassVar[Concurrency] = COMMUTES
+
+    #: The office date to judge by (default: today at the command's business time).
+    as_of: date | None = None
+
+    def decide(self, account: Account, crm: CRM) -> list[UUID]:
+        return account.expire_lapsed_quotes(as_of=self.as_of or office_today(crm))
 
 
 class ExpireQuote(AccountCommand[None]):

@@ -71,7 +71,10 @@ def test_settings_show_masks_secrets_and_says_where_each_came_from(
     assert rows["max_event_bytes"][1] == "default"
 
 
-def test_settings_show_masks_a_store_password(capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_show_masks_a_store_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the URL on one line (80 columns fold it)
     store = "postgresql://crm:s3cret@db.example:5432/crm"
     code, out, _ = run(["settings", "show", "--store", store], capsys)
     assert code == 0

@@ -185,8 +185,11 @@ class ManagerHandover(ReadModel):
         Account.OrderShipped,
         Account.OrderDelivered,
         Account.OrderReturned,
+        Account.OrderCancelled,
         Account.InvoiceIssued,
         Account.PaymentReceived,
+        Account.CreditNoteIssued,
+        Account.RefundIssued,
         Account.CreditLimitSet,
     )
 

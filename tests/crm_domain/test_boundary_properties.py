@@ -104,6 +104,8 @@ class World:
     confirmed: UUID
     shipped: UUID
     invoice: UUID
+    #: An invoice for no order, paid, half credited: credit notes and refunds apply.
+    fee: UUID
 
 
 def eur(amount: int) -> Money:
@@ -145,13 +147,17 @@ def build_world(app: CRM) -> World:
         placed, requested, confirmed, shipped = orders
         for order in (requested, confirmed, shipped):
             app.request_order_confirmation(a, order)
-        for order in (confirmed, shipped):
-            app.confirm_order(a, order)
+        with app.context(source_system="erp"):
+            for order in (confirmed, shipped):
+                app.confirm_order(a, order)
         app.ship_order(a, shipped)
         invoice = app.issue_invoice(a, amount=eur(10), order_id=placed)
+        fee = app.issue_invoice(a, amount=eur(10))
+        app.receive_payment(a, amount=eur(10), invoice_id=fee)
+        app.issue_credit_note(a, fee, amount=eur(5), reason="fee reduced")
     return World(
         c, p, other, inactive, ticket, resolved, contact, a, o, fresh, q, placed, requested,
-        confirmed, shipped, invoice,
+        confirmed, shipped, invoice, fee,
     )  # fmt: skip
 
 
@@ -171,6 +177,9 @@ ID_CHOICE: dict[tuple[str, str], str] = {
     ("deliver_order", "order_id"): "shipped",
     ("return_order", "order_id"): "shipped",
     ("issue_invoice", "order_id"): "placed",
+    ("cancel_order", "order_id"): "confirmed",
+    ("issue_credit_note", "invoice_id"): "fee",
+    ("issue_refund", "invoice_id"): "fee",
 }
 ID_DEFAULT = {
     "customer_id": "customer",
@@ -182,6 +191,7 @@ ID_DEFAULT = {
     "contact_id": "contact",
     "invoice_id": "invoice",
     "parent_id": "person",
+    "credit_note_id": "quote",  # an id of ERP's choosing: any UUID
 }
 ENUMS = {
     "kind": ["enterprise", "inquiry", "complaint"],
@@ -221,6 +231,8 @@ def draw_argument(draw: Any, command: str, param: inspect.Parameter, world: Worl
         return {"address": {f: draw(texts) for f in ("line1", "city", "postcode", "country")}}
     if name in ("amount", "limit"):
         return eur(5)
+    if name == "credit_override":
+        return draw(st.none() | st.fixed_dictionaries({"supervisor": texts, "reason": texts}))
     if name in ("score", "index"):
         return draw(st.integers(min_value=0, max_value=5))
     if name == "discount_pct":

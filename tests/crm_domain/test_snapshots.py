@@ -109,15 +109,22 @@ def rich_account(app: CRM) -> UUID:
     app.issue_quote(aid, open_, amount=Money.of(7, "USD"), valid_until=CLOSE)
     line = OrderLine(sku="SKU", quantity=2, unit_price=Money.of("475", "CNY"), customisation="red")
     orders = [app.place_order(aid, lines=[line], opportunity_id=won, quote_id=q2) for _ in range(6)]
-    app.request_order_confirmation(aid, orders[1])
-    for o in orders[2:]:
-        app.confirm_order(aid, o, erp_reference="SAP")
-    app.reject_order(aid, orders[1], reason="credit")
+    for o in orders[1:]:
+        app.request_order_confirmation(aid, o)
+    with app.context(source_system="erp"):
+        for o in orders[2:]:
+            app.confirm_order(aid, o, erp_reference="SAP")
+        app.reject_order(aid, orders[1], reason="credit")
     for o in orders[3:]:
         app.ship_order(aid, o)
     for o in orders[4:]:
         app.deliver_order(aid, o)
     app.return_order(aid, orders[5], reason="broken")
+    app.cancel_order(aid, orders[0], reason="duplicate")
+    back = app.issue_invoice(aid, amount=Money.of(950, "CNY"), order_id=orders[5])
+    app.receive_payment(aid, amount=Money.of(950, "CNY"), invoice_id=back)
+    app.issue_credit_note(aid, back, amount=Money.of(950, "CNY"), reason="returned")
+    app.issue_refund(aid, back, amount=Money.of(900, "CNY"), reason="returned")
     inv = app.issue_invoice(aid, amount=Money.of(950, "CNY"), order_id=orders[2])
     app.receive_payment(aid, amount=Money.of(500, "CNY"), invoice_id=inv)
     app.receive_payment(aid, amount=Money.of(3, "USD"))

@@ -49,7 +49,7 @@ op = st.one_of(
     st.tuples(
         st.just("order"),
         st.integers(0, 2),
-        st.sampled_from(["place", "confirm", "reject", "return"]),
+        st.sampled_from(["place", "confirm", "reject", "return", "cancel"]),
     ),
 )
 
@@ -122,11 +122,15 @@ def play(app: CRM, ops: list[tuple[str, int, str]]) -> None:
                 )
             elif kind == "order" and orders[i]:
                 o = orders[i][-1]
-                if arg == "confirm":
+                if arg in ("confirm", "reject"):
                     app.request_order_confirmation(a, o)
-                    app.confirm_order(a, o)
-                elif arg == "reject":
-                    app.reject_order(a, o, reason="credit")
+                    with app.context(source_system="erp"):
+                        if arg == "confirm":
+                            app.confirm_order(a, o)
+                        else:
+                            app.reject_order(a, o, reason="credit")
+                elif arg == "cancel":
+                    app.cancel_order(a, o, reason="r")
                 else:
                     app.ship_order(a, o)
                     app.deliver_order(a, o)
@@ -170,7 +174,13 @@ def fold(app: CRM) -> dict[str, Any]:
             account_owner[e.originator_id] = e.customer_id
         elif isinstance(e, Account.OrderPlaced):
             orders[e.order_id] = [account_owner[e.originator_id], e.total.amount, False]
-        elif isinstance(e, Account.OrderConfirmed | Account.OrderRejected | Account.OrderReturned):
+        elif isinstance(
+            e,
+            Account.OrderConfirmed
+            | Account.OrderRejected
+            | Account.OrderReturned
+            | Account.OrderCancelled,
+        ):
             order = orders[e.order_id]
             counted = isinstance(e, Account.OrderConfirmed)
             if order[2] != counted:

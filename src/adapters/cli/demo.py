@@ -122,6 +122,7 @@ def demo(
         if summary.handover:
             leaver, successor, moved = summary.handover
             rows.append(("manager handover", f"{moved} customers from {leaver} to {successor}"))
+        rows.extend(("ERP and credit", line) for line in summary.erp_and_credit)
         if reused:
             rows.append(("events in the store", f"{summary.store_events:,} (with earlier runs)"))
         width = max(len(k) for k, _ in rows)

@@ -970,18 +970,20 @@ class Account(Aggregate):
             )
         return order
 
-    def credit_exposure(self, order_id: UUID) -> CreditExposure | None:
-        """What the account would owe with this order, in its credit limit's currency (see
-        :mod:`crm_domain.credit`); None without a credit limit. An order or open item in
-        another currency is a :class:`CreditCurrencyError`."""
+    def credit_exposure(self, order_id: UUID | None = None) -> CreditExposure | None:
+        """What the account would owe with this order (or as it stands, without one), in its
+        credit limit's currency (see :mod:`crm_domain.credit`); None without a credit limit.
+        An order or open item in another currency is a :class:`CreditCurrencyError`."""
         limit = self.credit_limit
         if limit is None:
             return None
-        order = self.order(order_id)
         cur = limit.currency
+        total = Money(amount=Decimal(0), currency=cur)
+        if order_id is not None:
+            total = self.order(order_id).total
         others: set[str] = set()
-        if order.total.currency != cur:
-            others.add(order.total.currency)
+        if total.currency != cur:
+            others.add(total.currency)
         unpaid = Decimal(0)
         invoiced: dict[UUID, Decimal] = {}
         for invoice in self.invoices.values():
@@ -1007,11 +1009,11 @@ class Account(Aggregate):
             else:
                 unshipped += rest
         if others:
-            raise CreditCurrencyError(order_id, cur, sorted(others))
+            raise CreditCurrencyError(order_id or self.id, cur, sorted(others))
         return CreditExposure(
             unpaid_invoices=Money(amount=unpaid, currency=cur),
             unshipped_orders=Money(amount=unshipped, currency=cur),
-            order_total=order.total,
+            order_total=total,
             credit_limit=limit,
         )
 

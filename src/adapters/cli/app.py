@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from adapters.cli.demo import demo
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
+from adapters.cli.orders import orders_app
 from adapters.cli.projections import projections_app
 from adapters.cli.reports import report_app
 from adapters.cli.settings import settings_app
@@ -149,6 +150,7 @@ app.add_typer(relay_app)
 app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
+app.add_typer(orders_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

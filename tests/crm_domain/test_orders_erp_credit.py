@@ -7,12 +7,12 @@ a return or cancellation."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import pytest
 
-from conftest import Rejects
 from crm_domain import CRM, CreditOverride, Money, OrderLine
 from crm_domain.account import Account
 from crm_domain.commands import IssueCreditNote, RequestOrderConfirmation
@@ -30,6 +30,8 @@ from crm_domain.errors import (
 )
 from crm_domain.settings import CRMSettings
 from crm_domain.values import OrderStatus
+
+Rejects = Callable[..., BaseException]  # the ``rejects`` fixture (tests/crm_domain/conftest.py)
 
 SUPERVISOR = {"supervisor": "wang.fang", "reason": "strategic customer, bank guarantee on file"}
 

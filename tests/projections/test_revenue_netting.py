@@ -12,6 +12,7 @@ from uuid import UUID
 
 from projection_history import project
 
+from adapters.cli.reports import pipeline_report
 from crm_domain import CRM, Money
 from projections.customer360 import Customer360Queries
 from projections.customer_value import CustomerValueQueries
@@ -124,10 +125,15 @@ def test_revenue_nets_out_cancellations_returns_credit_notes_and_refunds() -> No
 def test_a_deal_reversal_is_capped_and_by_owner() -> None:
     app = CRM("memory://")
     history(app)
-    q = PipelineQueries(project(app).engine)
+    engine = project(app).engine
+    q = PipelineQueries(engine)
     assert q.revenue(owner="nobody") == []
     line = q.revenue(owner="li")[0]
     assert line.net == line.amount - line.reversed
+    # `crm report pipeline` shows it
+    sections = {s.title: s for s in pipeline_report(engine)}
+    won = sections["Won revenue (net of cancelled and returned orders)"]
+    assert won.rows == [("CNY", 2, Decimal(11000), Decimal(10000), Decimal(1000))]
 
 
 def test_netting_on_a_real_store(store_url: str) -> None:

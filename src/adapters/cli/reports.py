@@ -65,6 +65,12 @@ def pipeline_report(engine: Engine) -> list[Section]:
     summary.add("win rate", _pct(wins.rate))
     cycle = wins.average_cycle_days
     summary.add("average sales cycle", f"{cycle} days" if cycle is not None else "-")
+    revenue = Section(
+        "Won revenue (net of cancelled and returned orders)",
+        ("currency", "won deals", "amount", "reversed", "net"),
+    )
+    for r in q.revenue():
+        revenue.add(r.currency, r.won, r.amount, r.reversed, r.net)
     top = Section(
         "Nearest to signing (top 10 open opportunities)",
         ("opportunity", "account", "owner", "stage", "prob.", "amount", "currency", "close by"),
@@ -80,7 +86,7 @@ def pipeline_report(engine: Engine) -> list[Section]:
             o.currency,
             o.expected_close,
         )
-    return [stages, forecast, conversion, summary, top]
+    return [stages, forecast, conversion, summary, revenue, top]
 
 
 def service_report(engine: Engine, *, now: datetime) -> list[Section]:

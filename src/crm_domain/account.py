@@ -1009,7 +1009,7 @@ class Account(Aggregate):
             else:
                 unshipped += rest
         if others:
-            raise CreditCurrencyError(order_id or self.id, cur, sorted(others))
+            raise CreditCurrencyError(order_id, cur, sorted(others))
         return CreditExposure(
             unpaid_invoices=Money(amount=unpaid, currency=cur),
             unshipped_orders=Money(amount=unshipped, currency=cur),

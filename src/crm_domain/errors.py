@@ -339,9 +339,12 @@ class CreditCurrencyError(CreditCheckError):
     """Exposure cannot be added up: the order or an open item is in a currency other than
     the credit limit's (the CRM holds no exchange rates; ERP or a supervisor decides)."""
 
-    def __init__(self, order_id: UUID | str, limit_currency: str, currencies: list[str]) -> None:
+    def __init__(
+        self, order_id: UUID | str | None, limit_currency: str, currencies: list[str]
+    ) -> None:
+        what = f"order {order_id}" if order_id is not None else "the account's exposure"
         super().__init__(
-            f"cannot check order {order_id} against the credit limit in {limit_currency}: "
+            f"cannot check {what} against the credit limit in {limit_currency}: "
             f"the exposure is also in {', '.join(currencies)}; "
             "a supervisor override with a reason is needed"
         )

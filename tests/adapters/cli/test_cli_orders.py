@@ -81,3 +81,18 @@ def test_cancel_before_shipment_and_refusals(
     )
     assert (code, "Traceback" in out) == (1, False)
     assert "no order" in out
+
+
+def test_exposure_in_mixed_currencies_is_said_not_summed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, account, _ = store_with_orders(tmp_path)
+    crm = CRM(url)
+    try:
+        crm.issue_invoice(account, amount=Money.of(10, "USD"))
+    finally:
+        crm.close()
+    code, out = run(["orders", "exposure", str(account), "--store", url, "-f", "json"], capsys)
+    assert code == 0, out
+    rows = {r["measure"]: r["value"] for r in json.loads(out)[0]["rows"]}
+    assert rows["exposure"] == "not countable: also in USD"

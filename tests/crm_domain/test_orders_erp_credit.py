@@ -11,7 +11,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 
 from crm_domain import CRM, CreditOverride, Money, OrderLine
 from crm_domain.account import Account
@@ -520,3 +523,28 @@ def test_the_rules_hold_on_a_real_store(store_url: str) -> None:
             again.issue_refund(account, invoice, amount=cny(400_001), reason="r")
     finally:
         again.close()
+
+
+def test_a_confirmation_request_stored_before_the_credit_check_still_loads(app: CRM) -> None:
+    """Events stored before the new fields read them as None (no upcaster needed)."""
+    originator = uuid4()
+    state = {
+        "originator_id": str(originator),
+        "originator_version": 7,
+        "timestamp": "2025-03-01T10:00:00Z",
+        "occurred_at": "2025-03-01T10:00:00Z",
+        "metadata": {"actor": "li.wei", "source_system": "crm-core"},
+        "event_id": str(uuid4()),
+        "order_id": str(uuid4()),
+        "total": {"amount": "500000", "currency": "CNY"},
+    }
+    stored = StoredEvent(
+        originator_id=originator,
+        originator_version=7,
+        topic=get_topic(Account.OrderConfirmationRequested),
+        state=orjson.dumps(state),
+    )
+    event = app.app.mapper.to_domain_event(stored)
+    assert isinstance(event, Account.OrderConfirmationRequested)
+    assert (event.credit_limit, event.exposure, event.credit_override) == (None, None, None)
+    assert event.total == cny(500_000)

@@ -106,7 +106,8 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
                             lines=[{"sku": "X", "quantity": 2, "unit_price": Money.of(150, "CNY")}],
                         )
                         app.request_order_confirmation(a, order)
-                        app.confirm_order(a, order)
+                        with app.context(source_system="erp"):
+                            app.confirm_order(a, order)
                         app.issue_invoice(a, amount=Money.of(300, "CNY"), order_id=order)
                         app.receive_payment(a, amount=Money.of(300, "CNY"))
         return int(app.app.recorder.max_notification_id() or 0)

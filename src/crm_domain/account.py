@@ -8,6 +8,7 @@ that ERP confirms before they are promised, invoices and payments, the credit li
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
@@ -16,16 +17,23 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field
 
+from crm_domain.context import current_context
+from crm_domain.credit import DEFAULT_ERP_SOURCES, CreditExposure, CreditOverride
 from crm_domain.errors import (
     AcceptedQuoteExistsError,
     AccountClosedError,
     ActiveQuoteExistsError,
+    ConfirmationNotRequestedError,
     ContactRoleError,
+    CreditAmountError,
+    CreditCurrencyError,
+    CreditLimitExceededError,
     CurrencyChangeError,
     DiscountApprovalError,
     DiscountApprovalRequiredError,
     EntityNotFoundError,
     InvalidCommandError,
+    NotErpSourceError,
     OpportunityClosedError,
     OrderStateError,
     PipelineRuleError,
@@ -137,17 +145,44 @@ class Order(Entity):
 
 
 class Invoice(Entity):
-    """An invoice on the account (usually from ERP), and how much of it has been paid."""
+    """An invoice on the account (usually from ERP), and how much of it has been paid,
+    credited (credit notes) and refunded."""
 
     invoice_id: UUID
     order_id: UUID | None
     amount: Money
     paid: Decimal = Decimal(0)
+    #: Credit notes issued against it.
+    credited: Decimal = Decimal(0)
+    #: Refunds paid back against it.
+    refunded: Decimal = Decimal(0)
+
+    @property
+    def balance(self) -> Decimal:
+        """What the customer still owes on it: amount less credit notes, less payments kept
+        (payments less refunds); negative when they are owed money back."""
+        return self.amount.amount - self.credited - (self.paid - self.refunded)
+
+    @property
+    def outstanding(self) -> Decimal:
+        """What is still owed on it (never negative): its share of the account's exposure."""
+        return max(self.balance, Decimal(0))
+
+    @property
+    def creditable(self) -> Decimal:
+        """How much a credit note may still cover: the amount not yet credited."""
+        return self.amount.amount - self.credited
+
+    @property
+    def refundable(self) -> Decimal:
+        """How much may be refunded: what was paid beyond what is owed after credit notes."""
+        return max(-self.balance, Decimal(0))
 
     @property
     def is_paid(self) -> bool:
-        """Whether the payments against it cover its amount (an overpayment counts as paid)."""
-        return self.paid >= self.amount.amount
+        """Whether the payments kept cover what is owed after credit notes (an overpayment
+        counts as paid)."""
+        return self.balance <= 0
 
 
 class AccountState(SnapshotState):
@@ -168,6 +203,8 @@ class AccountState(SnapshotState):
     invoices: dict[UUID, Invoice]
     payments_received: dict[str, Decimal]
     credit_limit: Money | None
+    #: Credit notes issued, each with its invoice (added later: older snapshots have none).
+    credit_notes: dict[UUID, UUID] = {}
 
 
 class Account(Aggregate):
@@ -379,10 +416,19 @@ class Account(Aggregate):
         quote_id: UUID | None = None
 
     class OrderConfirmationRequested(Aggregate.Event):
-        """ERP was asked to confirm the order (credit, margin, availability)."""
+        """ERP was asked to confirm the order (credit, margin, availability).
+
+        When the account has a credit limit, ``exposure`` is what it would owe with this
+        order (in the limit's currency; None when that could not be counted); a supervisor's
+        ``credit_override`` lets a request over the limit through, with the reason.
+        """
 
         order_id: UUID
         total: Money
+        #: Added with the credit check; events stored before it read as None.
+        credit_limit: Money | None = None
+        exposure: Money | None = None
+        credit_override: CreditOverride | None = None
 
     class OrderConfirmed(Aggregate.Event):
         """ERP confirmed the order."""
@@ -414,6 +460,14 @@ class Account(Aggregate):
         order_id: UUID
         reason: ShortText
 
+    class OrderCancelled(Aggregate.Event):
+        """The order was cancelled before it shipped, with the reason."""
+
+        order_id: UUID
+        reason: ShortText
+        #: The status it was cancelled from (placed, confirmation requested or confirmed).
+        from_status: OrderStatus
+
     class InvoiceIssued(Aggregate.Event):
         """An invoice was recorded for the account."""
 
@@ -429,6 +483,28 @@ class Account(Aggregate):
         payment_id: UUID
         amount: Money
         invoice_id: UUID | None = None
+        reference: Reference = ""
+
+    class CreditNoteIssued(Aggregate.Event):
+        """A credit note was issued against an invoice (after a return or a cancellation),
+        reducing what the customer owes; ``order_id`` is the invoice's order, if any."""
+
+        credit_note_id: UUID
+        invoice_id: UUID
+        order_id: UUID | None
+        amount: Money
+        reason: ShortText
+        reference: Reference = ""
+
+    class RefundIssued(Aggregate.Event):
+        """Money was paid back to the customer against an invoice (what they paid beyond
+        what they owe after credit notes); ``order_id`` is the invoice's order, if any."""
+
+        refund_id: UUID
+        invoice_id: UUID
+        order_id: UUID | None
+        amount: Money
+        reason: ShortText
         reference: Reference = ""
 
     class CreditLimitSet(Aggregate.Event):
@@ -462,6 +538,7 @@ class Account(Aggregate):
         self.invoices: dict[UUID, Invoice] = {}
         self.payments_received: dict[str, Decimal] = {}
         self.credit_limit: Money | None = None
+        self.credit_notes: dict[UUID, UUID] = {}
 
     @classmethod
     def open(
@@ -1263,18 +1340,133 @@ class Account(Aggregate):
             )
         return order
 
-    def request_order_confirmation(self, order_id: UUID) -> None:
-        """Ask ERP to confirm a placed order (credit, margin, availability checks)."""
+    def credit_exposure(self, order_id: UUID | None = None) -> CreditExposure | None:
+        """What the account would owe with this order (or as it stands, without one), in its
+        credit limit's currency (see :mod:`crm_domain.credit`); None without a credit limit.
+        An order or open item in another currency is a :class:`CreditCurrencyError`."""
+        limit = self.credit_limit
+        if limit is None:
+            return None
+        cur = limit.currency
+        total = Money(amount=Decimal(0), currency=cur)
+        if order_id is not None:
+            total = self.order(order_id).total
+        others: set[str] = set()
+        if total.currency != cur:
+            others.add(total.currency)
+        unpaid = Decimal(0)
+        invoiced: dict[UUID, Decimal] = {}
+        for invoice in self.invoices.values():
+            if invoice.order_id is not None:
+                invoiced[invoice.order_id] = invoiced.get(invoice.order_id, Decimal(0)) + (
+                    invoice.amount.amount
+                )
+            if invoice.outstanding <= 0:
+                continue
+            if invoice.amount.currency != cur:
+                others.add(invoice.amount.currency)
+            else:
+                unpaid += invoice.outstanding
+        unshipped = Decimal(0)
+        for o in self.orders.values():
+            if o.status is not OrderStatus.CONFIRMED:
+                continue
+            rest = o.total.amount - invoiced.get(o.order_id, Decimal(0))
+            if rest <= 0:
+                continue
+            if o.total.currency != cur:
+                others.add(o.total.currency)
+            else:
+                unshipped += rest
+        if others:
+            raise CreditCurrencyError(order_id, cur, sorted(others))
+        return CreditExposure(
+            unpaid_invoices=Money(amount=unpaid, currency=cur),
+            unshipped_orders=Money(amount=unshipped, currency=cur),
+            order_total=total,
+            credit_limit=limit,
+        )
+
+    def request_order_confirmation(
+        self, order_id: UUID, *, credit_override: CreditOverride | None = None
+    ) -> None:
+        """Ask ERP to confirm a placed order (credit, margin, availability checks).
+
+        With a credit limit on the account, an order that would take the exposure over it
+        (:class:`CreditLimitExceededError`, naming the figures) or that cannot be counted in
+        the limit's currency (:class:`CreditCurrencyError`) is refused, unless a supervisor's
+        ``credit_override`` with a reason is given; it is recorded on the event.
+        """
         order = self._order_in(order_id, "request confirmation of", OrderStatus.PLACED)
-        self._request_confirmation(order_id=order_id, total=order.total)
+        exposure: Money | None = None
+        try:
+            figures = self.credit_exposure(order_id)
+        except CreditCurrencyError:
+            if credit_override is None:
+                raise
+            figures = None
+        if figures is not None:
+            exposure = figures.exposure
+            if figures.over_limit and credit_override is None:
+                raise CreditLimitExceededError(
+                    order_id,
+                    unpaid_invoices=figures.unpaid_invoices,
+                    unshipped_orders=figures.unshipped_orders,
+                    order_total=figures.order_total,
+                    exposure=figures.exposure,
+                    credit_limit=figures.credit_limit,
+                )
+        self._request_confirmation(
+            order_id=order_id,
+            total=order.total,
+            credit_limit=self.credit_limit,
+            exposure=exposure,
+            credit_override=credit_override,
+        )
 
     @event(OrderConfirmationRequested)
-    def _request_confirmation(self, order_id: UUID, total: Money) -> None:
+    def _request_confirmation(
+        self,
+        order_id: UUID,
+        total: Money,
+        credit_limit: Money | None,
+        exposure: Money | None,
+        credit_override: CreditOverride | None,
+    ) -> None:
         self.orders[order_id].status = OrderStatus.CONFIRMATION_REQUESTED
 
-    def confirm_order(self, order_id: UUID, *, erp_reference: str = "") -> None:
-        """Record ERP's confirmation of a placed order: only now may it be promised and shipped."""
-        self._order_in(order_id, "confirm", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
+    def _erp_answer(
+        self,
+        order_id: UUID,
+        step: str,
+        source_system: str | None,
+        erp_sources: Collection[str],
+    ) -> None:
+        """ERP's answer: only from an ERP source, only for an order awaiting confirmation."""
+        order = self.order(order_id)
+        source = source_system if source_system is not None else current_context().source_system
+        if source not in erp_sources:
+            raise NotErpSourceError(order_id, step, source, sorted(erp_sources))
+        if order.status is OrderStatus.PLACED:
+            raise ConfirmationNotRequestedError(order_id, step)
+        self._order_in(order_id, step, OrderStatus.CONFIRMATION_REQUESTED)
+
+    def confirm_order(
+        self,
+        order_id: UUID,
+        *,
+        erp_reference: str = "",
+        source_system: str | None = None,
+        erp_sources: Collection[str] = DEFAULT_ERP_SOURCES,
+    ) -> None:
+        """Record ERP's confirmation of an order whose confirmation was requested: only now
+        may it be promised and shipped.
+
+        Only a source system in ``erp_sources`` may confirm (``source_system``: by default the
+        command context's); anything else is a :class:`NotErpSourceError`, and an order never
+        sent for confirmation a :class:`ConfirmationNotRequestedError`.
+        """
+        self._erp_answer(order_id, "confirm", source_system, erp_sources)
         self._confirm(order_id=order_id, erp_reference=erp_reference)
 
     @event(OrderConfirmed)
@@ -1282,11 +1474,17 @@ class Account(Aggregate):
         self.orders[order_id].status = OrderStatus.CONFIRMED
 
     def reject_order(
-        self, order_id: UUID, *, reason: OrderRejectionReason | str, detail: str = ""
+        self,
+        order_id: UUID,
+        *,
+        reason: OrderRejectionReason | str,
+        detail: str = "",
+        source_system: str | None = None,
+        erp_sources: Collection[str] = DEFAULT_ERP_SOURCES,
     ) -> None:
-        """Record ERP's refusal of an unconfirmed order, with the reason (credit, margin or
-        availability)."""
-        self._order_in(order_id, "reject", OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED)
+        """Record ERP's refusal of an order whose confirmation was requested, with the reason
+        (credit, margin or availability); the same source rules as :meth:`confirm_order`."""
+        self._erp_answer(order_id, "reject", source_system, erp_sources)
         self._reject(order_id=order_id, reason=reason, detail=detail)
 
     @event(OrderRejected)
@@ -1319,6 +1517,23 @@ class Account(Aggregate):
     @event(OrderReturned)
     def _return(self, order_id: UUID, reason: str) -> None:
         self.orders[order_id].status = OrderStatus.RETURNED
+
+    def cancel_order(self, order_id: UUID, *, reason: str) -> None:
+        """Cancel an order before it ships (placed, awaiting ERP, or confirmed), with the
+        reason; a shipped order is returned instead. An invoice already issued for it is
+        then credited with :meth:`issue_credit_note`."""
+        order = self._order_in(
+            order_id,
+            "cancel",
+            OrderStatus.PLACED,
+            OrderStatus.CONFIRMATION_REQUESTED,
+            OrderStatus.CONFIRMED,
+        )
+        self._cancel(order_id=order_id, reason=reason, from_status=order.status)
+
+    @event(OrderCancelled)
+    def _cancel(self, order_id: UUID, reason: str, from_status: OrderStatus) -> None:
+        self.orders[order_id].status = OrderStatus.CANCELLED
 
     # ----- invoices and payments ----------------------------------------------------
     def issue_invoice(
@@ -1381,6 +1596,105 @@ class Account(Aggregate):
         self.payments_received[cur] = self.payments_received.get(cur, Decimal(0)) + amount.amount
         if invoice_id is not None:
             self.invoices[invoice_id].paid += amount.amount
+
+    def issue_credit_note(
+        self,
+        invoice_id: UUID,
+        *,
+        amount: Money,
+        reason: str,
+        reference: str = "",
+        credit_note_id: UUID | None = None,
+    ) -> UUID:
+        """Credit an invoice (in its currency), at most what is not yet credited on it
+        (:class:`CreditAmountError` names both). An invoice for an order is credited once
+        the order was returned or cancelled; ``credit_note_id`` keeps ERP's identity."""
+        invoice = self.invoice(invoice_id)
+        amount = self._positive_in(amount, invoice, "credit note")
+        if invoice.order_id is not None:
+            self._order_in(invoice.order_id, "credit", OrderStatus.RETURNED, OrderStatus.CANCELLED)
+        if amount.amount > invoice.creditable:
+            raise CreditAmountError(
+                "credit note",
+                invoice_id,
+                amount,
+                Money(amount=invoice.creditable, currency=amount.currency),
+            )
+        credit_note_id = credit_note_id or uuid4()
+        if credit_note_id in self.credit_notes:
+            raise RuleViolationError(f"credit note {credit_note_id} is already recorded")
+        self._credit(
+            credit_note_id=credit_note_id,
+            invoice_id=invoice_id,
+            order_id=invoice.order_id,
+            amount=amount,
+            reason=reason,
+            reference=reference,
+        )
+        return credit_note_id
+
+    @event(CreditNoteIssued)
+    def _credit(
+        self,
+        credit_note_id: UUID,
+        invoice_id: UUID,
+        order_id: UUID | None,
+        amount: Money,
+        reason: str,
+        reference: str,
+    ) -> None:
+        self.invoices[invoice_id].credited += amount.amount
+        self.credit_notes[credit_note_id] = invoice_id
+
+    def issue_refund(
+        self, invoice_id: UUID, *, amount: Money, reason: str, reference: str = ""
+    ) -> UUID:
+        """Pay money back against an invoice (in its currency): at most what the customer paid
+        beyond what they owe after credit notes (:class:`CreditAmountError` names both)."""
+        invoice = self.invoice(invoice_id)
+        amount = self._positive_in(amount, invoice, "refund")
+        if amount.amount > invoice.refundable:
+            raise CreditAmountError(
+                "refund",
+                invoice_id,
+                amount,
+                Money(amount=invoice.refundable, currency=amount.currency),
+            )
+        refund_id = uuid4()
+        self._refund(
+            refund_id=refund_id,
+            invoice_id=invoice_id,
+            order_id=invoice.order_id,
+            amount=amount,
+            reason=reason,
+            reference=reference,
+        )
+        return refund_id
+
+    @event(RefundIssued)
+    def _refund(
+        self,
+        refund_id: UUID,
+        invoice_id: UUID,
+        order_id: UUID | None,
+        amount: Money,
+        reason: str,
+        reference: str,
+    ) -> None:
+        self.invoices[invoice_id].refunded += amount.amount
+        cur = amount.currency
+        self.payments_received[cur] = self.payments_received.get(cur, Decimal(0)) - amount.amount
+
+    @staticmethod
+    def _positive_in(amount: Money, invoice: Invoice, what: str) -> Money:
+        amount = Money.coerce(amount)
+        if amount.amount <= 0:
+            raise InvalidCommandError(f"a {what} must be a positive amount")
+        if amount.currency != invoice.amount.currency:
+            raise InvalidCommandError(
+                f"{what} in {amount.currency} for an invoice in {invoice.amount.currency}"
+            )
+        return amount
 
     # ----- derived ------------------------------------------------------------------
     def open_pipeline(self) -> list[Opportunity]:

@@ -18,7 +18,7 @@ class, so they can be shown to a user as they are::
     │   │   ├── InactiveCustomerError, AccountClosedError, LifecycleTransitionError,
     │   │   ├── ConsentRequiredError, OpenComplaintError, TicketStateError,
     │   │   ├── SatisfactionNotAllowedError, OpportunityClosedError, PipelineRuleError,
-    │   │   ├── ActiveQuoteExistsError, OrderStateError, ContactRoleError
+    │   │   ├── ActiveQuoteExistsError, ContactRoleError
     │   │   ├── QuoteStateError          the quote's state forbids the step
     │   │   │   ├── QuoteExpiredError    accepting (or sending) it past its validity
     │   │   │   ├── AcceptedQuoteExistsError  quoting again after acceptance, unrevised
@@ -26,7 +26,15 @@ class, so they can be shown to a user as they are::
     │   │   │   └── DiscountApprovalError  no approval pending, or self-approval
     │   │   ├── UnresolvedQuoteError     won while a quote is neither accepted nor withdrawn
     │   │   │                            (a PipelineRuleError)
-    │   │   └── CurrencyChangeError      a revision in another currency: change it explicitly
+    │   │   ├── CurrencyChangeError      a revision in another currency: change it explicitly
+    │   │   ├── OrderStateError
+    │   │   │   └── ErpConfirmationError     only ERP confirms or rejects, after a request
+    │   │   │       ├── NotErpSourceError    the command's source system is not an ERP one
+    │   │   │       └── ConfirmationNotRequestedError  no confirmation request before it
+    │   │   ├── CreditCheckError         requesting confirmation refused on credit grounds
+    │   │   │   ├── CreditLimitExceededError  exposure would exceed the credit limit
+    │   │   │   └── CreditCurrencyError  exposure in a currency other than the limit's
+    │   │   └── CreditAmountError        a credit note or refund beyond what it may cover
     │   ├── ConflictError                it clashes with what is already stored
     │   │   ├── ConcurrencyConflictError someone changed the same thing at the same time
     │   │   ├── DuplicateCustomerCodeError
@@ -336,6 +344,134 @@ class CurrencyChangeError(RuleViolationError):
 
 class OrderStateError(RuleViolationError):
     """The order is not in a state that allows this step (e.g. shipping before ERP confirms)."""
+
+
+class ErpConfirmationError(OrderStateError):
+    """Only ERP confirms or rejects an order, and only one it was asked to confirm.
+
+    The configuration names the source systems that count as ERP (``erp_sources``); the
+    command's source system is the context's (``crm.context(source_system=...)``).
+    """
+
+
+class NotErpSourceError(ErpConfirmationError):
+    """A confirmation or rejection came from a source system that is not ERP (e.g. the
+    CRM's own front end); nothing was stored."""
+
+    def __init__(
+        self, order_id: UUID | str, step: str, source_system: str, erp_sources: list[str]
+    ) -> None:
+        super().__init__(
+            f"cannot {step} order {order_id} from source system {source_system!r}: only ERP "
+            f"({', '.join(repr(s) for s in erp_sources)}) confirms or rejects orders"
+        )
+        self.order_id = order_id
+        self.step = step
+        self.source_system = source_system
+        self.erp_sources = erp_sources
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.order_id, self.step, self.source_system, self.erp_sources)
+
+
+class ConfirmationNotRequestedError(ErpConfirmationError):
+    """ERP answered for an order whose confirmation was never requested; nothing was stored."""
+
+    def __init__(self, order_id: UUID | str, step: str) -> None:
+        super().__init__(
+            f"cannot {step} order {order_id}: its confirmation was not requested "
+            "(request_order_confirmation first)"
+        )
+        self.order_id = order_id
+        self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.order_id, self.step)
+
+
+class CreditCheckError(RuleViolationError):
+    """Confirmation of an order cannot be requested on credit grounds; a supervisor override
+    with a reason lets it through (and is recorded)."""
+
+
+class CreditLimitExceededError(CreditCheckError):
+    """The order would take the account's exposure over its credit limit.
+
+    Exposure is the unpaid invoices, plus the confirmed orders not yet shipped (less what
+    was already invoiced of them), plus this order; each figure is an attribute (Money).
+    """
+
+    def __init__(
+        self,
+        order_id: UUID | str,
+        unpaid_invoices: object,
+        unshipped_orders: object,
+        order_total: object,
+        exposure: object,
+        credit_limit: object,
+    ) -> None:
+        super().__init__(
+            f"order {order_id} would take the account's exposure to {exposure}, over its "
+            f"credit limit of {credit_limit}: unpaid invoices {unpaid_invoices} + confirmed "
+            f"unshipped orders {unshipped_orders} + this order {order_total}; "
+            "a supervisor override with a reason is needed"
+        )
+        self.order_id = order_id
+        self.unpaid_invoices = unpaid_invoices
+        self.unshipped_orders = unshipped_orders
+        self.order_total = order_total
+        self.exposure = exposure
+        self.credit_limit = credit_limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (
+            self.order_id,
+            self.unpaid_invoices,
+            self.unshipped_orders,
+            self.order_total,
+            self.exposure,
+            self.credit_limit,
+        )
+
+
+class CreditCurrencyError(CreditCheckError):
+    """Exposure cannot be added up: the order or an open item is in a currency other than
+    the credit limit's (the CRM holds no exchange rates; ERP or a supervisor decides)."""
+
+    def __init__(
+        self, order_id: UUID | str | None, limit_currency: str, currencies: list[str]
+    ) -> None:
+        what = f"order {order_id}" if order_id is not None else "the account's exposure"
+        super().__init__(
+            f"cannot check {what} against the credit limit in {limit_currency}: "
+            f"the exposure is also in {', '.join(currencies)}; "
+            "a supervisor override with a reason is needed"
+        )
+        self.order_id = order_id
+        self.limit_currency = limit_currency
+        self.currencies = currencies
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.order_id, self.limit_currency, self.currencies)
+
+
+class CreditAmountError(RuleViolationError):
+    """A credit note or refund is for more than it may cover: a credit note at most what
+    is invoiced and not yet credited, a refund at most what was paid beyond what is owed."""
+
+    def __init__(
+        self, what: str, invoice_id: UUID | str, amount: object, available: object
+    ) -> None:
+        super().__init__(
+            f"{what} of {amount} on invoice {invoice_id} is more than the {available} it may cover"
+        )
+        self.what = what
+        self.invoice_id = invoice_id
+        self.amount = amount
+        self.available = available
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.what, self.invoice_id, self.amount, self.available)
 
 
 class ContactRoleError(RuleViolationError):

@@ -8,7 +8,10 @@ published events comes straight from the models. Aggregates keep ``@event`` meth
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
+from functools import cache
 from typing import Any, ClassVar, TypeVar, cast
 from uuid import UUID, uuid4
 
@@ -125,12 +128,42 @@ def event_classes(aggregate: type[Aggregate]) -> tuple[type[Aggregate.Event], ..
     )
 
 
+def _without_text(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_text(v) for k, v in schema.items() if k not in ("title", "description")}
+    if isinstance(schema, list):
+        return [_without_text(v) for v in schema]
+    return schema
+
+
+@cache
+def state_shape(state_model: type[BaseModel]) -> str:
+    """A fingerprint of a snapshot state model's shape: its fields and their types, nested
+    entities included (the JSON Schema without titles and descriptions, hashed)."""
+    schema = _without_text(state_model.model_json_schema())
+    return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
+
+
 class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
     """Snapshot of an aggregate: ``state`` is validated against the aggregate's
-    ``snapshot_state`` model, so Decimals, UUIDs and datetimes come back typed."""
+    ``snapshot_state`` model, so Decimals, UUIDs and datetimes come back typed.
+
+    A snapshot is a cache of the fold of its events, valid only for the state shape it was
+    taken in: when a release adds a field to an aggregate's state (a value the fold derives
+    from events), a snapshot taken before would read it as a default, not as the events
+    say. So each snapshot records its ``shape`` (:func:`state_shape`), and one of another
+    shape, or taken before shapes were recorded, is not used (:meth:`is_current`): the
+    aggregate is folded from its events and the next snapshot is taken in today's shape."""
 
     topic: str
     state: dict[str, Any]
+    #: :func:`state_shape` of its state model when taken ("" if before shapes were recorded).
+    shape: str = ""
+
+    def is_current(self) -> bool:
+        """True if taken in the shape of today's state model of its aggregate class."""
+        agg_cls = cast(type[Any], resolve_topic(self.topic))
+        return self.shape == state_shape(agg_cls.snapshot_state)
 
     @classmethod
     def take(cls, aggregate: Any) -> Snapshot:
@@ -146,6 +179,7 @@ class Snapshot(DomainEvent, CanSnapshotAggregate[UUID]):
             timestamp=datetime_now_with_tzinfo(),
             topic=get_topic(agg_cls),
             state=state,
+            shape=state_shape(state_model),
         )
 
     def mutate(self, _: Any) -> Any:

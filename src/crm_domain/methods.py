@@ -24,6 +24,7 @@ from crm_domain.commands import (
     AssignSegment,
     AssignSupportOwner,
     AssignTicket,
+    CancelOrder,
     ChangeLifecycleStage,
     ChangeOpportunityCurrency,
     CloseAccount,
@@ -40,8 +41,10 @@ from crm_domain.commands import (
     ExpireQuote,
     FulfilCommitment,
     GrantConsent,
+    IssueCreditNote,
     IssueInvoice,
     IssueQuote,
+    IssueRefund,
     LogContact,
     LoseOpportunity,
     OpenAccount,
@@ -82,6 +85,7 @@ from crm_domain.commands import (
     WithdrawQuote,
 )
 from crm_domain.commands.base import Command
+from crm_domain.credit import CreditOverride
 from crm_domain.customer import Commitment
 from crm_domain.lifecycle import LifecycleRule
 from crm_domain.values import (
@@ -523,7 +527,7 @@ class AccountMethods(_Handles):
         self.handle(AssignAccountManager(account_id=account_id, manager=manager, reason=reason))
 
     def set_credit_limit(self, account_id: UUID, *, limit: Money) -> None:
-        """Set how much the account may owe (checked by ERP when orders are confirmed)."""
+        """Set how much the account may owe: requesting confirmation of an order checks it."""
         self.handle(SetCreditLimit(account_id=account_id, limit=limit))
 
     def open_opportunity(
@@ -717,12 +721,26 @@ class AccountMethods(_Handles):
             )
         )
 
-    def request_order_confirmation(self, account_id: UUID, order_id: UUID) -> None:
-        """Ask ERP to confirm (credit, margin, availability); the Kafka relay carries it."""
-        self.handle(RequestOrderConfirmation(account_id=account_id, order_id=order_id))
+    def request_order_confirmation(
+        self,
+        account_id: UUID,
+        order_id: UUID,
+        *,
+        credit_override: CreditOverride | dict[str, str] | None = None,
+    ) -> None:
+        """Ask ERP to confirm (credit, margin, availability); the Kafka relay carries it.
+
+        Over the account's credit limit it is refused (:class:`CreditLimitExceededError`)
+        unless ``credit_override={"supervisor": ..., "reason": ...}`` is given."""
+        self.handle(
+            RequestOrderConfirmation(
+                account_id=account_id, order_id=order_id, credit_override=credit_override
+            )
+        )
 
     def confirm_order(self, account_id: UUID, order_id: UUID, *, erp_reference: str = "") -> None:
-        """Record ERP's confirmation of an order, with its ERP reference."""
+        """Record ERP's confirmation of an order, with its ERP reference: only under an ERP
+        source system (``with crm.context(source_system="erp")``), after a request."""
         self.handle(
             ConfirmOrder(account_id=account_id, order_id=order_id, erp_reference=erp_reference)
         )
@@ -751,6 +769,10 @@ class AccountMethods(_Handles):
     def return_order(self, account_id: UUID, order_id: UUID, *, reason: str) -> None:
         """Record that the customer sent a delivered order back."""
         self.handle(ReturnOrder(account_id=account_id, order_id=order_id, reason=reason))
+
+    def cancel_order(self, account_id: UUID, order_id: UUID, *, reason: str) -> None:
+        """Cancel an order before it ships (placed, awaiting ERP, or confirmed)."""
+        self.handle(CancelOrder(account_id=account_id, order_id=order_id, reason=reason))
 
     def issue_invoice(
         self,
@@ -786,5 +808,49 @@ class AccountMethods(_Handles):
         return self.handle(
             ReceivePayment(
                 account_id=account_id, amount=amount, invoice_id=invoice_id, reference=reference
+            )
+        )
+
+    def issue_credit_note(
+        self,
+        account_id: UUID,
+        invoice_id: UUID,
+        *,
+        amount: Money,
+        reason: str,
+        reference: str = "",
+        credit_note_id: UUID | None = None,
+    ) -> UUID:
+        """Credit an invoice after its order was returned or cancelled; returns the credit
+        note's id."""
+        return self.handle(
+            IssueCreditNote(
+                account_id=account_id,
+                invoice_id=invoice_id,
+                amount=amount,
+                reason=reason,
+                reference=reference,
+                credit_note_id=credit_note_id,
+            )
+        )
+
+    def issue_refund(
+        self,
+        account_id: UUID,
+        invoice_id: UUID,
+        *,
+        amount: Money,
+        reason: str,
+        reference: str = "",
+    ) -> UUID:
+        """Pay money back against an invoice (what was paid beyond what is owed after credit
+        notes); returns the refund's id."""
+        return self.handle(
+            IssueRefund(
+                account_id=account_id,
+                invoice_id=invoice_id,
+                amount=amount,
+                reason=reason,
+                reference=reference,
             )
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -29,6 +29,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from crm_domain.credit import DEFAULT_ERP_SOURCES
 from crm_domain.errors import ConfigurationError
 from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.lifecycle import LifecyclePolicySettings
@@ -43,6 +44,8 @@ DEFAULT_CONFIG_FILE = Path("crm.toml")
 MAX_EVENT_BYTES_CEILING = 16 * 1024 * 1024
 #: The store used when nothing names one: an SQLite file in the working directory.
 DEFAULT_STORE_URL = "sqlite:///crm.sqlite"
+#: A source system's name, as the command context holds it.
+ErpSource = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class _Section(BaseModel):
@@ -134,12 +137,23 @@ class CRMSettings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     lifecycle: LifecyclePolicySettings = Field(default_factory=LifecyclePolicySettings)
     quotes: QuoteSettings = Field(default_factory=QuoteSettings)
+    #: Source systems that count as ERP: only they confirm or reject orders (see
+    #: ``crm_domain.credit``). ``CRM_ERP_SOURCES='["erp", "sap-prod"]'``.
+    erp_sources: list[ErpSource] = Field(
+        default_factory=lambda: list(DEFAULT_ERP_SOURCES), min_length=1
+    )
 
     @field_validator("store_url")
     @classmethod
     def _parseable_store(cls, value: str) -> str:
         StoreURL.parse(value)  # ConfigurationError names what is wrong
         return value
+
+    @property
+    def erp_source(self) -> str:
+        """The source system ERP's commands run under (the first of ``erp_sources``): the
+        Kafka consumer and the ERP history imports use it."""
+        return self.erp_sources[0]
 
     @property
     def store(self) -> StoreURL:

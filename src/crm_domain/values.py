@@ -379,8 +379,9 @@ class DiscountApproval(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Placed, sent to ERP for confirmation, then confirmed or rejected; only a confirmed order
-    ships, and only a shipped or delivered one can be returned."""
+    """Placed, sent to ERP for confirmation, then confirmed or rejected (by ERP only); only a
+    confirmed order ships, only a shipped or delivered one can be returned, and one not yet
+    shipped can be cancelled."""
 
     PLACED = "placed"
     CONFIRMATION_REQUESTED = "confirmation_requested"
@@ -389,6 +390,7 @@ class OrderStatus(StrEnum):
     SHIPPED = "shipped"
     DELIVERED = "delivered"
     RETURNED = "returned"
+    CANCELLED = "cancelled"
 
 
 class OrderRejectionReason(StrEnum):

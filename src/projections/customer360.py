@@ -50,7 +50,9 @@ metadata = MetaData()
 _CUSTOMER_CHANGES = topics_of(*CUSTOMER_EVENTS) - topics_of(Customer.Registered)
 _ACCOUNT_OPENED = topics_of(Account.Opened)
 _ORDER_PLACED = topics_of(Account.OrderPlaced)
-_ORDER_CHANGES = topics_of(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
+_ORDER_CHANGES = topics_of(
+    Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned, Account.OrderCancelled
+)
 
 customers = Table(
     "customer360",
@@ -149,6 +151,8 @@ class Customer360(ReadModel):
         Account.OrderDelivered,
         Account.InvoiceIssued,
         Account.PaymentReceived,
+        Account.CreditNoteIssued,
+        Account.RefundIssued,
         Account.CreditLimitSet,
     )
 
@@ -307,7 +311,12 @@ class Customer360(ReadModel):
             },
         )
 
-    @handles(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
+    @handles(
+        Account.OrderConfirmed,
+        Account.OrderRejected,
+        Account.OrderReturned,
+        Account.OrderCancelled,
+    )
     def order_changed(self, e: Any, position: int) -> None:
         order = self.orders.get(e.order_id)
         if order is None:

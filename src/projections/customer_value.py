@@ -14,6 +14,11 @@ booked revenue. Each is scored 1 (worst) to 5 (best) in equal-sized quintiles by
 (monetary, then frequency, then recency, then customer id; lower first), each measure is
 ranked with ties kept in that order, and rank ``r`` of ``n`` scores
 ``max(1, ceil(5 * (r - 1) / (n - 1)))`` (a lone customer scores 1).
+
+Revenue is net: an order rejected, returned or cancelled after ERP confirmed it leaves
+``booked`` (and the order count); a credit note is taken off ``invoiced`` and a refund
+off ``paid``. A credit note is only issued for a returned or cancelled order (or an
+invoice of no order), so ``booked`` never counts a reversal twice.
 """
 
 from __future__ import annotations
@@ -102,8 +107,15 @@ _CUSTOMER_IGNORED = tuple(
 
 _ACCOUNT_OPENED = topics_of(Account.Opened)
 _ORDER_PLACED = topics_of(Account.OrderPlaced)
-_ORDER_CHANGES = topics_of(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
-_MONEY = topics_of(Account.InvoiceIssued, Account.PaymentReceived)
+_ORDER_CHANGES = topics_of(
+    Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned, Account.OrderCancelled
+)
+_MONEY = topics_of(
+    Account.InvoiceIssued,
+    Account.PaymentReceived,
+    Account.CreditNoteIssued,
+    Account.RefundIssued,
+)
 _PROFILE_CORRECTED = topics_of(Customer.ProfileCorrected)
 
 
@@ -221,7 +233,12 @@ class CustomerValue(ReadModel):
             new=True,
         )
 
-    @handles(Account.OrderConfirmed, Account.OrderRejected, Account.OrderReturned)
+    @handles(
+        Account.OrderConfirmed,
+        Account.OrderRejected,
+        Account.OrderReturned,
+        Account.OrderCancelled,
+    )
     def order_changed(self, e: Any, position: int) -> None:
         order = self.orders.get(e.order_id)
         if order is None:
@@ -253,12 +270,23 @@ class CustomerValue(ReadModel):
         row = self._revenue(self._customer_of(e.originator_id), e.amount.currency)
         row["paid"] += e.amount.amount
 
+    @handles(Account.CreditNoteIssued)
+    def credited(self, e: Account.CreditNoteIssued, position: int) -> None:
+        row = self._revenue(self._customer_of(e.originator_id), e.amount.currency)
+        row["invoiced"] -= e.amount.amount
+
+    @handles(Account.RefundIssued)
+    def refunded(self, e: Account.RefundIssued, position: int) -> None:
+        row = self._revenue(self._customer_of(e.originator_id), e.amount.currency)
+        row["paid"] -= e.amount.amount
+
 
 # -- queries ---------------------------------------------------------------------------
 
 
 class CustomerRevenue(Answer):
-    """One customer's revenue in one currency: booked, invoiced, paid, orders and their dates."""
+    """One customer's revenue in one currency: booked, invoiced, paid, orders and their dates
+    (net: returned or cancelled orders, credit notes and refunds are taken off)."""
 
     customer_id: UUID
     name: str

@@ -5,7 +5,9 @@ weighted forecast (amount x stage probability) by expected close month and by fo
 category (pipeline, best case, commit, closed, omitted), stage-to-stage conversion from
 the recorded stage history, win rate and average sales cycle. Won deals count the amount
 they booked (the accepted quote's); quotes are listed with their status as of a date, so
-one past its validity reads as expired before ``crm quotes expire`` records it.
+one past its validity reads as expired before ``crm quotes expire`` records it. Won
+revenue is net of the orders of won deals that were cancelled or returned
+(:meth:`PipelineQueries.revenue`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,17 @@ quotes = Table(
     Column("issued_at", UTCDateTime, nullable=False),
 )
 
+#: Orders placed for an opportunity, and whether they were reversed (cancelled or returned).
+orders = Table(
+    "pipeline_orders",
+    metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("opportunity_id", Uuid, nullable=False, index=True),
+    Column("amount", Amount, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reversed", Integer, nullable=False),
+)
+
 accounts = Table(
     "pipeline_accounts",
     metadata,
@@ -109,6 +122,7 @@ accounts = Table(
 )
 
 _OPENED = topics_of(Account.OpportunityOpened)
+_ORDER_REVERSED = topics_of(Account.OrderCancelled, Account.OrderReturned)
 _CHANGED = topics_of(
     Account.OpportunityStaged,
     Account.OpportunityRevised,
@@ -138,7 +152,7 @@ class SalesPipeline(ReadModel):
     name = "pipeline"
     description = "open opportunities by stage and owner, forecasts, conversion, win rate"
     rebuild_weight = 1.6
-    tables = (opportunities, stage_changes, accounts, quotes)
+    tables = (opportunities, stage_changes, accounts, quotes, orders)
     #: Stage order, and forecast categories for opportunities opened by events stored
     #: before ``OpportunityOpened.forecast_category`` existed.
     pipeline: Pipeline = DEFAULT_PIPELINE
@@ -153,15 +167,15 @@ class SalesPipeline(ReadModel):
         Account.ContactRemoved,
         Account.ManagerAssigned,
         Account.QuoteSent,
-        Account.OrderPlaced,
         Account.OrderConfirmationRequested,
         Account.OrderConfirmed,
         Account.OrderRejected,
         Account.OrderShipped,
         Account.OrderDelivered,
-        Account.OrderReturned,
         Account.InvoiceIssued,
         Account.PaymentReceived,
+        Account.CreditNoteIssued,
+        Account.RefundIssued,
         Account.CreditLimitSet,
     )
 
@@ -170,6 +184,7 @@ class SalesPipeline(ReadModel):
         self.opportunities = self.cache(opportunities)
         self.accounts = self.cache(accounts)
         self.quotes = self.cache(quotes)
+        self.orders = self.cache(orders)
         self._changes: list[dict[str, Any]] = []
 
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
@@ -179,6 +194,7 @@ class SalesPipeline(ReadModel):
             field_values(events, _QUOTE_CHANGED, "quote_id")
             | field_values(events, _QUOTE_ISSUED, "supersedes")
         )
+        self.orders.prefetch(field_values(events, _ORDER_REVERSED, "order_id"))
 
     def _opportunity(self, opportunity_id: UUID) -> Row:
         row = self.opportunities.get(opportunity_id)
@@ -348,6 +364,27 @@ class SalesPipeline(ReadModel):
         )
         self._stage_change(e, position, e.from_stage, e.to_stage)
 
+    @handles(Account.OrderPlaced)
+    def order_placed(self, e: Account.OrderPlaced, position: int) -> None:
+        if e.opportunity_id is None:
+            return  # an order of no deal: not pipeline revenue
+        self.orders.put(
+            new=True,
+            row={
+                "order_id": e.order_id,
+                "opportunity_id": e.opportunity_id,
+                "amount": e.total.amount,
+                "currency": e.total.currency,
+                "reversed": 0,
+            },
+        )
+
+    @handles(Account.OrderCancelled, Account.OrderReturned)
+    def order_reversed(self, e: Any, position: int) -> None:
+        row = self.orders.get(e.order_id)
+        if row is not None:
+            row["reversed"] = 1
+
     def finish(self) -> None:
         super().finish()
         if self._changes:
@@ -449,6 +486,17 @@ class WinRate(Answer):
     lost: int
     rate: Decimal | None
     average_cycle_days: Decimal | None
+
+
+class RevenueLine(Answer):
+    """Won revenue in one currency: what the won deals booked, what their cancelled or
+    returned orders took back, and the net (never below zero per deal)."""
+
+    currency: str
+    won: int
+    amount: Decimal
+    reversed: Decimal
+    net: Decimal
 
 
 class PipelineQueries:
@@ -668,3 +716,36 @@ class PipelineQueries:
             else None
         )
         return WinRate(won=won, lost=lost, rate=rate, average_cycle_days=cycle)
+
+    def revenue(self, *, owner: str | None = None) -> list[RevenueLine]:
+        """Won revenue per currency, net of the orders of won deals that were cancelled or
+        returned (each deal's reversal is capped at its amount; orders in another currency
+        than the deal's are not netted). Credit notes need a returned or cancelled order, so
+        they are netted through it."""
+        o, r = opportunities.c, orders.c
+        won = select(o.opportunity_id, o.currency, o.amount).where(
+            o.status == "won", o.currency.is_not(None)
+        )
+        if owner is not None:
+            won = won.where(o.owner == owner)
+        taken = (
+            select(r.opportunity_id, r.currency, total(r.amount))
+            .where(r.reversed == 1)
+            .group_by(r.opportunity_id, r.currency)
+        )
+        with self.engine.connect() as conn:
+            deals = conn.execute(won).all()
+            reversals = {(opp, cur): to_amount(amt) for opp, cur, amt in conn.execute(taken)}
+        lines: dict[str, dict[str, Any]] = {}
+        for opp, currency, amount in deals:  # the Amount column reads as Decimal
+            back = min(reversals.get((opp, currency), Decimal(0)), amount)
+            line = lines.setdefault(
+                currency, {"won": 0, "amount": Decimal(0), "reversed": Decimal(0)}
+            )
+            line["won"] += 1
+            line["amount"] += amount
+            line["reversed"] += back
+        return [
+            RevenueLine(currency=c, net=v["amount"] - v["reversed"], **v)
+            for c, v in sorted(lines.items())
+        ]

@@ -72,6 +72,9 @@ def _crm_with_orders() -> tuple[CRM, UUID, UUID, list[UUID]]:
 def test_every_documented_message_type_becomes_its_command() -> None:
     crm, customer, account, orders = _crm_with_orders()
     invoice = crm.issue_invoice(account, amount=Money.of(100, "CNY"), order_id=orders[0])
+    prepaid = crm.issue_invoice(account, amount=Money.of(300, "CNY"), order_id=orders[2])
+    crm.receive_payment(account, amount=Money.of(300, "CNY"), invoice_id=prepaid)
+    credit_note = uuid4()
     messages = {
         "erp.order_confirmed.v1": {
             "account_id": account,
@@ -88,6 +91,25 @@ def test_every_documented_message_type_becomes_its_command() -> None:
             "account_id": account,
             "order_id": orders[0],
             "shipment_ref": "TRK",
+        },
+        "erp.order_cancelled.v1": {
+            "account_id": account,
+            "order_id": orders[2],
+            "reason": "customer withdrew",
+        },
+        "erp.credit_note_issued.v1": {
+            "account_id": account,
+            "invoice_id": prepaid,
+            "credit_note_id": credit_note,
+            "amount": {"amount": "300", "currency": "CNY"},
+            "reason": "order cancelled",
+            "reference": "CN-1",
+        },
+        "erp.refund_issued.v1": {
+            "account_id": account,
+            "invoice_id": prepaid,
+            "amount": {"amount": "300", "currency": "CNY"},
+            "reason": "order cancelled",
         },
         "erp.invoice_paid.v1": {
             "account_id": account,
@@ -121,6 +143,9 @@ def test_every_documented_message_type_becomes_its_command() -> None:
     acc = crm.account(account)
     assert acc.orders[orders[0]].status is OrderStatus.SHIPPED
     assert acc.orders[orders[1]].status is OrderStatus.REJECTED
+    assert acc.orders[orders[2]].status is OrderStatus.CANCELLED
+    assert acc.credit_notes == {credit_note: prepaid}
+    assert (acc.invoices[prepaid].credited, acc.invoices[prepaid].refunded) == (300, 300)
     assert acc.invoices[invoice].is_paid
     assert acc.credit_limit == Money.of(50000, "CNY")
     cust = crm.customer(customer)
@@ -133,6 +158,9 @@ def test_every_documented_message_type_becomes_its_command() -> None:
         "confirm_order",
         "reject_order",
         "ship_order",
+        "cancel_order",
+        "issue_credit_note",
+        "issue_refund",
         "receive_payment",
         "set_credit_limit",
         "record_campaign_response",

@@ -69,8 +69,13 @@ def _every_event_type() -> CRM:
         crm.schedule_field_visit(
             cid, ticket, visit_at=datetime(2026, 3, 4, 10, tzinfo=UTC), engineer="zhang.min"
         )
+        crm.complete_field_visit(cid, ticket, outcome="fixed", result="pump replaced")
         crm.resolve_ticket(cid, ticket, answer="fixed")
         crm.reopen_ticket(cid, ticket, reason="broke again")
+        seat = crm.register_for_seminar(
+            cid, campaign_id="expo-26", seminar="Cold chain", channel="email"
+        )
+        crm.confirm_seminar_registration(cid, registration_id=seat, channel="email")
         aid = crm.open_account(customer_id=parent, name="Group Ltd")
         crm.reclassify_account(aid, industry="retail")
         crm.designate_key_account(aid, criterion="strategic")
@@ -78,6 +83,25 @@ def _every_event_type() -> CRM:
         crm.add_account_contact(aid, customer_id=cid, role="buyer")
         crm.remove_account_contact(aid, customer_id=cid, reason="left the company")
         crm.set_credit_limit(aid, limit=Money.of(1000, "EUR"))
+        deal = crm.open_opportunity(
+            aid, name="Racks", expected_close=date(2031, 6, 30), owner="li.wei",
+            amount=Money.of(900, "EUR"),
+        )  # fmt: skip
+        crm.change_opportunity_currency(
+            aid, deal, amount=Money.of(7000, "CNY"), reason="invoiced from the Shanghai office"
+        )
+        steep = crm.issue_quote(
+            aid, deal, amount=Money.of(5000, "CNY"), valid_until=date(2031, 3, 31),
+            discount_pct=40,
+        )  # fmt: skip
+        crm.reject_quote_discount(aid, steep, approver="sales.director", reason="too steep")
+        crm.withdraw_quote(aid, steep, reason="discount refused")
+        quote = crm.issue_quote(
+            aid, deal, amount=Money.of(6800, "CNY"), valid_until=date(2031, 3, 31)
+        )
+        crm.send_quote(aid, quote, sent_to="buyer@group.example")
+        crm.withdraw_quote(aid, quote, reason="the buyer chose another supplier")
+        crm.lose_opportunity(aid, deal, reason="price", competitor="Rival Racks")
         crm.close_account(aid, reason="merged")
     return crm
 

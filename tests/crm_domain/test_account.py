@@ -15,6 +15,7 @@ from crm_domain.errors import (
     AccountClosedError,
     AccountNotFoundError,
     ActiveQuoteExistsError,
+    ConfirmationNotRequestedError,
     ContactRoleError,
     CustomerNotFoundError,
     EntityNotFoundError,
@@ -406,7 +407,8 @@ def test_order_flow_confirmed_by_erp(app: CRM, account_id: UUID, opportunity_id:
     )
     assert app.account(account_id).order(order).total == cny(2000)
     app.request_order_confirmation(account_id, order)
-    app.confirm_order(account_id, order, erp_reference="SAP-4711")
+    with app.context(source_system="erp"):
+        app.confirm_order(account_id, order, erp_reference="SAP-4711")
     app.ship_order(account_id, order, shipment_ref="SF-123")
     app.deliver_order(account_id, order)
     app.return_order(account_id, order, reason="damaged in transit")
@@ -427,10 +429,11 @@ def test_order_rejected_by_erp(
 ) -> None:
     order = app.place_order(account_id, lines=[line()])
     app.request_order_confirmation(account_id, order)
-    app.reject_order(account_id, order, reason=reason.value, detail="over the limit")
-    assert app.account(account_id).order(order).status is OrderStatus.REJECTED
-    rejects(OrderStateError, app.ship_order, account_id, order)
-    rejects(OrderStateError, app.confirm_order, account_id, order)
+    with app.context(source_system="erp"):
+        app.reject_order(account_id, order, reason=reason.value, detail="over the limit")
+        assert app.account(account_id).order(order).status is OrderStatus.REJECTED
+        rejects(OrderStateError, app.ship_order, account_id, order)
+        rejects(OrderStateError, app.confirm_order, account_id, order)
 
 
 def test_no_shipping_an_unconfirmed_order(app: CRM, rejects: Rejects, account_id: UUID) -> None:
@@ -447,11 +450,13 @@ def test_no_shipping_an_unconfirmed_order(app: CRM, rejects: Rejects, account_id
     rejects(EntityNotFoundError, app.ship_order, account_id, uuid4())
 
 
-def test_confirm_directly_from_placed(app: CRM, account_id: UUID) -> None:
+def test_no_confirming_directly_from_placed(app: CRM, rejects: Rejects, account_id: UUID) -> None:
+    """ERP confirms only what it was asked to confirm (tests/crm_domain/test_orders_erp_credit.py
+    holds the other ERP and credit rules)."""
     order = app.place_order(account_id, lines=[line()])
-    app.confirm_order(account_id, order)
-    app.ship_order(account_id, order)
-    assert app.account(account_id).order(order).status is OrderStatus.SHIPPED
+    with app.context(source_system="erp"):
+        rejects(ConfirmationNotRequestedError, app.confirm_order, account_id, order)
+    assert app.account(account_id).order(order).status is OrderStatus.PLACED
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,8 @@ class World:
     shipped: UUID
     invoice: UUID
     registration: UUID
+    #: An invoice for no order, paid, half credited: credit notes and refunds apply.
+    fee: UUID
 
 
 def eur(amount: int) -> Money:
@@ -146,16 +148,20 @@ def build_world(app: CRM) -> World:
         placed, requested, confirmed, shipped = orders
         for order in (requested, confirmed, shipped):
             app.request_order_confirmation(a, order)
-        for order in (confirmed, shipped):
-            app.confirm_order(a, order)
+        with app.context(source_system="erp"):
+            for order in (confirmed, shipped):
+                app.confirm_order(a, order)
         app.ship_order(a, shipped)
         invoice = app.issue_invoice(a, amount=eur(10), order_id=placed)
         registration = app.register_for_seminar(
             c, campaign_id="expo-2030", seminar="Warehouse automation", channel="email"
         )
+        fee = app.issue_invoice(a, amount=eur(10))
+        app.receive_payment(a, amount=eur(10), invoice_id=fee)
+        app.issue_credit_note(a, fee, amount=eur(5), reason="fee reduced")
     return World(
         c, p, other, inactive, ticket, resolved, contact, a, o, fresh, q, placed, requested,
-        confirmed, shipped, invoice, registration,
+        confirmed, shipped, invoice, registration, fee,
     )  # fmt: skip
 
 
@@ -175,6 +181,9 @@ ID_CHOICE: dict[tuple[str, str], str] = {
     ("deliver_order", "order_id"): "shipped",
     ("return_order", "order_id"): "shipped",
     ("issue_invoice", "order_id"): "placed",
+    ("cancel_order", "order_id"): "confirmed",
+    ("issue_credit_note", "invoice_id"): "fee",
+    ("issue_refund", "invoice_id"): "fee",
 }
 ID_DEFAULT = {
     "customer_id": "customer",
@@ -187,6 +196,7 @@ ID_DEFAULT = {
     "invoice_id": "invoice",
     "parent_id": "person",
     "registration_id": "registration",
+    "credit_note_id": "quote",  # an id of ERP's choosing: any UUID
 }
 ENUMS = {
     "kind": ["enterprise", "inquiry", "complaint"],
@@ -226,6 +236,8 @@ def draw_argument(draw: Any, command: str, param: inspect.Parameter, world: Worl
         return {"address": {f: draw(texts) for f in ("line1", "city", "postcode", "country")}}
     if name in ("amount", "limit"):
         return eur(5)
+    if name == "credit_override":
+        return draw(st.none() | st.fixed_dictionaries({"supervisor": texts, "reason": texts}))
     if name in ("score", "index"):
         return draw(st.integers(min_value=0, max_value=5))
     if name == "discount_pct":

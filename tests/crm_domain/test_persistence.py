@@ -100,7 +100,8 @@ def scenario(app: CRM) -> dict[str, UUID]:
         quote_id=quote,
     )
     app.request_order_confirmation(aid, order)
-    app.confirm_order(aid, order, erp_reference="SAP-1")
+    with app.context(source_system="erp"):
+        app.confirm_order(aid, order, erp_reference="SAP-1")
     app.ship_order(aid, order)
     return {"customer": cid, "account": aid, "ticket": ticket, "opp": opp, "order": order}
 

@@ -364,10 +364,13 @@ class AccountMachine(CRMMachine):
 
     @rule(
         i=index,
-        step=st.sampled_from(["request", "confirm", "reject", "ship", "deliver", "return"]),
+        step=st.sampled_from(
+            ["request", "confirm", "reject", "ship", "deliver", "return", "cancel"]
+        ),
         reason=st.sampled_from(["credit", "margin", "availability", "price"]),
+        source=st.sampled_from(["erp", "crm-web"]),
     )
-    def order_step(self, i: int, step: str, reason: str) -> None:
+    def order_step(self, i: int, step: str, reason: str, source: str) -> None:
         app, aid, order = self.app, self.aggregate_id, pick(self.orders, i)
         commands: dict[str, Any] = {
             "request": lambda: app.request_order_confirmation(aid, order),
@@ -376,8 +379,10 @@ class AccountMachine(CRMMachine):
             "ship": lambda: app.ship_order(aid, order),
             "deliver": lambda: app.deliver_order(aid, order),
             "return": lambda: app.return_order(aid, order, reason="broken"),
+            "cancel": lambda: app.cancel_order(aid, order, reason="withdrawn"),
         }
-        self.attempt(commands[step])
+        with app.context(source_system=source):
+            self.attempt(commands[step])
 
     @rule(i=index, ok=st.booleans())
     def order_progress(self, i: int, ok: bool) -> None:
@@ -387,11 +392,14 @@ class AccountMachine(CRMMachine):
         if current is None:
             return
         status = current.status
-        if status in (OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED):
-            if ok:
-                self.attempt(app.confirm_order, aid, order, erp_reference="SAP")
-            else:
-                self.attempt(app.reject_order, aid, order, reason="margin")
+        if status is OrderStatus.PLACED:
+            self.attempt(app.request_order_confirmation, aid, order)
+        elif status is OrderStatus.CONFIRMATION_REQUESTED:
+            with app.context(source_system="erp"):
+                if ok:
+                    self.attempt(app.confirm_order, aid, order, erp_reference="SAP")
+                else:
+                    self.attempt(app.reject_order, aid, order, reason="margin")
         elif status is OrderStatus.CONFIRMED:
             self.attempt(app.ship_order, aid, order)
         elif status is OrderStatus.SHIPPED:
@@ -436,13 +444,12 @@ class AccountMachine(CRMMachine):
                 {OrderStatus.PLACED},
                 OrderStatus.CONFIRMATION_REQUESTED,
             ),
-            Account.OrderConfirmed: (
-                {OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED},
-                OrderStatus.CONFIRMED,
-            ),
-            Account.OrderRejected: (
-                {OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED},
-                OrderStatus.REJECTED,
+            # only ERP answers, and only what it was asked (test_orders_erp_credit.py)
+            Account.OrderConfirmed: ({OrderStatus.CONFIRMATION_REQUESTED}, OrderStatus.CONFIRMED),
+            Account.OrderRejected: ({OrderStatus.CONFIRMATION_REQUESTED}, OrderStatus.REJECTED),
+            Account.OrderCancelled: (
+                {OrderStatus.PLACED, OrderStatus.CONFIRMATION_REQUESTED, OrderStatus.CONFIRMED},
+                OrderStatus.CANCELLED,
             ),
             Account.OrderShipped: ({OrderStatus.CONFIRMED}, OrderStatus.SHIPPED),
             Account.OrderDelivered: ({OrderStatus.SHIPPED}, OrderStatus.DELIVERED),
@@ -492,6 +499,8 @@ class AccountMachine(CRMMachine):
                 allowed, to = order_moves[type(ev)]
                 assert orders[ev.order_id] in allowed, f"{type(ev).__name__} from {orders}"
                 orders[ev.order_id] = to
+            if isinstance(ev, Account.OrderConfirmed | Account.OrderRejected):
+                assert ev.metadata["source_system"] == "erp", "not confirmed by ERP"
             if isinstance(ev, Account.PaymentReceived):
                 assert ev.amount.amount > 0
                 payments += ev.amount.amount

@@ -21,6 +21,7 @@ DOCS = [
     ROOT / "docs" / "audit.md",
     ROOT / "docs" / "lifecycle.md",
     ROOT / "docs" / "sla.md",
+    ROOT / "docs" / "orders.md",
 ]
 
 

@@ -205,10 +205,11 @@ def known_history(app: CRM) -> Known:
             (bob_account, bobs),
         ):
             app.request_order_confirmation(account, order)
-        app.confirm_order(acme_account, big)
-        app.confirm_order(acme_account, small)
-        app.reject_order(acme_account, rejected, reason="credit")
-        app.confirm_order(bob_account, bobs)
+        with app.context(source_system="erp"):
+            app.confirm_order(acme_account, big)
+            app.confirm_order(acme_account, small)
+            app.reject_order(acme_account, rejected, reason="credit")
+            app.confirm_order(bob_account, bobs)
     with at(app, 60 * 24 * 12):
         app.ship_order(acme_account, small)
         app.deliver_order(acme_account, small)

@@ -23,6 +23,7 @@ from adapters.cli.demo import demo
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.lifecycle import handover, lifecycle_app
+from adapters.cli.orders import orders_app
 from adapters.cli.projections import projections_app
 from adapters.cli.quotes import quotes_app
 from adapters.cli.reports import report_app
@@ -158,6 +159,7 @@ app.command("handover")(handover)
 app.add_typer(lifecycle_app)
 app.add_typer(sla_app)
 app.add_typer(quotes_app)
+app.add_typer(orders_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -145,6 +145,7 @@ def demo(
                     ", ".join(f"{k} {v}" for k, v in summary.lifecycle.items()),
                 )
             )
+        rows.extend(("ERP and credit", line) for line in summary.erp_and_credit)
         if reused:
             rows.append(("events in the store", f"{summary.store_events:,} (with earlier runs)"))
         width = max(len(k) for k, _ in rows)

@@ -70,6 +70,12 @@ def pipeline_report(engine: Engine, *, as_of: date | None = None) -> list[Sectio
     summary.add("win rate", _pct(wins.rate))
     cycle = wins.average_cycle_days
     summary.add("average sales cycle", f"{cycle} days" if cycle is not None else "-")
+    revenue = Section(
+        "Won revenue (net of cancelled and returned orders)",
+        ("currency", "won deals", "amount", "reversed", "net"),
+    )
+    for r in q.revenue():
+        revenue.add(r.currency, r.won, r.amount, r.reversed, r.net)
     top = Section(
         "Nearest to signing (top 10 open opportunities)",
         ("opportunity", "account", "owner", "stage", "prob.", "amount", "currency", "close by"),
@@ -89,7 +95,7 @@ def pipeline_report(engine: Engine, *, as_of: date | None = None) -> list[Sectio
     quotes = Section(f"Quotes (as of {day})", ("status", "quotes"), empty_note="no quotes yet")
     for status, count in q.quote_counts(as_of=day).items():
         quotes.add(status, count)
-    return [stages, forecast, conversion, summary, top, quotes]
+    return [stages, forecast, conversion, summary, revenue, top, quotes]
 
 
 def service_report(

@@ -40,17 +40,23 @@ from adapters.kafka.messages import (
     INBOUND_PAYLOADS,
     CampaignResponse,
     CreditLimitChanged,
+    CreditNoteIssued,
     InboundPayload,
     InvoicePaid,
+    OrderCancelled,
     OrderConfirmed,
     OrderRejected,
     OrderShipped,
+    RefundIssued,
     Unsubscribed,
 )
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from crm_domain.application import CRM
 from crm_domain.commands.account import (
+    CancelOrder,
     ConfirmOrder,
+    IssueCreditNote,
+    IssueRefund,
     ReceivePayment,
     RejectOrder,
     SetCreditLimit,
@@ -195,10 +201,16 @@ def parse_message(
 
 
 def apply_command(crm: CRM, command: InboundCommand) -> None:
-    """Run the CRM command for one inbound message, idempotently."""
+    """Run the CRM command for one inbound message, idempotently.
+
+    ERP's messages run under the ERP source system the settings name first
+    (``erp_sources``): only ERP confirms or rejects orders, and this consumer speaks for it.
+    """
     message = command.message
     ext = message.extensions
     sender = type(command.payload).SENDER
+    if sender == "erp":
+        sender = crm.settings.erp_source
     with crm.context(
         actor=str(ext.get("actor") or message.source),
         source_system=sender,
@@ -222,6 +234,31 @@ def _reject_order(p: OrderRejected) -> Command[Any]:
 
 def _ship_order(p: OrderShipped) -> Command[Any]:
     return ShipOrder(account_id=p.account_id, order_id=p.order_id, shipment_ref=p.shipment_ref)
+
+
+def _cancel_order(p: OrderCancelled) -> Command[Any]:
+    return CancelOrder(account_id=p.account_id, order_id=p.order_id, reason=p.reason)
+
+
+def _issue_credit_note(p: CreditNoteIssued) -> Command[Any]:
+    return IssueCreditNote(
+        account_id=p.account_id,
+        invoice_id=p.invoice_id,
+        credit_note_id=p.credit_note_id,
+        amount=p.amount,
+        reason=p.reason,
+        reference=p.reference,
+    )
+
+
+def _issue_refund(p: RefundIssued) -> Command[Any]:
+    return IssueRefund(
+        account_id=p.account_id,
+        invoice_id=p.invoice_id,
+        amount=p.amount,
+        reason=p.reason,
+        reference=p.reference,
+    )
 
 
 def _receive_payment(p: InvoicePaid) -> Command[Any]:
@@ -256,7 +293,10 @@ COMMANDS: dict[type[InboundPayload], Callable[[Any], Command[Any]]] = {
     OrderConfirmed: _confirm_order,
     OrderRejected: _reject_order,
     OrderShipped: _ship_order,
+    OrderCancelled: _cancel_order,
     InvoicePaid: _receive_payment,
+    CreditNoteIssued: _issue_credit_note,
+    RefundIssued: _issue_refund,
     CreditLimitChanged: _set_credit_limit,
     CampaignResponse: _record_campaign_response,
     Unsubscribed: _withdraw_consent,

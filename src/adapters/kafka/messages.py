@@ -82,6 +82,42 @@ class InvoicePaid(InboundPayload):
     reference: Text = ""
 
 
+class OrderCancelled(InboundPayload):
+    """ERP cancelled an order that had not shipped yet (the customer withdrew it)."""
+
+    TYPE = "erp.order_cancelled.v1"
+    SENDER = "erp"
+    account_id: UUID
+    order_id: UUID
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class CreditNoteIssued(InboundPayload):
+    """ERP's billing credited an invoice after a return or cancellation; ``credit_note_id``
+    is ERP's id for it (a credit note is recorded once)."""
+
+    TYPE = "erp.credit_note_issued.v1"
+    SENDER = "erp"
+    account_id: UUID
+    invoice_id: UUID
+    credit_note_id: UUID | None = None
+    amount: Money
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reference: Text = ""
+
+
+class RefundIssued(InboundPayload):
+    """ERP paid money back to the customer against an invoice."""
+
+    TYPE = "erp.refund_issued.v1"
+    SENDER = "erp"
+    account_id: UUID
+    invoice_id: UUID
+    amount: Money
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reference: Text = ""
+
+
 class CreditLimitChanged(InboundPayload):
     """ERP's credit control set a new credit limit for the account."""
 
@@ -120,7 +156,10 @@ INBOUND_PAYLOADS: dict[str, type[InboundPayload]] = {
         OrderConfirmed,
         OrderRejected,
         OrderShipped,
+        OrderCancelled,
         InvoicePaid,
+        CreditNoteIssued,
+        RefundIssued,
         CreditLimitChanged,
         CampaignResponse,
         Unsubscribed,

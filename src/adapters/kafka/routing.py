@@ -138,8 +138,9 @@ def _load_yaml(text: bytes, path: Path) -> Any:
 
 
 # ----- the default table -------------------------------------------------------------
-#: What ERP needs: accounts and their contact persons, orders, invoices and payments,
-#: credit limits, and won opportunities (a forecastable order).
+#: What ERP needs: accounts and their contact persons, orders (with cancellations),
+#: invoices, payments, credit notes and refunds, credit limits, and won opportunities (a
+#: forecastable order).
 ERP_TYPES: tuple[str, ...] = (
     "crm.account.opened",
     "crm.account.classification_changed",
@@ -151,6 +152,7 @@ ERP_TYPES: tuple[str, ...] = (
     "crm.account.invoice_*",
     "crm.account.payment_*",
     "crm.account.credit_*",
+    "crm.account.refund_*",
     "crm.account.opportunity_won",
 )
 

@@ -21,6 +21,7 @@ from crm_domain.commands.base import (
     conflicts_on,
 )
 from crm_domain.context import current_context
+from crm_domain.credit import CreditOverride
 from crm_domain.errors import InactiveCustomerError
 from crm_domain.eventmodel import Aggregate
 from crm_domain.quoting import office_date
@@ -31,6 +32,7 @@ from crm_domain.values import (
     Money,
     OrderLine,
     OrderRejectionReason,
+    ShortText,
 )
 
 if TYPE_CHECKING:
@@ -453,27 +455,39 @@ class OrderCommand(AccountCommand[None]):
 
 
 class RequestOrderConfirmation(OrderCommand):
-    """Ask ERP to confirm an order (credit, margin, availability); the Kafka relay carries it."""
+    """Ask ERP to confirm an order (credit, margin, availability); the Kafka relay carries it.
+
+    Refused over the account's credit limit unless ``credit_override`` (a supervisor and a
+    reason) is given."""
 
     command_name = "request_order_confirmation"
 
+    credit_override: CreditOverride | None = None
+
     def decide(self, account: Account, crm: CRM) -> None:
-        account.request_order_confirmation(self.order_id)
+        account.request_order_confirmation(self.order_id, credit_override=self.credit_override)
 
 
 class ConfirmOrder(OrderCommand):
-    """Record ERP's confirmation of an order, with its ERP reference."""
+    """Record ERP's confirmation of an order, with its ERP reference; only from a source
+    system the settings name as ERP (``erp_sources``), after a confirmation request."""
 
     command_name = "confirm_order"
 
     erp_reference: str = ""
 
     def decide(self, account: Account, crm: CRM) -> None:
-        account.confirm_order(self.order_id, erp_reference=self.erp_reference)
+        account.confirm_order(
+            self.order_id,
+            erp_reference=self.erp_reference,
+            source_system=current_context().source_system,
+            erp_sources=crm.settings.erp_sources,
+        )
 
 
 class RejectOrder(OrderCommand):
-    """Record that ERP rejected an order, and why."""
+    """Record that ERP rejected an order, and why; only from an ERP source system, after a
+    confirmation request."""
 
     command_name = "reject_order"
 
@@ -481,7 +495,13 @@ class RejectOrder(OrderCommand):
     detail: str = ""
 
     def decide(self, account: Account, crm: CRM) -> None:
-        account.reject_order(self.order_id, reason=self.reason, detail=self.detail)
+        account.reject_order(
+            self.order_id,
+            reason=self.reason,
+            detail=self.detail,
+            source_system=current_context().source_system,
+            erp_sources=crm.settings.erp_sources,
+        )
 
 
 class ShipOrder(OrderCommand):
@@ -513,6 +533,17 @@ class ReturnOrder(OrderCommand):
 
     def decide(self, account: Account, crm: CRM) -> None:
         account.return_order(self.order_id, reason=self.reason)
+
+
+class CancelOrder(OrderCommand):
+    """Cancel an order before it ships (placed, awaiting ERP, or confirmed), with the reason."""
+
+    command_name = "cancel_order"
+
+    reason: ShortText
+
+    def decide(self, account: Account, crm: CRM) -> None:
+        account.cancel_order(self.order_id, reason=self.reason)
 
 
 # ===== money ============================================================================
@@ -552,4 +583,46 @@ class ReceivePayment(AccountCommand[UUID]):
     def decide(self, account: Account, crm: CRM) -> UUID:
         return account.receive_payment(
             amount=self.amount, invoice_id=self.invoice_id, reference=self.reference
+        )
+
+
+class IssueCreditNote(AccountCommand[UUID]):
+    """Credit an invoice after its order was returned or cancelled (or an invoice without an
+    order), at most what is not yet credited; returns the credit note's id."""
+
+    command_name = "issue_credit_note"
+    concurrency: ClassVar[Concurrency] = conflicts_on("invoice_id")
+
+    invoice_id: UUID
+    amount: Money
+    reason: ShortText
+    reference: str = ""
+    #: Give the credit note a known id (e.g. ERP's), else a new one.
+    credit_note_id: UUID | None = None
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.issue_credit_note(
+            self.invoice_id,
+            amount=self.amount,
+            reason=self.reason,
+            reference=self.reference,
+            credit_note_id=self.credit_note_id,
+        )
+
+
+class IssueRefund(AccountCommand[UUID]):
+    """Pay money back against an invoice, at most what was paid beyond what is owed after
+    credit notes; returns the refund's id."""
+
+    command_name = "issue_refund"
+    concurrency: ClassVar[Concurrency] = conflicts_on("invoice_id")
+
+    invoice_id: UUID
+    amount: Money
+    reason: ShortText
+    reference: str = ""
+
+    def decide(self, account: Account, crm: CRM) -> UUID:
+        return account.issue_refund(
+            self.invoice_id, amount=self.amount, reason=self.reason, reference=self.reference
         )

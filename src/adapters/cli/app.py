@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from adapters.cli.audit import audit_app
 from adapters.cli.demo import demo
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
@@ -149,6 +150,7 @@ app.add_typer(relay_app)
 app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
+app.add_typer(audit_app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

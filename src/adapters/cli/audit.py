@@ -1,0 +1,166 @@
+"""``crm audit``: tamper evidence for auditors (verify, seal, export, digests and proofs).
+
+Each check ends with an exit code of its own (``adapters.exit_codes``): 0 intact, 10-14 the
+kind of the first tampered event, 15 history stored before the chain began, 16 evidence
+(an export, a proof, a digest) that does not verify.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+
+from adapters.cli.options import Store, load_settings
+from crm_domain.application import CRM
+from crm_domain.audit import verifier
+from crm_domain.audit.export import export_log
+from crm_domain.audit.keys import generate_key_pair, load_signing_key
+from crm_domain.audit.proofs import Digest, consistency, current_digest, prove_customer
+from crm_domain.audit.verify import verify_log
+from crm_domain.errors import AuditEvidenceError, ConfigurationError
+
+audit_app = typer.Typer(
+    name="audit",
+    help="Tamper evidence: verify the hash chain, signed exports, digests and proofs.",
+    no_args_is_help=True,
+)
+
+
+def _crm(store: str | None) -> CRM:
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    return CRM(settings=settings)
+
+
+def _aggregate(crm: CRM, ref: str) -> UUID:
+    try:
+        return UUID(ref)
+    except ValueError:
+        return crm.customer_by_code(ref).id
+
+
+@audit_app.command("verify")
+def verify(
+    store: Store = None,
+    start: Annotated[
+        int, typer.Option("--from", metavar="POSITION", help="start at this position")
+    ] = 1,
+    snapshots: Annotated[
+        bool, typer.Option("--snapshots/--no-snapshots", help="check snapshots too")
+    ] = True,
+) -> None:
+    """Walk the log against its hash chain; report the first event modified, deleted,
+    inserted or reordered (exit 10-13), a snapshot edited (14), history not yet chained (15),
+    or that the log is intact (0)."""
+    report = verify_log(_crm(store), start=start, snapshots=snapshots)
+    typer.echo(report.summary())
+    typer.echo(f"{report.events:,} events checked at {report.events_per_second:,.0f} events/s")
+    report.raise_for_finding()
+
+
+@audit_app.command("keygen")
+def keygen(
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PREFIX", help="writes PREFIX.pem and PREFIX.pub.pem")
+    ],
+) -> None:
+    """Make the Ed25519 key pair that signs exports (PREFIX.pem private, PREFIX.pub.pem public)."""
+    private, public = Path(f"{out}.pem"), Path(f"{out}.pub.pem")
+    generate_key_pair(private, public)
+    typer.echo(f"private key {private} (keep it safe); public key {public} (give it to auditors)")
+
+
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="directory to write")],
+    key: Annotated[Path, typer.Option("--key", metavar="FILE", help="Ed25519 private key (PEM)")],
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            "--until", metavar="TIME", help="only events recorded at or before (ISO 8601)"
+        ),
+    ] = None,
+    store: Store = None,
+) -> None:
+    """Write the verified history as JSON Lines with a signed manifest."""
+    if until is not None and until.tzinfo is None:
+        raise ConfigurationError(f"--until {until.isoformat()} needs a time zone (e.g. +08:00)")
+    manifest = export_log(_crm(store), out, load_signing_key(key), until=until)
+    typer.echo(
+        f"exported {manifest['count']:,} events (positions {manifest['first_position']}.."
+        f"{manifest['last_position']}) to {out}; digest {manifest['digest']}"
+    )
+
+
+@audit_app.command("verify-export")
+def verify_export(
+    directory: Annotated[Path, typer.Argument(metavar="DIR")],
+    public_key: Annotated[Path, typer.Option("--public-key", metavar="FILE")],
+) -> None:
+    """Check an export offline (no database): signature, hashes, chain, counts, root."""
+    try:
+        manifest = verifier.verify_export(directory, public_key.read_bytes())
+    except (verifier.VerificationFailedError, OSError, ValueError, KeyError) as exc:
+        raise AuditEvidenceError(f"export {directory} does not verify: {exc}") from None
+    typer.echo(
+        f"export verified: {manifest['count']:,} events, positions {manifest['first_position']}.."
+        f"{manifest['last_position']}, final hash {manifest['final_hash']}"
+    )
+
+
+@audit_app.command("digest")
+def digest(store: Store = None) -> None:
+    """Print the log's current digest (SIZE:ROOT), for publishing elsewhere."""
+    typer.echo(str(current_digest(_crm(store))))
+
+
+@audit_app.command("prove")
+def prove(
+    customer: Annotated[str, typer.Argument(metavar="ID|CODE")],
+    digest: Annotated[str, typer.Option("--digest", metavar="SIZE:ROOT")],
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE")] = None,
+    store: Store = None,
+) -> None:
+    """Export one customer's (or account's) events with inclusion proofs against a digest."""
+    crm = _crm(store)
+    proof = prove_customer(crm, _aggregate(crm, customer), Digest.parse(digest))
+    text = json.dumps(proof, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"{len(proof['events'])} events with inclusion proofs written to {out}")
+
+
+@audit_app.command("verify-proof")
+def verify_proof(
+    file: Annotated[Path, typer.Argument(metavar="FILE")],
+    digest: Annotated[str, typer.Option("--digest", metavar="SIZE:ROOT")],
+) -> None:
+    """Check a proof file against a digest alone (no database)."""
+    try:
+        count = verifier.verify_proof(json.loads(file.read_bytes()), digest)
+    except (verifier.VerificationFailedError, OSError, ValueError, KeyError) as exc:
+        raise AuditEvidenceError(f"proof {file} does not verify: {exc}") from None
+    typer.echo(f"proof verified: {count} events included in {digest}")
+
+
+@audit_app.command("consistency")
+def consistency_proof(
+    old: Annotated[str, typer.Argument(metavar="OLD")],
+    new: Annotated[str, typer.Argument(metavar="NEW")],
+    store: Store = None,
+) -> None:
+    """Prove the log at digest NEW extends the log at digest OLD (prints the proof)."""
+    old_digest, new_digest = Digest.parse(old), Digest.parse(new)
+    proof = consistency(_crm(store), old_digest, new_digest)
+    typer.echo(
+        json.dumps(
+            {"old": old, "new": new, "consistency_proof": [h.hex() for h in proof]}, indent=2
+        )
+    )

@@ -64,6 +64,7 @@ class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         super().__init__(datastore, events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:
+        """The stock tables, plus the hash chain's table and index."""
         return super().construct_create_table_statements() + self.chain_table.sqlite_create()
 
     def _insert_events(

@@ -16,6 +16,7 @@ import pytest
 from adapters.cli import main
 from adapters.exit_codes import EVIDENCE_INVALID, TAMPERED, UNCHAINED
 from crm_domain import CRM
+from crm_domain.audit.seal import seal_log
 from crm_domain.audit.verify import Finding, verify_log
 from crm_domain.errors import TamperDetectedError
 
@@ -135,6 +136,37 @@ def test_history_stored_before_the_chain_is_reported_unchained(tmp_path: Any) ->
     assert (report.finding, report.position) == (Finding.UNCHAINED, 12)
     assert main(["audit", "verify", "--store", url]) == UNCHAINED
     assert EVIDENCE_INVALID not in (UNCHAINED, *TAMPERED.values())
+
+
+def test_sealing_chains_history_stored_before_the_chain(store_url: str) -> None:
+    _, customer = history(store_url)
+    with database(store_url) as (sql, events, _pos):
+        sql(f"DELETE FROM {events}_chain")  # as if written by an earlier release
+    crm = CRM(store_url)  # upgraded: what it writes now is chained
+    crm.log_contact(customer, channel="email", direction="outbound", summary="upgraded")
+    assert verify_log(crm).finding is Finding.UNCHAINED
+    assert main(["audit", "seal", "--store", store_url]) == 0
+    report = verify_log(crm)
+    assert report.intact, report.summary()
+    assert report.events == 12
+    assert seal_log(crm).sealed == 0  # once is enough
+    crm.register_customer(kind="individual", name="After", code="T-after")
+    assert verify_log(crm).intact
+
+
+def test_a_tampered_log_is_not_sealed(store_url: str) -> None:
+    _, customer = history(store_url)
+    with database(store_url) as (sql, events, _pos):
+        sql(f"DELETE FROM {events}_chain")
+    crm = CRM(store_url)
+    crm.log_contact(customer, channel="email", direction="outbound", summary="call 2")
+    tamper_position = 12
+    with database(store_url) as (sql, events, pos):
+        state = bytes(sql(f"SELECT state FROM {events} WHERE {pos} = 12").fetchone()[0])
+        sql(f"UPDATE {events} SET state = ? WHERE {pos} = 12", (state.replace(b"call", b"fall"),))
+    with pytest.raises(TamperDetectedError) as caught:
+        seal_log(crm)
+    assert (caught.value.kind, caught.value.position) == ("modified", tamper_position)
 
 
 @pytest.mark.postgres

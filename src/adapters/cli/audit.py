@@ -21,6 +21,7 @@ from crm_domain.audit import verifier
 from crm_domain.audit.export import export_log
 from crm_domain.audit.keys import generate_key_pair, load_signing_key
 from crm_domain.audit.proofs import Digest, consistency, current_digest, prove_customer
+from crm_domain.audit.seal import seal_log
 from crm_domain.audit.verify import verify_log
 from crm_domain.errors import AuditEvidenceError, ConfigurationError
 
@@ -61,6 +62,19 @@ def verify(
     typer.echo(report.summary())
     typer.echo(f"{report.events:,} events checked at {report.events_per_second:,.0f} events/s")
     report.raise_for_finding()
+
+
+@audit_app.command("seal")
+def seal(store: Store = None) -> None:
+    """Chain, once, the events stored before the hash chain existed (an upgraded store);
+    refuses a log whose chained part does not verify. Publish the digest it prints."""
+    crm = _crm(store)
+    report = seal_log(crm)
+    if report.sealed:
+        typer.echo(f"sealed {report.sealed:,} events; {report.chained:,} events chained")
+    else:
+        typer.echo(f"nothing to seal: all {report.chained:,} events are chained")
+    typer.echo(f"digest {current_digest(crm)}")
 
 
 @audit_app.command("keygen")

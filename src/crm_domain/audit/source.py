@@ -9,7 +9,7 @@ the same view while writers carry on.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 from uuid import UUID
@@ -52,9 +52,20 @@ class LogSource(Protocol):
         """Every stored snapshot."""
         ...
 
-    def first_event_position(self) -> int | None:
-        """The lowest position in the events table (None: empty)."""
+    def replace_chain(self, rows: Iterable[LinkRow]) -> int:
+        """Replace every chain row with ``rows`` (in a writing transaction); return how many."""
         ...
+
+
+def _batches(rows: Iterable[LinkRow]) -> Iterator[list[LinkRow]]:
+    batch: list[LinkRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _bytes(value: Any) -> bytes:
@@ -123,10 +134,15 @@ class SQLiteSource:
         ):
             yield _hex(row[0]), row[1], row[2], _bytes(row[3])
 
-    def first_event_position(self) -> int | None:
-        """The lowest position in the events table."""
-        row = self.connection.execute(f"SELECT MIN(rowid) FROM {self.events_table}").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+    def replace_chain(self, rows: Iterable[LinkRow]) -> int:
+        """Replace every chain row with ``rows``; return how many."""
+        self.connection.execute(f"DELETE FROM {self.chain_table}")
+        count = 0
+        insert = f"INSERT INTO {self.chain_table} VALUES (?,?,?,?,?,?)"
+        for batch in _batches(rows):
+            self.connection.executemany(insert, batch)
+            count += len(batch)
+        return count
 
 
 class PostgresSource:
@@ -192,23 +208,43 @@ class PostgresSource:
         ):
             yield snap[0].hex, snap[1], snap[2], bytes(snap[3])
 
-    def first_event_position(self) -> int | None:
-        """The lowest position in the events table."""
-        row = self.connection.execute(
-            f"SELECT MIN(notification_id) FROM {self.events_table}"
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+    def replace_chain(self, rows: Iterable[LinkRow]) -> int:
+        """Replace every chain row with ``rows``; return how many."""
+        self.connection.execute(f"DELETE FROM {self.chain_table}")
+        count = 0
+        insert = (
+            f"INSERT INTO {self.chain_table} SELECT * FROM unnest("
+            "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
+        )
+        for batch in _batches(rows):
+            self.connection.execute(
+                insert,
+                (
+                    [r[0] for r in batch],
+                    [UUID(r[1]) for r in batch],
+                    [r[2] for r in batch],
+                    [r[3] for r in batch],
+                    [r[4] for r in batch],
+                    [r[5] for r in batch],
+                ),
+            )
+            count += len(batch)
+        return count
 
 
 @contextmanager
-def open_source(store: StoreURL) -> Iterator[LogSource]:
-    """The store's log, read in one consistent read-only transaction."""
+def open_source(store: StoreURL, *, write: bool = False) -> Iterator[LogSource]:
+    """The store's log, read in one consistent read-only transaction; with ``write``, in a
+    transaction that holds the store's write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
+    the events table's ``EXCLUSIVE`` lock the recorder takes) and commits at the end."""
     if store.backend == "sqlite" and not store.in_memory:
         store.check(must_exist=True)
-        connection = sqlite3.connect(store.sqlite_path, isolation_level=None)
+        connection = sqlite3.connect(store.sqlite_path, isolation_level=None, timeout=10)
         try:
-            connection.execute("BEGIN")
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield SQLiteSource(connection)
+            if write:
+                connection.execute("COMMIT")
         finally:
             connection.close()
         return
@@ -222,10 +258,16 @@ def open_source(store: StoreURL) -> Iterator[LogSource]:
             password=store.pg_password or None,
             dbname=store.pg_dbname,
         ) as connection:
+            source = PostgresSource(connection, store.pg_schema)
+            if write:
+                connection.execute(f"LOCK TABLE {source.events_table} IN EXCLUSIVE MODE")
+                yield source
+                connection.commit()
+                return
             connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             connection.read_only = True
             try:
-                yield PostgresSource(connection, store.pg_schema)
+                yield source
             finally:
                 connection.rollback()
         return

@@ -108,6 +108,7 @@ class _Walk:
 
     def __init__(self, source: LogSource, start: int) -> None:
         self.source = source
+        self.start = start
         previous = source.link_before(start) if start > 1 else None
         self.link = previous or GENESIS
         self.from_start = previous is None
@@ -119,7 +120,7 @@ class _Walk:
         self.unchained: list[int] = []
 
     def run(self) -> tuple[Finding, int | None, str]:
-        events, links = self.source.events(self.start_at), self.source.links(self.start_at)
+        events, links = self.source.events(self.start), self.source.links(self.start)
         event, link = next(events, None), next(links, None)
         while event is not None or link is not None:
             if link is None or (event is not None and event[0] < link[0]):
@@ -152,8 +153,6 @@ class _Walk:
                 ),
             )
         return Finding.INTACT, None, ""
-
-    start_at = 1
 
     def check(self, event: EventRow, link: LinkRow) -> tuple[Finding, int, str] | None:
         position, oid, version, topic, state = event
@@ -252,7 +251,6 @@ def verify_log(crm: CRM, *, start: int = 1, snapshots: bool = True) -> VerifyRep
     with open_source(crm.store) as source:
         began = time.perf_counter()
         walk = _Walk(source, start)
-        walk.start_at = start
         finding, position, detail = walk.run()
         seconds = time.perf_counter() - began
         checked = 0

@@ -110,6 +110,24 @@ def test_a_customers_proof_verifies_against_the_digest_alone(crm: CRM, tmp_path:
     assert main(["audit", "verify-proof", str(out), "--digest", str(digest)]) == 0
 
 
+def test_a_consistency_proof_file_verifies_offline(crm: CRM, tmp_path: Path) -> None:
+    old = current_digest(crm)
+    crm.register_customer(kind="individual", name="More", code="P-more")
+    new = current_digest(crm)
+    out = tmp_path / "extends.json"
+    args = ["audit", "consistency", str(old), str(new), "--out", str(out), "--store"]
+    assert main([*args, crm.store.url]) == 0
+    assert verifier_module.verify_consistency_proof(json.loads(out.read_text()), str(old))
+    assert main(["audit", "verify-consistency", str(out), "--old", str(old)]) == 0
+    # Against a digest the auditor did not keep, or with the proof edited: refused.
+    other = str(Digest(old.size, bytes(32)))
+    assert main(["audit", "verify-consistency", str(out), "--old", other]) == EVIDENCE_INVALID
+    document = json.loads(out.read_text())
+    document["consistency_proof"][0] = "00" * 32
+    out.write_text(json.dumps(document))
+    assert main(["audit", "verify-consistency", str(out)]) == EVIDENCE_INVALID
+
+
 def test_a_later_digest_is_proven_to_extend_an_earlier_one(crm: CRM) -> None:
     old = current_digest(crm)
     crm.register_customer(kind="individual", name="More", code="P-more")

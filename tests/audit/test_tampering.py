@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -100,7 +101,9 @@ def test_an_untouched_log_is_intact(store_url: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["modified", "deleted", "inserted", "reordered", "snapshot"])
-def test_tampering_is_caught_at_its_position_and_kind(store_url: str, kind: str) -> None:
+def test_tampering_is_caught_at_its_position_and_kind(
+    store_url: str, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     history(store_url)
     position = tamper(store_url, kind)
     report = verify_log(CRM(store_url))
@@ -109,6 +112,10 @@ def test_tampering_is_caught_at_its_position_and_kind(store_url: str, kind: str)
         report.raise_for_finding()
     assert (caught.value.kind, caught.value.position) == (kind, position)
     assert main(["audit", "verify", "--store", store_url]) == TAMPERED[kind]
+    capsys.readouterr()
+    assert main(["audit", "verify", "--json", "--store", store_url]) == TAMPERED[kind]
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["finding"], printed["position"]) == (kind, position)
 
 
 def test_an_edited_chain_record_is_caught(store_url: str) -> None:

@@ -54,13 +54,17 @@ def verify(
     snapshots: Annotated[
         bool, typer.Option("--snapshots/--no-snapshots", help="check snapshots too")
     ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
 ) -> None:
     """Walk the log against its hash chain; report the first event modified, deleted,
     inserted or reordered (exit 10-13), a snapshot edited (14), history not yet chained (15),
     or that the log is intact (0)."""
     report = verify_log(_crm(store), start=start, snapshots=snapshots)
-    typer.echo(report.summary())
-    typer.echo(f"{report.events:,} events checked at {report.events_per_second:,.0f} events/s")
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        typer.echo(report.summary())
+        typer.echo(f"{report.events:,} events checked at {report.events_per_second:,.0f} events/s")
     report.raise_for_finding()
 
 
@@ -168,13 +172,36 @@ def verify_proof(
 def consistency_proof(
     old: Annotated[str, typer.Argument(metavar="OLD")],
     new: Annotated[str, typer.Argument(metavar="NEW")],
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE")] = None,
     store: Store = None,
 ) -> None:
-    """Prove the log at digest NEW extends the log at digest OLD (prints the proof)."""
+    """Prove the log at digest NEW extends the log at digest OLD (the proof, as JSON)."""
     old_digest, new_digest = Digest.parse(old), Digest.parse(new)
     proof = consistency(_crm(store), old_digest, new_digest)
-    typer.echo(
-        json.dumps(
-            {"old": old, "new": new, "consistency_proof": [h.hex() for h in proof]}, indent=2
-        )
-    )
+    document = {
+        "format": verifier.CONSISTENCY_FORMAT,
+        "old": str(old_digest),
+        "new": str(new_digest),
+        "consistency_proof": [h.hex() for h in proof],
+    }
+    text = json.dumps(document, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"{new_digest} extends {old_digest}: proof written to {out}")
+
+
+@audit_app.command("verify-consistency")
+def verify_consistency(
+    file: Annotated[Path, typer.Argument(metavar="FILE")],
+    old: Annotated[
+        str | None, typer.Option("--old", metavar="SIZE:ROOT", help="the digest you kept")
+    ] = None,
+) -> None:
+    """Check a consistency proof file offline: its new digest extends the old one."""
+    try:
+        new = verifier.verify_consistency_proof(json.loads(file.read_bytes()), old)
+    except (verifier.VerificationFailedError, OSError, ValueError, KeyError) as exc:
+        raise AuditEvidenceError(f"consistency proof {file} does not verify: {exc}") from None
+    typer.echo(f"consistency verified: {new} extends the old digest")

@@ -6,6 +6,7 @@ database and no other CRM code::
 
     python verifier.py export DIR --public-key audit.pub.pem
     python verifier.py proof customer.json --digest 1042:9f2c...
+    python verifier.py consistency extends.json --old 1042:9f2c...
 
 What is hashed (all SHA-256; integers big-endian):
 
@@ -38,6 +39,8 @@ GENESIS = bytes(32)
 EXPORT_FORMAT = "crm-audit-export/1"
 #: The proof format this verifier reads.
 PROOF_FORMAT = "crm-audit-proof/1"
+#: The consistency proof format this verifier reads.
+CONSISTENCY_FORMAT = "crm-audit-consistency/1"
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -272,6 +275,22 @@ def verify_proof(proof: dict[str, Any], digest: str) -> int:
     return len(proof["events"])
 
 
+def verify_consistency_proof(document: dict[str, Any], old: str | None = None) -> str:
+    """Check a consistency proof file (``crm audit consistency --out``): the log at its
+    ``new`` digest extends the log at its ``old`` one (which must be ``old`` if given, the
+    digest the auditor kept). Return the new digest; raise :class:`VerificationFailedError`."""
+    if document.get("format") != CONSISTENCY_FORMAT:
+        raise VerificationFailedError(f"unknown consistency format {document.get('format')!r}")
+    if old is not None and parse_digest(old) != parse_digest(document["old"]):
+        raise VerificationFailedError(f"the proof starts from {document['old']}, not {old}")
+    old_size, old_root = parse_digest(document["old"])
+    new_size, new_root = parse_digest(document["new"])
+    proof = [bytes.fromhex(h) for h in document["consistency_proof"]]
+    if not verify_consistency(old_size, new_size, old_root, new_root, proof):
+        raise VerificationFailedError(f"{document['new']} does not extend {document['old']}")
+    return str(document["new"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python verifier.py export DIR --public-key FILE`` or ``... proof FILE --digest D``:
     0 when it verifies, 1 (and the reason on stderr) when it does not."""
@@ -285,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     proof = sub.add_parser("proof", help="check a customer's proof file against a digest")
     proof.add_argument("file", type=Path)
     proof.add_argument("--digest", required=True)
+    extends = sub.add_parser("consistency", help="check that a new digest extends an old one")
+    extends.add_argument("file", type=Path)
+    extends.add_argument("--old", help="the digest you kept (default: the file's)")
     args = parser.parse_args(argv)
     try:
         if args.what == "export":
@@ -294,9 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{manifest['first_position']}..{manifest['last_position']}, "
                 f"final hash {manifest['final_hash']}"
             )
-        else:
+        elif args.what == "proof":
             count = verify_proof(json.loads(args.file.read_bytes()), args.digest)
             print(f"proof verified: {count} events included in {args.digest}")
+        else:
+            new = verify_consistency_proof(json.loads(args.file.read_bytes()), args.old)
+            print(f"consistency verified: {new} extends the old digest")
     except (VerificationFailedError, OSError, ValueError, KeyError) as exc:
         print(f"NOT VERIFIED: {exc}", file=sys.stderr)
         return 1

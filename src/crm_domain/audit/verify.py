@@ -93,6 +93,20 @@ class VerifyReport:
         where = f" at position {self.position}" if self.position is not None else ""
         return f"{self.finding.value}{where}: {self.detail}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON values (for monitoring)."""
+        return {
+            "finding": self.finding.value,
+            "position": self.position,
+            "detail": self.detail,
+            "events": self.events,
+            "snapshots": self.snapshots,
+            "first_position": self.first_position,
+            "last_position": self.last_position,
+            "final_hash": self.final_hash,
+            "events_per_second": round(self.events_per_second),
+        }
+
     def raise_for_finding(self) -> None:
         """Raise :class:`~crm_domain.errors.TamperDetectedError` (or
         :class:`~crm_domain.errors.UnchainedHistoryError`) unless intact."""

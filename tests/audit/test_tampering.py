@@ -145,6 +145,22 @@ def test_history_stored_before_the_chain_is_reported_unchained(tmp_path: Any) ->
     assert EVIDENCE_INVALID not in (UNCHAINED, *TAMPERED.values())
 
 
+def test_the_chain_is_written_in_the_events_transaction(sqlite_url: str) -> None:
+    """SQLite reuses a deleted last event's position: the chain row already there makes the
+    next write fail whole (no event without its link), as a tamper error, not a conflict."""
+    crm, customer = history(sqlite_url)
+    with database(sqlite_url) as (sql, events, pos):
+        sql(f"DELETE FROM {events} WHERE {pos} = 11")
+    with pytest.raises(TamperDetectedError) as caught:
+        crm.log_contact(customer, channel="phone", direction="inbound", summary="after")
+    assert (caught.value.kind, caught.value.position) == ("deleted", 11)
+    with database(sqlite_url) as (sql, events, _pos):
+        assert sql(f"SELECT COUNT(*) FROM {events}").fetchone()[0] == 10
+        assert sql(f"SELECT COUNT(*) FROM {events}_chain").fetchone()[0] == 11
+    report = verify_log(CRM(sqlite_url))
+    assert (report.finding, report.position) == (Finding.DELETED, 11)
+
+
 def test_sealing_chains_history_stored_before_the_chain(store_url: str) -> None:
     _, customer = history(store_url)
     with database(store_url) as (sql, events, _pos):

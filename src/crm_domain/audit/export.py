@@ -49,6 +49,7 @@ def export_log(
     events_path = out / "events.jsonl"
     leaves: list[bytes] = []
     link = GENESIS
+    file_digest = hashlib.sha256()
     first: int | None = None
     last: int | None = None
     with open_source(crm.store) as source, events_path.open("wb") as lines:
@@ -75,7 +76,9 @@ def export_log(
                 "event_hash": chained[3].hex(),
                 "chain_hash": chained[5].hex(),
             }
-            lines.write(orjson.dumps(record) + b"\n")
+            line = orjson.dumps(record) + b"\n"
+            lines.write(line)
+            file_digest.update(line)
             leaves.append(leaf_hash(position, chained[3]))
             link = chained[5]
             first = position if first is None else first
@@ -92,7 +95,7 @@ def export_log(
         "final_hash": link.hex(),
         "root_hash": root.hex(),
         "digest": format_digest(len(leaves), root),
-        "events_sha256": hashlib.sha256(events_path.read_bytes()).hexdigest(),
+        "events_sha256": file_digest.hexdigest(),
     }
     manifest_bytes = json.dumps(manifest, indent=2).encode() + b"\n"
     (out / "manifest.json").write_bytes(manifest_bytes)

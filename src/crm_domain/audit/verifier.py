@@ -216,8 +216,11 @@ def verify_export(directory: Path, public_key_pem: bytes) -> dict[str, Any]:
     if manifest.get("format") != EXPORT_FORMAT:
         raise VerificationFailedError(f"unknown export format {manifest.get('format')!r}")
     events_path = directory / "events.jsonl"
-    file_digest = hashlib.sha256(events_path.read_bytes()).hexdigest()
-    if file_digest != manifest["events_sha256"]:
+    file_digest = hashlib.sha256()
+    with events_path.open("rb") as whole:
+        for block in iter(lambda: whole.read(1 << 20), b""):
+            file_digest.update(block)
+    if file_digest.hexdigest() != manifest["events_sha256"]:
         raise VerificationFailedError("events.jsonl does not match the SHA-256 in the manifest")
     link = bytes.fromhex(manifest["previous_hash"])
     leaves: list[bytes] = []

@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from crm_domain.audit.verifier import GENESIS, aggregate_link, chain_link, event_hash
+from crm_domain.errors import TamperDetectedError
 
 #: Suffix of the chain table's name (after the events table's).
 CHAIN_SUFFIX = "_chain"
@@ -126,4 +127,15 @@ def chain_sqlite(
         if found is not None:
             links[key] = bytes(found[0])
     rows = link_batch(stored_events, positions, previous, links)
-    cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
+    try:
+        cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
+    except sqlite3.IntegrityError:
+        # SQLite reuses the position of a deleted last event: the chain remembers it. The
+        # whole write is rolled back (nothing stored), and says why rather than looking
+        # like a concurrent write to retry.
+        raise TamperDetectedError(
+            "deleted",
+            positions[0],
+            "this position is already chained: the event stored there was deleted "
+            "(or the chain table edited); nothing was stored, run `crm audit verify`",
+        ) from None

@@ -8,9 +8,11 @@ Run on demand (not a test)::
 For each backend it writes a realistic history (the generator of
 ``benchmarks/projections.py``), then measures on the same store: the verification (chain
 walk, every event's hash, the log's and the aggregates' chains; snapshots off, as the
-generator takes none), the rebuild of every read model in one process, and the CPU cost of
-computing the chain rows per event (what the recorder adds to each write, beside the
-commands benchmark's write path). Target (issue 11): verify at least as fast as a rebuild.
+generator takes none), the rebuild of every read model in one process; and the chain's
+cost on the write path: the CPU to compute a chain row, and one-event transactions through
+the stock SQLite recorder and ours, in alternating rounds (the commands benchmark's "bare"
+side uses our recorder too, so its ratio does not show the chain's cost). Target (issue
+11): verify at least as fast as a rebuild.
 """
 
 from __future__ import annotations
@@ -53,6 +55,46 @@ def chain_cost_us(events: int = 20000) -> float:
     return (time.perf_counter() - started) / events * 1e6
 
 
+def write_cost(saves: int = 1500, rounds: int = 3) -> tuple[float, float]:
+    """Events/s of one-event transactions on SQLite (fsync on), through the stock recorder
+    and through ours (which chains), in alternating rounds: the chain's cost on the
+    write path, by itself."""
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    from crm_domain.infrastructure.sqlite_subscription import (
+        SubscribableSQLiteApplicationRecorder,
+    )
+    from crm_domain.infrastructure.storage import StoreURL
+
+    class Note(Aggregate):
+        @event("Written")
+        def write(self, text: str) -> None:
+            self.text = text
+
+    stock = "eventsourcing.sqlite:SQLiteApplicationRecorder"
+    ours = (
+        f"{SubscribableSQLiteApplicationRecorder.__module__}:SubscribableSQLiteApplicationRecorder"
+    )
+    rates: dict[str, list[float]] = {stock: [], ours: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for topic in (stock, ours):
+                env = StoreURL.parse(f"sqlite:///{tmp}/{r}-{len(rates[topic])}.db")
+                settings = env.eventsourcing_env() | {"APPLICATION_RECORDER_TOPIC": topic}
+                app = Application[uuid.UUID](settings)
+                notes = [Note() for _ in range(50)]
+                app.save(*notes)
+                started = time.perf_counter()
+                for i in range(saves):
+                    note = notes[i % 50]
+                    note.write(f"note {i}")
+                    app.save(note)
+                rates[topic].append(saves / (time.perf_counter() - started))
+                app.close()
+    return max(rates[stock]), max(rates[ours])
+
+
 def main() -> int:
     """Print verify and rebuild events/s per backend, and the chain's cost per event."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -64,6 +106,11 @@ def main() -> int:
     from crm_domain.audit.verify import verify_log
 
     print(f"chain rows: {chain_cost_us():.1f} µs of CPU per event written")
+    stock, chained = write_cost()
+    print(
+        f"SQLite one-event writes: stock recorder {stock:,.0f}/s, chained {chained:,.0f}/s "
+        f"(ratio {chained / stock:.2f})"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for backend in args.backends:
             url = bench._store(backend, Path(tmp), args.size)  # type: ignore[attr-defined]

@@ -9,6 +9,13 @@ their positions and while the writer holds the store's write lock (SQLite's sing
 PostgreSQL's ``LOCK TABLE ... IN EXCLUSIVE MODE``, which makes notification ids follow
 commit order), so the previous link read is the one just before. eventsourcing's own tables
 and contracts are unchanged: a reader that knows nothing of the chain reads as before.
+
+The recorders hook into eventsourcing 9.5's internals: SQLite's
+``SQLiteApplicationRecorder._insert_events`` (which returns the new rowids) and
+PostgreSQL's ``PostgresApplicationRecorder._fetch_ids_after_insert_events`` (called with
+the notification ids, inside the locked transaction), as :mod:`.postgres_recorder` already
+does with ``_insert_stored_events``. If a release moves them, ``tests/audit/
+test_tampering.py`` fails on each backend (an untouched log no longer verifies intact).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pytest
 
 import crm_domain.audit.verifier as verifier_module
 from adapters.cli import main
-from adapters.exit_codes import EVIDENCE_INVALID
+from adapters.exit_codes import EVIDENCE_INVALID, USAGE
 from crm_domain import CRM
 from crm_domain.audit.export import export_log
 from crm_domain.audit.keys import generate_key_pair, load_signing_key
@@ -84,6 +84,17 @@ def test_an_export_until_a_time_is_the_prefix_recorded_by_then(
     manifest = export_log(crm, tmp_path / "e", load_signing_key(keys[0]), until=cut)
     assert manifest["count"] == 9
     assert verify_export(tmp_path / "e", keys[1].read_bytes())["last_position"] == 9
+
+
+def test_export_until_from_the_command_line_needs_an_offset(
+    crm: CRM, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cut = datetime.now(UTC).astimezone().isoformat()
+    crm.register_customer(kind="individual", name="Later", code="P-later")
+    args = ["audit", "export", "--key", str(keys[0]), "--store", crm.store.url, "--out"]
+    assert main([*args, str(tmp_path / "q"), "--until", cut]) == 0
+    assert json.loads((tmp_path / "q" / "manifest.json").read_text())["count"] == 9
+    assert main([*args, str(tmp_path / "n"), "--until", "2026-03-31T23:59:59"]) == USAGE
 
 
 def test_a_signing_key_is_never_overwritten(keys: tuple[Path, Path]) -> None:

@@ -45,6 +45,16 @@ def _aggregate(crm: CRM, ref: str) -> UUID:
         return crm.customer_by_code(ref).id
 
 
+def _aware(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(f"--until {text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise ConfigurationError(f"--until {text} needs a UTC offset (e.g. +08:00)")
+    return value
+
+
 @audit_app.command("verify")
 def verify(
     store: Store = None,
@@ -98,17 +108,16 @@ def export(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="directory to write")],
     key: Annotated[Path, typer.Option("--key", metavar="FILE", help="Ed25519 private key (PEM)")],
     until: Annotated[
-        datetime | None,
+        str | None,
         typer.Option(
-            "--until", metavar="TIME", help="only events recorded at or before (ISO 8601)"
+            "--until", metavar="TIME", help="only events recorded by then (ISO 8601 with offset)"
         ),
     ] = None,
     store: Store = None,
 ) -> None:
     """Write the verified history as JSON Lines with a signed manifest."""
-    if until is not None and until.tzinfo is None:
-        raise ConfigurationError(f"--until {until.isoformat()} needs a time zone (e.g. +08:00)")
-    manifest = export_log(_crm(store), out, load_signing_key(key), until=until)
+    cut = _aware(until) if until is not None else None
+    manifest = export_log(_crm(store), out, load_signing_key(key), until=cut)
     typer.echo(
         f"exported {manifest['count']:,} events (positions {manifest['first_position']}.."
         f"{manifest['last_position']}) to {out}; digest {manifest['digest']}"

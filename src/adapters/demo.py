@@ -673,3 +673,20 @@ def run_demo(
 ) -> DemoSummary:
     """Play the demo scenario into ``crm`` and return what was stored."""
     return DemoCompany(crm, customers=customers, seed=seed, now=now or datetime.now(UTC)).run()
+
+
+def audit_line(crm: CRM) -> tuple[str, str] | None:
+    """The demo's tamper-evidence line: the log verified against its hash chain, and the
+    digest an auditor would keep (None for an in-memory store, which is not chained)."""
+    from crm_domain.audit.proofs import current_digest
+    from crm_domain.audit.verify import verify_log
+
+    if crm.store.in_memory:
+        return None
+    report = verify_log(crm, snapshots=False)
+    if not report.intact:
+        return "tamper evidence", report.summary()
+    return "tamper evidence", (
+        f"{report.events:,} events verified against the hash chain; "
+        f"digest {current_digest(crm)} (crm audit --help)"
+    )

@@ -49,8 +49,12 @@ class, so they can be shown to a user as they are::
         │   ├── StoreUnavailableError    unreachable (retry later)
         │   ├── StoreNotFoundError       a read-only command named a store that isn't there
         │   ├── StoreFullError           the database's disk (or size limit) is full
-        │   └── CorruptHistoryError      stored events that cannot be replayed
-        │       └── InvalidStoredEventError  one logged event's stored JSON is invalid
+        │   ├── CorruptHistoryError      stored events that cannot be replayed
+        │   │   ├── InvalidStoredEventError  one logged event's stored JSON is invalid
+        │   │   └── TamperDetectedError  the hash chain shows an event modified, deleted,
+        │   │                            inserted or reordered, or a snapshot edited
+        │   └── UnchainedHistoryError    events stored before the hash chain began
+        ├── AuditEvidenceError           an export, proof or digest does not verify
         ├── BrokerError                  Kafka
         │   ├── BrokerUnavailableError   unreachable or not acknowledging (retry later)
         │   ├── MissingTopicError
@@ -648,6 +652,42 @@ class InvalidStoredEventError(CorruptHistoryError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.topic, self.position, self.originator_id, self.detail)
+
+
+class TamperDetectedError(CorruptHistoryError):
+    """The hash chain shows the event log was changed behind the CRM's back: the first
+    event ``modified``, ``deleted``, ``inserted`` or ``reordered``, or a ``snapshot`` that
+    is not the fold of its events, at notification ``position``."""
+
+    def __init__(self, kind: str, position: int | None, detail: str) -> None:
+        where = f" at position {position}" if position is not None else ""
+        StoreError.__init__(self, f"the event log was tampered with: {kind}{where}: {detail}")
+        self.aggregate_id = ""
+        self.kind = kind
+        self.position = position
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.kind, self.position, self.detail)
+
+
+class UnchainedHistoryError(StoreError):
+    """The oldest events were stored before the hash chain began (a store written by an
+    earlier release): nothing proves them unedited until ``crm audit seal`` chains them.
+    ``first_chained`` is the first chained position (None: none yet)."""
+
+    def __init__(self, first_chained: int | None, detail: str) -> None:
+        super().__init__(f"the event log is not fully chained: {detail}")
+        self.first_chained = first_chained
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.first_chained, self.detail)
+
+
+class AuditEvidenceError(InfrastructureError):
+    """An audit export, a customer's proof or a digest does not verify (a bad signature,
+    an edited file, a digest the log does not extend); the message says where."""
 
 
 class BrokerError(InfrastructureError):

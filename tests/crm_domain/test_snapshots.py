@@ -245,7 +245,9 @@ def test_a_snapshot_of_another_state_shape_is_passed_over_for_the_events() -> No
     snapshots = app.app.snapshots
     assert snapshots is not None
     (taken,) = snapshots.get(cid)
-    assert isinstance(taken, Snapshot) and taken.is_current() and taken.originator_version == 2
+    assert isinstance(taken, Snapshot)
+    assert taken.is_current()
+    assert taken.originator_version == 2
 
     # A later snapshot as an earlier release would have stored it: no shape, and a state
     # that says something the events do not (so using it would show).

@@ -18,12 +18,14 @@ import typer
 
 from adapters.cli.options import Format, OutputFormat, Store, load_settings
 from adapters.cli.render import Section, render
+from adapters.cli.tamper import register as register_tamper_evidence
 from crm_domain.errors import InvalidCommandError
 
 audit_app = typer.Typer(
     name="audit",
     help="For auditors: history with diffs, state as of a time, read models as of a time, "
-    "access denials.",
+    "access denials; tamper evidence (verify the hash chain, signed exports, digests and "
+    "proofs).",
     no_args_is_help=True,
 )
 
@@ -249,3 +251,4 @@ def denials(
 
 
 register(audit_app)
+register_tamper_evidence(audit_app)

@@ -91,7 +91,7 @@ def demo(
 ) -> None:
     """Play a realistic year of CRM history into a store and summarise it (SQLite: no server)."""
     from adapters.cli.reports import current_read_models, pipeline_report, service_report
-    from adapters.demo import demo_calendar, run_demo
+    from adapters.demo import audit_line, demo_calendar, run_demo
 
     settings = load_settings(store)
     if store is None and "store_url" not in settings.model_fields_set:
@@ -148,6 +148,7 @@ def demo(
         rows.extend(("ERP and credit", line) for line in summary.erp_and_credit)
         if reused:
             rows.append(("events in the store", f"{summary.store_events:,} (with earlier runs)"))
+        rows.extend(line for line in [audit_line(crm)] if line)
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             console.print(f"  {key:<{width}}  {value}", soft_wrap=True)

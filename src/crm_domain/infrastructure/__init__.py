@@ -3,6 +3,7 @@
 The model (``crm_domain.customer``, ``account``, ``values``, ``commands``) says what the CRM
 allows; this package keeps it: the store URL and its databases (:mod:`.storage`), events as
 JSON (:mod:`.persistence`), the event store application (:mod:`.eventstore`), the SQLite and
-PostgreSQL recorders' fixes (:mod:`.sqlite_subscription`, :mod:`.postgres_recorder`), the
+PostgreSQL recorders' fixes (:mod:`.sqlite_subscription`, :mod:`.postgres_recorder`), which
+also write the hash chain of every stored event (:mod:`.hashchain`), the
 library internals we rely on (:mod:`.compat`) and the event catalog writer (:mod:`.catalog`).
 """

@@ -15,22 +15,75 @@ they come, so neither side's buffer can fill up) before ``sync()``. ``sync()`` t
 adds its five-byte Sync message to an empty buffer. Selected through the factory's
 ``APPLICATION_RECORDER_TOPIC`` (see :mod:`crm_domain.infrastructure.storage`); see
 ``docs/limits.md``.
+
+The recorder also writes the hash chain (:mod:`crm_domain.infrastructure.hashchain`) in the
+events' transaction: after the ``INSERT`` returns the notification ids, still under the
+table lock, it reads the last link and the aggregates' previous links (one query) and
+inserts the chain rows (one statement, sent with the commit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.generators import send
 from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from crm_domain.errors import ConfigurationError
+from crm_domain.infrastructure.hashchain import ChainTable, EventKey, link_batch, predecessors
 
 
 class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
-    """The library's application recorder, with the event INSERT flushed before the sync."""
+    """The library's application recorder, with the event INSERT flushed before the sync
+    and the hash chain written in the same transaction."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        #: The hash chain's table, beside the events table.
+        self.chain_table = ChainTable.beside(events_table_name)
+        schema, table = Identifier(datastore.schema), Identifier(self.chain_table.name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+                "position bigint PRIMARY KEY, originator_id uuid NOT NULL, "
+                "originator_version bigint NOT NULL, event_hash bytea NOT NULL, "
+                "aggregate_hash bytea NOT NULL, chain_hash bytea NOT NULL)"
+            ).format(schema=schema, table=table)
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {schema}.{table} "
+                "(originator_id, originator_version)"
+            ).format(
+                index=Identifier(self.chain_table.name + "_aggregate"), schema=schema, table=table
+            )
+        )
+        self._select_links = SQL(
+            "(SELECT NULL::uuid AS oid, NULL::bigint AS ver, chain_hash AS link "
+            "FROM {schema}.{table} ORDER BY position DESC LIMIT 1) UNION ALL "
+            "(SELECT originator_id, originator_version, aggregate_hash FROM {schema}.{table} "
+            "WHERE (originator_id, originator_version) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])))"
+        ).format(schema=schema, table=table)
+        self._insert_links = SQL(
+            "INSERT INTO {schema}.{table} SELECT * FROM unnest("
+            "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
+        ).format(schema=schema, table=table)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        if self.datastore.enable_db_functions:
+            raise ConfigurationError(
+                "POSTGRES_ENABLE_DB_FUNCTIONS inserts events past the hash chain: leave it off"
+            )
+        return super().insert_events(stored_events, **kwargs)
 
     def _insert_stored_events(
         self,
@@ -42,3 +95,41 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         # Outside pipeline mode the buffer is already empty and this returns at once.
         conn = curs.connection
         conn.wait(send(conn.pgconn))
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if positions:
+            self._chain(curs, stored_events, positions)
+        return positions
+
+    def _chain(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], positions: Sequence[int]
+    ) -> None:
+        # Still inside the transaction that holds the table lock: the last link is the one
+        # just before these positions.
+        keys = predecessors(stored_events)
+        with curs.connection.cursor() as links_curs:
+            links_curs.execute(
+                self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
+            )
+            previous: bytes | None = None
+            links: dict[EventKey, bytes] = {}
+            for row in links_curs.fetchall():
+                if row["oid"] is None:
+                    previous = bytes(row["link"])
+                else:
+                    links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
+            rows = link_batch(stored_events, positions, previous, links)
+            links_curs.execute(
+                self._insert_links,
+                (
+                    [r[0] for r in rows],
+                    [UUID(r[1]) for r in rows],
+                    [r[2] for r in rows],
+                    [r[3] for r in rows],
+                    [r[4] for r in rows],
+                    [r[5] for r in rows],
+                ),
+            )

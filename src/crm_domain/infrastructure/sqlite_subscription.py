@@ -1,4 +1,4 @@
-"""Let ``ProjectionRunner`` and the Kafka relay follow a SQLite store.
+"""Let ``ProjectionRunner`` and the Kafka relay follow a SQLite store; chain what it stores.
 
 eventsourcing 9.5's SQLite application recorder has no ``subscribe()``. SQLite has no
 LISTEN/NOTIFY, so the subscription is the library's own :class:`ListenNotifySubscription`
@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from threading import Event, Thread
 from typing import Any
 
-from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription, Subscription
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    ListenNotifySubscription,
+    StoredEvent,
+    Subscription,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from crm_domain.infrastructure.compat import wake_subscription
+from crm_domain.infrastructure.hashchain import ChainTable, chain_sqlite
 
 #: Seconds between polls of the SQLite events table while a subscription waits.
 POLL_INTERVAL = 0.05
@@ -49,7 +55,25 @@ class PollingSQLiteSubscription(ListenNotifySubscription[SQLiteApplicationRecord
 
 
 class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
-    """The stock SQLite application recorder, plus ``subscribe()``."""
+    """The stock SQLite application recorder, plus ``subscribe()`` and the hash chain
+    (:mod:`crm_domain.infrastructure.hashchain`), written in the events' transaction."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        #: The hash chain's table, beside the events table.
+        self.chain_table = ChainTable.beside(events_table_name)
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        """The stock tables, plus the hash chain's table and index."""
+        return super().construct_create_table_statements() + self.chain_table.sqlite_create()
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        if positions:
+            chain_sqlite(c.sqlite_cursor, self.chain_table.name, stored_events, positions)
+        return positions
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()

@@ -1,0 +1,1 @@
+"""Tamper evidence for the event log: a hash chain, verification, signed exports, proofs."""

@@ -113,12 +113,19 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             name=type(self).name,
             snapshot_interval=settings.snapshot_interval,
             store=self.store,
+            key_cache_seconds=settings.erasure.key_cache_seconds,
+            encrypt_personal_data=settings.erasure.encrypt_personal_data,
         )
         limit_event_size(self.app.mapper, settings.max_event_bytes)
 
     def close(self) -> None:
         """Close the store's connections."""
         self.app.close()
+
+    def _forget_subject(self, customer_id: UUID) -> None:
+        """Destroy a customer's key (``forget_customer`` records the erasure first)."""
+        if self.app.sealer is not None:
+            self.app.sealer.forget(customer_id)
 
     # ----- commands -----------------------------------------------------------------
     def handle(self, command: Command[R]) -> R:

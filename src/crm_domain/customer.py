@@ -28,7 +28,7 @@ from crm_domain.errors import (
 )
 from crm_domain.eventmodel import Aggregate, Entity, Immutable, SnapshotState
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
-from crm_domain.personal import personal_data
+from crm_domain.personal import REDACTED, personal_data, redacted
 from crm_domain.values import (
     MAX_COMMITMENTS,
     MAX_PARTICIPANTS,
@@ -55,6 +55,7 @@ CustomerCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 Score = Annotated[int, Field(ge=1, le=5)]
 
 
+@personal_data("description")
 class Commitment(Immutable):
     """Something promised to the customer during a contact, by whom, and by when."""
 
@@ -68,6 +69,7 @@ def commitment_key(contact_id: UUID, index: int) -> str:
     return f"{contact_id}/{index}"
 
 
+@personal_data("subject")
 class Ticket(Entity):
     """A service ticket's current state (its history is in the events)."""
 
@@ -88,6 +90,7 @@ class Ticket(Entity):
     reopen_count: int = 0
 
 
+@personal_data("name", "contact", "open_commitments", "tickets")
 class CustomerState(SnapshotState):
     """The customer's state as a snapshot holds it, so a snapshot restores typed values."""
 
@@ -110,6 +113,8 @@ class CustomerState(SnapshotState):
     contacts_logged: int
     open_commitments: dict[str, Commitment]
     last_contact_at: AwareDatetime | None
+    #: True once the customer's personal data was erased (``PersonalDataErased``).
+    forgotten: bool = False
 
 
 class Customer(Aggregate):
@@ -139,6 +144,7 @@ class Customer(Aggregate):
         contact: ContactDetails | None = None
         reason: ShortText
 
+    @personal_data()
     class ParentOrganisationSet(Aggregate.Event):
         """The customer was placed under a group customer (or removed from one)."""
 
@@ -188,6 +194,7 @@ class Customer(Aggregate):
         index: Annotated[int, Field(ge=0)]
         note: FreeText = ""
 
+    @personal_data("reason")
     class ManagerAssigned(Aggregate.Event):
         """The customer manager was assigned or handed over (e.g. the rep left)."""
 
@@ -195,6 +202,7 @@ class Customer(Aggregate):
         previous_manager: Label | None
         reason: ShortText
 
+    @personal_data("reason")
     class SupportOwnerAssigned(Aggregate.Event):
         """The named technical-support owner was assigned."""
 
@@ -249,6 +257,7 @@ class Customer(Aggregate):
         channel: Channel
         registered: bool = False
 
+    @personal_data("subject", "description")
     class TicketOpened(Aggregate.Event):
         """A service ticket was opened, with its SLA due time."""
 
@@ -260,6 +269,7 @@ class Customer(Aggregate):
         description: FreeText = ""
         due_at: BusinessTime
 
+    @personal_data()
     class TicketAssigned(Aggregate.Event):
         """A ticket was assigned to a person and/or a department."""
 
@@ -267,6 +277,7 @@ class Customer(Aggregate):
         assignee: Label | None
         department: Label | None
 
+    @personal_data("message")
     class TicketResponded(Aggregate.Event):
         """Someone answered the customer on a ticket (the first one is the first response)."""
 
@@ -274,6 +285,7 @@ class Customer(Aggregate):
         responder: Label
         message: ShortText
 
+    @personal_data()
     class FieldVisitScheduled(Aggregate.Event):
         """An engineer visit was scheduled for a ticket."""
 
@@ -281,6 +293,7 @@ class Customer(Aggregate):
         visit_at: BusinessTime
         engineer: Label
 
+    @personal_data("reason")
     class TicketEscalated(Aggregate.Event):
         """A ticket was escalated one level."""
 
@@ -289,6 +302,7 @@ class Customer(Aggregate):
         reason: ShortText
         escalated_to: Label | None = None
 
+    @personal_data("answer")
     class TicketResolved(Aggregate.Event):
         """A ticket was resolved, with the answer given."""
 
@@ -296,6 +310,7 @@ class Customer(Aggregate):
         answer: ShortText
         knowledge_base_ref: Reference | None = None
 
+    @personal_data("reason")
     class TicketReopened(Aggregate.Event):
         """A resolved ticket was reopened; its SLA clock restarted."""
 
@@ -303,17 +318,29 @@ class Customer(Aggregate):
         reason: ShortText
         due_at: BusinessTime
 
+    @personal_data()
     class TicketClosed(Aggregate.Event):
         """A resolved ticket was closed."""
 
         ticket_id: UUID
 
+    @personal_data()
     class TicketSlaBreached(Aggregate.Event):
         """An open ticket passed its SLA due time."""
 
         ticket_id: UUID
         due_at: BusinessTime
         detected_at: BusinessTime
+
+    @personal_data()
+    class PersonalDataErased(Aggregate.Event):
+        """The customer's personal data was erased (GDPR art. 17, PIPL art. 47): their key was
+        destroyed, so every personal field of their history reads as redacted from now on.
+        Who and when are the event's actor and time; ``reason`` and ``legal_basis`` are kept
+        in clear (write no personal data in them)."""
+
+        reason: ShortText
+        legal_basis: Label
 
     # ----- creation -----------------------------------------------------------------
     @event(Registered)
@@ -347,6 +374,7 @@ class Customer(Aggregate):
         #: Promises still to keep, keyed by ``"<contact id>/<index in the contact>"``.
         self.open_commitments: dict[str, Commitment] = {}
         self.last_contact_at: datetime | None = None
+        self.forgotten = False
 
     @classmethod
     def register(
@@ -455,6 +483,27 @@ class Customer(Aggregate):
     @event(Reactivated)
     def _reactivate(self, reason: str) -> None:
         self.active = True
+
+    # ----- erasure ------------------------------------------------------------------
+    def erase_personal_data(self, *, reason: str, legal_basis: str) -> bool:
+        """Record that the customer's personal data is erased (the CRM then destroys their
+        key); False, recording nothing, if it already was. The customer stays, with their
+        code, stage, tickets, orders and every rule; their personal fields read redacted."""
+        if self.forgotten:
+            return False
+        self._erase_personal_data(reason=reason, legal_basis=legal_basis)
+        return True
+
+    @event(PersonalDataErased)
+    def _erase_personal_data(self, reason: str, legal_basis: str) -> None:
+        # The state reads redacted at once, whatever the events before said (events stored
+        # before encryption existed, a key still cached elsewhere): replayed, snapshotted
+        # or not, the customer's state after this event is the same.
+        self.forgotten = True
+        self.name = REDACTED
+        self.contact = redacted(self.contact)
+        self.open_commitments = {k: redacted(c) for k, c in self.open_commitments.items()}
+        self.tickets = {k: redacted(t) for k, t in self.tickets.items()}
 
     # ----- lifecycle ----------------------------------------------------------------
     def change_lifecycle_stage(

@@ -32,6 +32,7 @@ from crm_domain.commands import (
     DesignateKeyAccount,
     EscalateTicket,
     ExpireQuote,
+    ForgetCustomer,
     FulfilCommitment,
     GrantConsent,
     IssueInvoice,
@@ -69,6 +70,7 @@ from crm_domain.commands import (
     WithdrawConsent,
 )
 from crm_domain.commands.base import Command
+from crm_domain.commands.customer import DEFAULT_LEGAL_BASIS
 from crm_domain.customer import Commitment
 from crm_domain.values import (
     AccountTier,
@@ -142,6 +144,18 @@ class CustomerMethods(_Handles):
     def deactivate_customer(self, customer_id: UUID, *, reason: str) -> None:
         """Deactivate (never delete): the history stays for audit."""
         self.handle(DeactivateCustomer(customer_id=customer_id, reason=reason))
+
+    def forget_customer(
+        self, customer_id: UUID, *, reason: str, legal_basis: str = DEFAULT_LEGAL_BASIS
+    ) -> bool:
+        """Erase a customer's personal data (GDPR art. 17, PIPL art. 47) without touching
+        history: records who, when, why and on what legal basis (``PersonalDataErased``)
+        and destroys the customer's key, so every personal field of their events,
+        snapshots and read-model rows reads as ``[redacted]`` from then on. The customer,
+        their code, tickets, orders and every rule stay. False if already erased."""
+        return self.handle(
+            ForgetCustomer(customer_id=customer_id, reason=reason, legal_basis=legal_basis)
+        )
 
     def reactivate_customer(self, customer_id: UUID, *, reason: str) -> None:
         """Make a deactivated customer active again."""

@@ -76,6 +76,16 @@ class CalendarSettings(_Section):
         )
 
 
+class ErasureSettings(_Section):
+    """Personal data encrypted per customer, erasable by destroying the key (docs/audit.md)."""
+
+    #: Encrypt customers' personal fields with their own keys (off: stored in clear, and
+    #: ``crm forget`` can only redact the aggregate and the read models).
+    encrypt_personal_data: bool = True
+    #: Seconds a process keeps a customer's key in memory (the write path's cost).
+    key_cache_seconds: float = Field(default=60.0, ge=0)
+
+
 class KafkaSettings(_Section):
     """How the relay and the consumer reach the brokers, including security."""
 
@@ -142,6 +152,7 @@ class CRMSettings(BaseSettings):
     source_system: str = Field(default="crm-core", min_length=1, max_length=100)
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    erasure: ErasureSettings = Field(default_factory=ErasureSettings)
 
     @field_validator("store_url")
     @classmethod

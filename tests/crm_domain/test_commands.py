@@ -50,7 +50,7 @@ def count(app: CRM) -> int:
 
 
 def test_every_command_declares_name_aggregate_policy_and_meaning() -> None:
-    assert len(COMMANDS) == 53
+    assert len(COMMANDS) == 54
     names = [c.command_name for c in COMMANDS]
     assert len(set(names)) == len(names)
     for cls in COMMANDS:

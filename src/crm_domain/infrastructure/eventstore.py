@@ -13,12 +13,16 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import MutableOrImmutableAggregate
+from eventsourcing.persistence import Recording
 from eventsourcing.utils import EnvType, get_topic
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
+from crm_domain.infrastructure.keystore import KeyStore, key_store_for
 from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.infrastructure.sealing import PersonalDataSealer
 from crm_domain.infrastructure.storage import StoreURL
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,9 @@ class CRMEventStore(Application[UUID]):
         name: str | None = None,
         snapshot_interval: int | None = None,
         store: StoreURL | None = None,
+        key_store: KeyStore | None = None,
+        key_cache_seconds: float = 60.0,
+        encrypt_personal_data: bool = True,
     ) -> None:
         #: Where the events live (followers keep their positions in the same database).
         self.store = store
@@ -62,6 +69,28 @@ class CRMEventStore(Application[UUID]):
                 Account: snapshot_interval,
             }
         super().__init__(env)
+        #: Encrypts customers' personal fields with their own keys (None: switched off,
+        #: personal fields stored and read in clear).
+        self.sealer: PersonalDataSealer | None = None
+        if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
+            keys = key_store if key_store is not None else key_store_for(self.recorder, self.name)
+            self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
+            self.mapper.sealer = self.sealer
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | Any,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """Store the aggregates' new events; a stored ``PersonalDataErased`` then destroys
+        its customer's key (after the commit: the erasure is on record before it is done,
+        and running it again finishes a destruction that failed)."""
+        recordings = super().save(*objs, **kwargs)
+        if self.sealer is not None:
+            for recording in recordings:
+                if isinstance(recording.domain_event, Customer.PersonalDataErased):
+                    self.sealer.forget(recording.domain_event.originator_id)
+        return recordings
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots are taken after the events committed: a failure to write one must not

@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from adapters.cli.demo import demo
+from adapters.cli.forget import forget_app
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.projections import projections_app
@@ -149,6 +150,7 @@ app.add_typer(relay_app)
 app.add_typer(consume_app)
 app.add_typer(import_app)
 app.add_typer(settings_app)
+app.add_typer(forget_app, name="forget")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

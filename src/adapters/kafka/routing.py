@@ -164,6 +164,7 @@ MARKETING_TYPES: tuple[str, ...] = (
     "crm.customer.segment_assigned",
     "crm.customer.consent_*",
     "crm.customer.contact_logged",
+    "crm.customer.personal_data_erased",
 )
 
 DEFAULT_ERP_TOPIC = "crm.erp.events"

@@ -15,7 +15,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import Recording
-from eventsourcing.utils import EnvType, get_topic
+from eventsourcing.utils import EnvType, get_topic, strtobool
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
@@ -73,7 +73,8 @@ class CRMEventStore(Application[UUID]):
         #: personal fields stored and read in clear).
         self.sealer: PersonalDataSealer | None = None
         if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
-            keys = key_store if key_store is not None else key_store_for(self.recorder, self.name)
+            create = strtobool(self.env.get("CREATE_TABLE", "y"))
+            keys = key_store or key_store_for(self.recorder, self.name, create_table=create)
             self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
             self.mapper.sealer = self.sealer
 

@@ -185,12 +185,14 @@ class SQLKeyStore:
             log.warning("key destroyed; its old pages not yet overwritten", exc_info=True)
 
 
-def key_store_for(recorder: Any, name: str) -> KeyStore:
+def key_store_for(recorder: Any, name: str, *, create_table: bool = True) -> KeyStore:
     """The default key store beside ``recorder``'s events: a table named
-    ``<name>_subject_keys`` in the same database, or memory for in-memory stores."""
+    ``<name>_subject_keys`` in the same database (created with the event tables, unless
+    eventsourcing's ``CREATE_TABLE`` is off), or memory for in-memory stores."""
     datastore = getattr(recorder, "datastore", None)
     if datastore is None:
         return MemoryKeyStore()
     store = SQLKeyStore(datastore, f"{name.lower()}_subject_keys")
-    store.create_table()
+    if create_table:
+        store.create_table()
     return store

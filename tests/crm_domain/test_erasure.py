@@ -310,3 +310,29 @@ def test_erasure_event_names_who_when_why_and_legal_basis(sqlite_url: str) -> No
     assert event.timestamp >= before
     assert event.reason == "request DSR-9"
     assert event.legal_basis == "GDPR art. 17"
+
+
+def test_a_key_stored_first_by_another_process_fails_the_write_which_then_retries(
+    store_url: str,
+) -> None:
+    plain = CRM(
+        settings=CRMSettings.load(store_url=store_url, erasure={"encrypt_personal_data": False})
+    )
+    customer_id = seed(plain)  # a customer from before encryption: no key yet
+    plain.close()
+    crm = CRM(store_url)
+    assert crm.app.sealer is not None
+    keys: Any = crm.app.sealer.keys
+    real_get = keys.get
+
+    def racing_get(subject: UUID) -> Any:
+        keys.get = real_get
+        keys.create(subject)  # another process stores its key for the customer first
+        return None
+
+    keys.get = racing_get
+    # The write fails on the other process's key, and the command's retry uses that key.
+    crm.log_contact(customer_id, channel="phone", direction="inbound", summary=SUMMARY + "!")
+    assert keys.get == real_get  # the race happened
+    summaries = [c.payload.get("summary") for c in CRM(store_url).changes(customer_id)]
+    assert summaries.count(SUMMARY + "!") == 1

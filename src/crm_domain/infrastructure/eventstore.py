@@ -20,7 +20,7 @@ from eventsourcing.utils import EnvType, get_topic, strtobool
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
-from crm_domain.infrastructure.keystore import KeyStore, key_store_for
+from crm_domain.infrastructure.keystore import KeyStore, SQLKeyStore, key_store_for
 from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
 from crm_domain.infrastructure.sealing import PersonalDataSealer
 from crm_domain.infrastructure.storage import StoreURL
@@ -77,6 +77,25 @@ class CRMEventStore(Application[UUID]):
             keys = key_store or key_store_for(self.recorder, self.name, create_table=create)
             self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
             self.mapper.sealer = self.sealer
+            if isinstance(keys, SQLKeyStore):
+                self._store_keys_with_events(keys, self.sealer)
+
+    def _store_keys_with_events(self, keys: SQLKeyStore, sealer: PersonalDataSealer) -> None:
+        """New customers' keys are inserted in the transaction that stores their first
+        sealed events (the recorder's ``_insert_events`` hook, which runs inside it): no
+        extra transaction on the write path, and no key without its events or vice versa."""
+        recorder: Any = self.recorder
+        insert_events = recorder._insert_events
+
+        def _insert_events(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
+            subjects = {e.originator_id for e in stored_events}
+            pending = sealer.pending_keys(subjects)
+            if pending:
+                keys.insert_keys(cursor, pending)
+            return insert_events(cursor, stored_events, **kwargs)
+
+        recorder._insert_events = _insert_events
+        sealer.staged = True
 
     def save(
         self,
@@ -86,7 +105,16 @@ class CRMEventStore(Application[UUID]):
         """Store the aggregates' new events; a stored ``PersonalDataErased`` then destroys
         its customer's key (after the commit: the erasure is on record before it is done,
         and running it again finishes a destruction that failed)."""
-        recordings = super().save(*objs, **kwargs)
+        sealer = self.sealer
+        try:
+            recordings = super().save(*objs, **kwargs)
+        except BaseException:
+            if sealer is not None and sealer.staged:
+                ids = (getattr(o, "id", None) or getattr(o, "originator_id", None) for o in objs)
+                sealer.not_stored({i for i in ids if isinstance(i, UUID)})
+            raise
+        if sealer is not None and sealer.staged:
+            sealer.stored({r.domain_event.originator_id for r in recordings})
         if self.sealer is not None:
             for recording in recordings:
                 if isinstance(recording.domain_event, Customer.PersonalDataErased):

@@ -156,6 +156,18 @@ class SQLKeyStore:
         assert found is not None
         return found
 
+    def insert_keys(self, cursor: Any, keys: dict[UUID, bytes]) -> None:
+        """Store new keys with ``cursor``, in the transaction of their subjects' first
+        sealed events. A key another process stored first for the same subject fails the
+        transaction (an integrity error: the write is retried with that key)."""
+        p = self._param
+        now: Any = datetime.now(UTC) if self.postgres else datetime.now(UTC).isoformat()
+        for subject, key in keys.items():
+            cursor.execute(
+                f"INSERT INTO {self.qualified} (subject, key, created_at) VALUES ({p}, {p}, {p})",
+                (str(subject), key, now),
+            )
+
     def destroy(self, subject: UUID) -> None:
         """See :meth:`KeyStore.destroy`."""
         p = self._param

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from crm_domain.customer import Customer, CustomerState
 from crm_domain.eventmodel import ENVELOPE_FIELDS, Snapshot
-from crm_domain.infrastructure.keystore import KeyStore
+from crm_domain.infrastructure.keystore import KeyStore, new_key
 from crm_domain.personal import payload_personal_fields, redact_fields
 
 #: The key of the encrypted personal fields in a stored event's (or snapshot state's) JSON.
@@ -67,18 +67,53 @@ class PersonalDataSealer:
         self._cache: dict[UUID, tuple[AESGCM | None, float]] = {}
         self._plans: dict[type[Any], frozenset[str]] = {}
         self._lock = threading.Lock()
+        #: True when the event store writes new keys in the events' transaction
+        #: (:meth:`pending_keys`); else a new key is created in the key store at once.
+        self.staged = False
+        self._pending: dict[UUID, bytes] = {}
 
     # ----- keys ---------------------------------------------------------------------
-    def _cipher(self, subject: UUID, *, create: bool) -> AESGCM | None:
+    def _cipher(self, subject: UUID, *, create: bool, new: bool = False) -> AESGCM | None:
         cached = self._cache.get(subject)
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        found = self.keys.create(subject) if create else self.keys.get(subject)
+        if create and self.staged:
+            # Keys of the default store are written in the events' own transaction (see
+            # stage_keys): a new customer costs no transaction of its own.
+            found = None if new else self.keys.get(subject)
+            if found is None:
+                key = new_key()
+                with self._lock:
+                    self._pending[subject] = key
+                cipher: AESGCM | None = AESGCM(key)
+                self._cache[subject] = (cipher, now + self.cache_seconds)
+                return cipher
+        else:
+            found = self.keys.create(subject) if create else self.keys.get(subject)
         cipher = AESGCM(found.key) if found is not None and found.key is not None else None
         if found is not None or create:
             self._cache[subject] = (cipher, now + self.cache_seconds)
         return cipher
+
+    def pending_keys(self, subjects: set[UUID]) -> dict[UUID, bytes]:
+        """Keys made for these subjects and not yet stored (to store with their events)."""
+        with self._lock:
+            return {s: k for s, k in self._pending.items() if s in subjects}
+
+    def stored(self, subjects: set[UUID]) -> None:
+        """The events of these subjects committed: their new keys are stored with them."""
+        with self._lock:
+            for subject in subjects:
+                self._pending.pop(subject, None)
+
+    def not_stored(self, subjects: set[UUID]) -> None:
+        """A write failed: drop the keys made for these subjects (perhaps another process
+        stored one first), so a retry reads the key store again."""
+        with self._lock:
+            for subject in subjects:
+                if self._pending.pop(subject, None) is not None:
+                    self._cache.pop(subject, None)
 
     def forget(self, subject: UUID) -> None:
         """Destroy the subject's key: their sealed personal fields read redacted, for good."""
@@ -128,7 +163,8 @@ class PersonalDataSealer:
         }
         if not values:
             return
-        cipher = self._cipher(event.originator_id, create=True)
+        new = not isinstance(event, Snapshot) and isinstance(event, Customer.Registered)
+        cipher = self._cipher(event.originator_id, create=True, new=new)
         redact_fields(model, target, frozenset(values))
         if cipher is None:  # the subject was erased: store the fields redacted only
             return

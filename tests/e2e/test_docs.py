@@ -18,6 +18,7 @@ DOCS = [
     ROOT / "docs" / "architecture.md",
     ROOT / "docs" / "projections.md",
     ROOT / "docs" / "configuration.md",
+    ROOT / "docs" / "audit.md",
 ]
 
 

@@ -9,6 +9,7 @@ to domain events) and ``events`` / ``repository``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from eventsourcing.utils import EnvType, get_topic, strtobool
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
+from crm_domain.infrastructure.compat import before_inserting_events
 from crm_domain.infrastructure.keystore import KeyStore, SQLKeyStore, key_store_for
 from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
 from crm_domain.infrastructure.sealing import PersonalDataSealer
@@ -84,17 +86,14 @@ class CRMEventStore(Application[UUID]):
         """New customers' keys are inserted in the transaction that stores their first
         sealed events (the recorder's ``_insert_events`` hook, which runs inside it): no
         extra transaction on the write path, and no key without its events or vice versa."""
-        recorder: Any = self.recorder
-        insert_events = recorder._insert_events
 
-        def _insert_events(cursor: Any, stored_events: Any, **kwargs: Any) -> Any:
-            subjects = {e.originator_id for e in stored_events}
-            pending = sealer.pending_keys(subjects)
+        def insert_keys(cursor: Any, stored_events: Sequence[Any]) -> None:
+            pending = sealer.pending_keys({e.originator_id for e in stored_events})
             if pending:
                 keys.insert_keys(cursor, pending)
-            return insert_events(cursor, stored_events, **kwargs)
 
-        recorder._insert_events = _insert_events
+        if not before_inserting_events(self.recorder, insert_keys):
+            return
         sealer.staged = True
 
     def save(

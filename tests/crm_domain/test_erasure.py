@@ -336,3 +336,15 @@ def test_a_key_stored_first_by_another_process_fails_the_write_which_then_retrie
     assert keys.get == real_get  # the race happened
     summaries = [c.payload.get("summary") for c in CRM(store_url).changes(customer_id)]
     assert summaries.count(SUMMARY + "!") == 1
+
+
+def test_events_written_straight_to_the_recorder_store_their_key_too(store_url: str) -> None:
+    # A bulk import may write through the mapper and the recorder without Application.save.
+    crm = CRM(store_url)
+    customer = Customer.register(kind="individual", name=NAME, code="IMP-1")
+    mapper, recorder = crm.app.mapper, crm.app.recorder
+    recorder.insert_events([mapper.to_stored_event(e) for e in customer.collect_events()])
+    customer.correct_profile(reason="typo", name=NAME + " Jr")
+    recorder.insert_events([mapper.to_stored_event(e) for e in customer.collect_events()])
+    assert NAME.encode() not in stored_bytes(crm)
+    assert CRM(store_url).customer(customer.id).name == NAME + " Jr"

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 log = logging.getLogger(__name__)
 
 #: Bytes of a subject key (AES-256-GCM).
@@ -158,15 +160,20 @@ class SQLKeyStore:
 
     def insert_keys(self, cursor: Any, keys: dict[UUID, bytes]) -> None:
         """Store new keys with ``cursor``, in the transaction of their subjects' first
-        sealed events. A key another process stored first for the same subject fails the
-        transaction (an integrity error: the write is retried with that key)."""
+        sealed events (again is harmless). A different key another process stored first
+        for the same subject fails the transaction with an ``IntegrityError``: the write
+        is retried, and the retry uses that key."""
         p = self._param
         now: Any = datetime.now(UTC) if self.postgres else datetime.now(UTC).isoformat()
         for subject, key in keys.items():
             cursor.execute(
-                f"INSERT INTO {self.qualified} (subject, key, created_at) VALUES ({p}, {p}, {p})",
+                f"INSERT INTO {self.qualified} (subject, key, created_at) "
+                f"VALUES ({p}, {p}, {p}) ON CONFLICT (subject) DO NOTHING",
                 (str(subject), key, now),
             )
+            found = self._row(cursor, subject)
+            if found is None or found.key != key:
+                raise IntegrityError(f"another process stored the key of subject {subject}")
 
     def destroy(self, subject: UUID) -> None:
         """See :meth:`KeyStore.destroy`."""

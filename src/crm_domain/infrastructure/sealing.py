@@ -80,9 +80,12 @@ class PersonalDataSealer:
             return cached[0]
         if create and self.staged:
             # Keys of the default store are written in the events' own transaction (see
-            # stage_keys): a new customer costs no transaction of its own.
+            # pending_keys): a new customer costs no transaction of its own.
             found = None if new else self.keys.get(subject)
-            if found is None:
+            if found is not None:  # stored (a write outside save() left it pending)
+                with self._lock:
+                    self._pending.pop(subject, None)
+            else:
                 key = new_key()
                 with self._lock:
                     self._pending[subject] = key

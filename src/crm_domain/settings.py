@@ -81,9 +81,9 @@ class ErasureSettings(_Section):
 
     #: Encrypt customers' personal fields with their own keys (off: stored in clear, and
     #: ``crm forget`` can only redact the aggregate and the read models).
-    encrypt_personal_data: bool = True
+    encrypt: bool = True
     #: Seconds a process keeps a customer's key in memory (the write path's cost).
-    key_cache_seconds: float = Field(default=60.0, ge=0)
+    cache_seconds: float = Field(default=60.0, ge=0)
 
 
 class KafkaSettings(_Section):

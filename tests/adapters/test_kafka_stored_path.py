@@ -47,9 +47,7 @@ def _every_event_type() -> CRM:
     Personal fields are stored in clear here, so the stored JSON can be compared with what
     the relay reads (sealed fields are compared in tests/crm_domain/test_erasure.py).
     """
-    crm = CRM(
-        settings=CRMSettings.load(store_url="memory://", erasure={"encrypt_personal_data": False})
-    )
+    crm = CRM(settings=CRMSettings.load(store_url="memory://", erasure={"encrypt": False}))
     with crm.context(actor="li.wei", correlation_id="corr-7", source_system="call-centre"):
         run_demo(crm, customers=40, seed=3, now=datetime(2026, 3, 1, 9, tzinfo=UTC))
         # what the demo scenario does not do

@@ -186,9 +186,7 @@ def test_read_model_seam_to_event_state_is_consistent_with_to_domain_event(
 
 
 def test_old_stores_with_plaintext_personal_fields_still_load(sqlite_url: str) -> None:
-    plain = CRM(
-        settings=CRMSettings.load(store_url=sqlite_url, erasure={"encrypt_personal_data": False})
-    )
+    plain = CRM(settings=CRMSettings.load(store_url=sqlite_url, erasure={"encrypt": False}))
     customer_id = seed(plain)
     assert NAME.encode() in stored_bytes(plain)
     plain.close()
@@ -315,9 +313,7 @@ def test_erasure_event_names_who_when_why_and_legal_basis(sqlite_url: str) -> No
 def test_a_key_stored_first_by_another_process_fails_the_write_which_then_retries(
     store_url: str,
 ) -> None:
-    plain = CRM(
-        settings=CRMSettings.load(store_url=store_url, erasure={"encrypt_personal_data": False})
-    )
+    plain = CRM(settings=CRMSettings.load(store_url=store_url, erasure={"encrypt": False}))
     customer_id = seed(plain)  # a customer from before encryption: no key yet
     plain.close()
     crm = CRM(store_url)

@@ -71,6 +71,8 @@ class PersonalDataSealer:
         #: (:meth:`pending_keys`); else a new key is created in the key store at once.
         self.staged = False
         self._pending: dict[UUID, bytes] = {}
+        #: The same cache by the id's text, as stored JSON holds it (reading needs no UUID).
+        self._by_text: dict[str, tuple[AESGCM | None, float]] = {}
 
     # ----- keys ---------------------------------------------------------------------
     def _cipher(self, subject: UUID, *, create: bool, new: bool = False) -> AESGCM | None:
@@ -116,7 +118,7 @@ class PersonalDataSealer:
         with self._lock:
             for subject in subjects:
                 if self._pending.pop(subject, None) is not None:
-                    self._cache.pop(subject, None)
+                    self.evict(subject)
 
     def forget(self, subject: UUID) -> None:
         """Destroy the subject's key: their sealed personal fields read redacted, for good."""
@@ -126,6 +128,7 @@ class PersonalDataSealer:
     def evict(self, subject: UUID) -> None:
         """Drop the subject's cached key (it was destroyed, perhaps by another process)."""
         self._cache.pop(subject, None)
+        self._by_text.pop(str(subject), None)
 
     def is_forgotten(self, subject: UUID) -> bool:
         """True when the subject's key was destroyed (asks the key store, not the cache)."""
@@ -188,12 +191,19 @@ class PersonalDataSealer:
         sealed = target.pop(SEALED, None)
         if not isinstance(sealed, str):
             return state
-        subject = UUID(str(state["originator_id"]))
-        cipher = self._cipher(subject, create=False)
+        subject = str(state["originator_id"])
+        cached = self._by_text.get(subject)
+        if cached is not None and cached[1] > time.monotonic():
+            cipher = cached[0]
+        else:
+            cipher = self._cipher(UUID(subject), create=False)
+            found = self._cache.get(UUID(subject))
+            if found is not None:
+                self._by_text[subject] = found
         if cipher is None:
             return state
         raw = base64.b64decode(sealed.removeprefix(_VERSION))
-        aad = _aad(subject, int(state["originator_version"]), snapshot=snapshot)
+        aad = _aad(subject, state["originator_version"], snapshot=snapshot)
         # Over the fields the stored JSON has (a field missing there stays missing).
         for name, value in orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], aad)).items():
             if name in target:
@@ -206,6 +216,6 @@ class PersonalDataSealer:
             self.evict(originator_id)
 
 
-def _aad(originator_id: UUID, version: int, *, snapshot: bool) -> bytes:
+def _aad(originator_id: UUID | str, version: int, *, snapshot: bool) -> bytes:
     """Binds a ciphertext to its event (or snapshot): it cannot be moved to another."""
     return f"{'snapshot' if snapshot else 'event'}:{originator_id}:{version}".encode()

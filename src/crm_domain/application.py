@@ -26,6 +26,7 @@ from crm_domain.errors import CustomerNotFoundError, InvalidCommandError, NotFou
 from crm_domain.eventmodel import ENVELOPE_FIELDS, Aggregate, DomainEvent
 from crm_domain.handling import CommandHandling, not_found
 from crm_domain.infrastructure.eventstore import CRMEventStore
+from crm_domain.infrastructure.keystore import KeyStore
 from crm_domain.infrastructure.persistence import limit_event_size
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
@@ -74,11 +75,14 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
         snapshot_interval: int | None = None,
         source_system: str | None = None,
         env: dict[str, str] | None = None,
+        key_store: KeyStore | None = None,
     ) -> None:
         """Open the CRM on ``store`` (see the class docstring); the other settings come
         from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
         arguments given. ``pipeline``, ``lifecycle`` and ``sla`` default to the built-in
-        models; ``env`` adds eventsourcing settings for the event store."""
+        models; ``env`` adds eventsourcing settings for the event store. ``key_store`` holds
+        the customers' keys (default: a table beside the events, or ``KEY_STORE_TOPIC``; see
+        :mod:`crm_domain.infrastructure.keystore`)."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -113,6 +117,7 @@ class CRM(CustomerMethods, AccountMethods, CommandHandling):
             name=type(self).name,
             snapshot_interval=settings.snapshot_interval,
             store=self.store,
+            key_store=key_store,
             key_cache_seconds=settings.erasure.cache_seconds,
             encrypt_personal_data=settings.erasure.encrypt,
         )

@@ -368,3 +368,21 @@ def test_every_snapshot_still_equals_the_fold_of_its_events_after_the_erasure(
         events = list(reader.app.events.get(customer_id, lte=snapshot.originator_version))
         folded = reduce(lambda agg, ev: ev.mutate(agg), events, None)
         assert Snapshot.take(folded).state == snapshot.state
+
+
+def test_a_key_store_of_ones_own_through_the_crm_or_key_store_topic(sqlite_url: str) -> None:
+    kms = MemoryKeyStore()
+    crm = CRM(sqlite_url, key_store=kms)
+    customer_id = seed(crm)
+    found = kms.get(customer_id)
+    assert found is not None
+    assert found.key is not None
+    assert crm.app.sealer is not None
+    assert not isinstance(crm.app.sealer.keys, SQLKeyStore)
+    # Another process without that key store cannot read the person.
+    assert CRM(sqlite_url).customer(customer_id).name == REDACTED
+    # KEY_STORE_TOPIC names a factory (also read from the process environment).
+    topic = "crm_domain.infrastructure.keystore:memory_key_store"
+    other = CRM(sqlite_url, env={"KEY_STORE_TOPIC": topic})
+    assert other.app.sealer is not None
+    assert isinstance(other.app.sealer.keys, MemoryKeyStore)

@@ -16,7 +16,7 @@ from uuid import UUID
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import MutableOrImmutableAggregate
 from eventsourcing.persistence import Recording
-from eventsourcing.utils import EnvType, get_topic, strtobool
+from eventsourcing.utils import EnvType, get_topic, resolve_topic, strtobool
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
@@ -28,6 +28,9 @@ from crm_domain.infrastructure.sealing import PersonalDataSealer
 from crm_domain.infrastructure.storage import StoreURL
 
 log = logging.getLogger(__name__)
+
+#: The eventsourcing setting naming a key-store factory (see ``CRMEventStore._key_store``).
+KEY_STORE_TOPIC = "KEY_STORE_TOPIC"
 
 
 class CRMEventStore(Application[UUID]):
@@ -75,12 +78,24 @@ class CRMEventStore(Application[UUID]):
         #: personal fields stored and read in clear).
         self.sealer: PersonalDataSealer | None = None
         if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
-            create = strtobool(self.env.get("CREATE_TABLE", "y"))
-            keys = key_store or key_store_for(self.recorder, self.name, create_table=create)
+            keys = key_store or self._key_store()
             self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
             self.mapper.sealer = self.sealer
             if isinstance(keys, SQLKeyStore):
                 self._store_keys_with_events(keys, self.sealer)
+
+    def _key_store(self) -> KeyStore:
+        """``KEY_STORE_TOPIC`` (a ``module:factory`` taking this event store and returning
+        a :class:`~crm_domain.infrastructure.keystore.KeyStore`, e.g. a KMS's), read like
+        every eventsourcing setting (also from the process environment, so the CRM, the
+        read-model runner and the relay all find it); else the table beside the events."""
+        topic = self.env.get(KEY_STORE_TOPIC)
+        if topic:
+            factory = resolve_topic(topic)
+            keys: KeyStore = factory(self)
+            return keys
+        create = strtobool(self.env.get("CREATE_TABLE", "y"))
+        return key_store_for(self.recorder, self.name, create_table=create)
 
     def _store_keys_with_events(self, keys: SQLKeyStore, sealer: PersonalDataSealer) -> None:
         """New customers' keys are inserted in the transaction that stores their first

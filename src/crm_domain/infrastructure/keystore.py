@@ -204,6 +204,12 @@ class SQLKeyStore:
             log.warning("key destroyed; its old pages not yet overwritten", exc_info=True)
 
 
+def memory_key_store(event_store: Any) -> MemoryKeyStore:
+    """A ``KEY_STORE_TOPIC`` factory: keys in this process's memory (tests, demos; they
+    die with the process, and every sealed field with them)."""
+    return MemoryKeyStore()
+
+
 def key_store_for(recorder: Any, name: str, *, create_table: bool = True) -> KeyStore:
     """The default key store beside ``recorder``'s events: a table named
     ``<name>_subject_keys`` in the same database (created with the event tables, unless

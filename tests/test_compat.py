@@ -184,3 +184,30 @@ def test_bind_names_come_in_the_order_of_a_positional_statement() -> None:
     named = stmt.compile(dialect=postgresql.dialect(), column_keys=["a"])  # pyformat: named
     assert isinstance(named, SQLCompiler)
     assert bind_names_in_order(named) is None
+
+
+def test_a_step_before_inserting_events_runs_in_their_transaction(tmp_path: Path) -> None:
+    from crm_domain.application import CRM
+    from crm_domain.infrastructure.compat import before_inserting_events
+
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}", source_system="test")
+    seen: list[int] = []
+
+    def step(cursor: Any, stored_events: Any) -> None:
+        seen.append(len(stored_events))
+        cursor.execute("CREATE TABLE IF NOT EXISTS marks (n INTEGER)")
+        cursor.execute("INSERT INTO marks VALUES (1)")
+        if len(seen) > 1:
+            raise RuntimeError("the step fails: the events must not be stored either")
+
+    assert before_inserting_events(crm.app.recorder, step)
+    crm.register_customer(kind="enterprise", name="Acme", code="ACME")
+    assert seen == [2]  # the customer and its code claim, in one insert
+    head = crm.app.recorder.max_notification_id()
+    with pytest.raises(RuntimeError):
+        crm.register_customer(kind="enterprise", name="Beta", code="BETA")
+    assert crm.app.recorder.max_notification_id() == head
+    with crm.app.recorder.datastore.transaction(commit=False) as c:
+        c.execute("SELECT COUNT(*) FROM marks")
+        assert c.fetchone()[0] == 1
+    assert not before_inserting_events(CRM("memory://").app.recorder, step)

@@ -27,7 +27,7 @@ creating an account is judged on the customer it names. In code, a grant may als
 
 Commands are named by their CRM name (``"stage_opportunity"``) or class name
 (``"StageOpportunity"``). Actions that are not commands are named in :data:`ACTIONS`
-(``"audit.export"``, ``"customer.forget"``) and checked with :meth:`CRM.authorize`.
+(``"audit.export"``, ``"audit.replay"``) and checked with :meth:`CRM.authorize`.
 Names a policy does not know are a :class:`~crm_domain.errors.ConfigurationError` when it
 is loaded, so a typo cannot silently leave a command ungoverned.
 
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 #: that performs them: name -> what it is.
 ACTIONS: dict[str, str] = {
     "audit.export": "export the event history for auditors (crm audit export)",
-    "customer.forget": "erase a data subject's personal data (crm forget customer)",
     "audit.replay": "rebuild the read models as of a past time (crm audit replay)",
 }
 

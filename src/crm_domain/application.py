@@ -29,6 +29,7 @@ from crm_domain.errors import CustomerNotFoundError, InvalidCommandError, NotFou
 from crm_domain.eventmodel import ENVELOPE_FIELDS, Aggregate, DomainEvent
 from crm_domain.handling import CommandHandling, not_found
 from crm_domain.infrastructure.eventstore import CRMEventStore
+from crm_domain.infrastructure.keystore import KeyStore
 from crm_domain.infrastructure.persistence import limit_event_size
 from crm_domain.lifecycle import DEFAULT_LIFECYCLE, LifecycleModel
 from crm_domain.methods import AccountMethods, CustomerMethods
@@ -93,6 +94,7 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         source_system: str | None = None,
         env: dict[str, str] | None = None,
         policy: AccessPolicy | None = None,
+        key_store: KeyStore | None = None,
     ) -> None:
         """Open the CRM on ``store`` (see the class docstring); the other settings come
         from ``settings`` (default: :meth:`CRMSettings.load`), overridden by the keyword
@@ -101,7 +103,9 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         when a policy is given, else to the settings' (``CRMSettings.calendar``); ``env``
         adds eventsourcing settings for the event store. ``policy`` is the access policy
         (default: the file of the setting ``access.policy_file``, else one that allows
-        everything; see :mod:`crm_domain.access`)."""
+        everything; see :mod:`crm_domain.access`). ``key_store`` holds the customers' keys
+        (default: a table beside the events, or ``KEY_STORE_TOPIC``; see
+        :mod:`crm_domain.infrastructure.keystore`)."""
         overrides = {
             "store_url": store,
             "snapshot_interval": snapshot_interval,
@@ -145,6 +149,9 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
             name=type(self).name,
             snapshot_interval=settings.snapshot_interval,
             store=self.store,
+            key_store=key_store,
+            key_cache_seconds=settings.erasure.cache_seconds,
+            encrypt_personal_data=settings.erasure.encrypt,
         )
         limit_event_size(self.app.mapper, settings.max_event_bytes)
 
@@ -152,6 +159,11 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         """Close the store's connections."""
         self.access.log.close()
         self.app.close()
+
+    def _forget_subject(self, customer_id: UUID) -> None:
+        """Destroy a customer's key (``forget_customer`` records the erasure first)."""
+        if self.app.sealer is not None:
+            self.app.sealer.forget(customer_id)
 
     # ----- commands -----------------------------------------------------------------
     def handle(self, command: Command[R]) -> R:
@@ -219,7 +231,7 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
 
     def authorize(self, action: str, *, customer_id: UUID | None = None) -> None:
         """Check that the context's actor may perform ``action``, one of
-        :data:`crm_domain.access.ACTIONS` (``"audit.export"``, ``"customer.forget"``), on
+        :data:`crm_domain.access.ACTIONS` (``"audit.export"``, ``"audit.replay"``), on
         ``customer_id``: else :class:`~crm_domain.errors.PermissionDeniedError`, and the
         denial is written to the access audit log. Code performing such an action calls
         this first; commands are checked by :meth:`handle` itself."""

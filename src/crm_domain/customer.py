@@ -36,7 +36,7 @@ from crm_domain.lifecycle import (
     LifecycleRule,
     Transition,
 )
-from crm_domain.personal import personal_data
+from crm_domain.personal import REDACTED, personal_data, redacted
 from crm_domain.sla import SlaClock, SlaLevel
 from crm_domain.values import (
     MAX_COMMITMENTS,
@@ -74,6 +74,7 @@ MARKETING_BLOCKING_KINDS = frozenset(
 )
 
 
+@personal_data("description")
 class Commitment(Immutable):
     """Something promised to the customer during a contact, by whom, and by when."""
 
@@ -98,6 +99,7 @@ class SeminarRegistration(Entity):
     confirmed_at: AwareDatetime | None = None
 
 
+@personal_data("subject")
 class Ticket(Entity):
     """A service ticket's current state (its history is in the events)."""
 
@@ -163,6 +165,7 @@ class Ticket(Entity):
         return SlaLevel.RUNNING
 
 
+@personal_data("name", "contact", "open_commitments", "tickets")
 class CustomerState(SnapshotState):
     """The customer's state as a snapshot holds it, so a snapshot restores typed values."""
 
@@ -188,6 +191,8 @@ class CustomerState(SnapshotState):
     #: Added with the lifecycle policy; snapshots taken before it read as None / empty.
     stage_changed_at: AwareDatetime | None = None
     seminar_registrations: dict[UUID, SeminarRegistration] = {}
+    #: True once the customer's personal data was erased (``PersonalDataErased``).
+    forgotten: bool = False
 
 
 class Customer(Aggregate):
@@ -217,6 +222,7 @@ class Customer(Aggregate):
         contact: ContactDetails | None = None
         reason: ShortText
 
+    @personal_data()
     class ParentOrganisationSet(Aggregate.Event):
         """The customer was placed under a group customer (or removed from one)."""
 
@@ -280,6 +286,7 @@ class Customer(Aggregate):
         previous_owner: Label
         reason: ShortText
 
+    @personal_data("reason")
     class ManagerAssigned(Aggregate.Event):
         """The customer manager was assigned or handed over (e.g. the rep left)."""
 
@@ -287,6 +294,7 @@ class Customer(Aggregate):
         previous_manager: Label | None
         reason: ShortText
 
+    @personal_data("reason")
     class SupportOwnerAssigned(Aggregate.Event):
         """The named technical-support owner was assigned."""
 
@@ -358,6 +366,7 @@ class Customer(Aggregate):
         registration_id: UUID
         channel: Channel
 
+    @personal_data("subject", "description")
     class TicketOpened(Aggregate.Event):
         """A service ticket was opened, with its SLA due times (resolution, first response)."""
 
@@ -371,6 +380,7 @@ class Customer(Aggregate):
         #: When the first response is due (absent on tickets opened before release 0.2).
         response_due_at: BusinessTime | None = None
 
+    @personal_data()
     class TicketAssigned(Aggregate.Event):
         """A ticket was assigned to a person and/or a department."""
 
@@ -378,6 +388,7 @@ class Customer(Aggregate):
         assignee: Label | None
         department: Label | None
 
+    @personal_data("message")
     class TicketResponded(Aggregate.Event):
         """Someone answered the customer on a ticket (the first one is the first response)."""
 
@@ -385,6 +396,7 @@ class Customer(Aggregate):
         responder: Label
         message: ShortText
 
+    @personal_data()
     class FieldVisitScheduled(Aggregate.Event):
         """An engineer visit was scheduled for a ticket."""
 
@@ -419,6 +431,7 @@ class Customer(Aggregate):
         message: ShortText
         due_at: BusinessTime
 
+    @personal_data("reason")
     class TicketEscalated(Aggregate.Event):
         """A ticket was escalated one level."""
 
@@ -427,6 +440,7 @@ class Customer(Aggregate):
         reason: ShortText
         escalated_to: Label | None = None
 
+    @personal_data("answer")
     class TicketResolved(Aggregate.Event):
         """A ticket was resolved, with the answer given."""
 
@@ -434,6 +448,7 @@ class Customer(Aggregate):
         answer: ShortText
         knowledge_base_ref: Reference | None = None
 
+    @personal_data("reason")
     class TicketReopened(Aggregate.Event):
         """A resolved ticket was reopened; its SLA clock restarted."""
 
@@ -441,11 +456,13 @@ class Customer(Aggregate):
         reason: ShortText
         due_at: BusinessTime
 
+    @personal_data()
     class TicketClosed(Aggregate.Event):
         """A resolved ticket was closed."""
 
         ticket_id: UUID
 
+    @personal_data()
     class TicketSlaBreached(Aggregate.Event):
         """A ticket passed the due time of one of its clocks: recorded by the late response
         or resolution itself, or by the scan of open tickets (``crm sla scan``)."""
@@ -455,6 +472,16 @@ class Customer(Aggregate):
         detected_at: BusinessTime
         #: Which clock: events stored before there were two clocks are resolution breaches.
         clock: SlaClock = SlaClock.RESOLUTION
+
+    @personal_data()
+    class PersonalDataErased(Aggregate.Event):
+        """The customer's personal data was erased (GDPR art. 17, PIPL art. 47): their key was
+        destroyed, so every personal field of their history reads as redacted from now on.
+        Who and when are the event's actor and time; ``reason`` and ``legal_basis`` are kept
+        in clear (write no personal data in them)."""
+
+        reason: ShortText
+        legal_basis: Label
 
     # ----- creation -----------------------------------------------------------------
     @event(Registered)
@@ -491,6 +518,7 @@ class Customer(Aggregate):
         #: Business time of the last lifecycle stage change (where the policy resumes).
         self.stage_changed_at: datetime | None = None
         self.seminar_registrations: dict[UUID, SeminarRegistration] = {}
+        self.forgotten = False
 
     @classmethod
     def register(
@@ -600,6 +628,27 @@ class Customer(Aggregate):
     @event(Reactivated)
     def _reactivate(self, reason: str) -> None:
         self.active = True
+
+    # ----- erasure ------------------------------------------------------------------
+    def erase_personal_data(self, *, reason: str, legal_basis: str) -> bool:
+        """Record that the customer's personal data is erased (the CRM then destroys their
+        key); False, recording nothing, if it already was. The customer stays, with their
+        code, stage, tickets, orders and every rule; their personal fields read redacted."""
+        if self.forgotten:
+            return False
+        self._erase_personal_data(reason=reason, legal_basis=legal_basis)
+        return True
+
+    @event(PersonalDataErased)
+    def _erase_personal_data(self, reason: str, legal_basis: str) -> None:
+        # The state reads redacted at once, whatever the events before said (events stored
+        # before encryption existed, a key still cached elsewhere): replayed, snapshotted
+        # or not, the customer's state after this event is the same.
+        self.forgotten = True
+        self.name = REDACTED
+        self.contact = redacted(self.contact)
+        self.open_commitments = {k: redacted(c) for k, c in self.open_commitments.items()}
+        self.tickets = {k: redacted(t) for k, t in self.tickets.items()}
 
     # ----- lifecycle ----------------------------------------------------------------
     def change_lifecycle_stage(

@@ -39,6 +39,7 @@ from crm_domain.commands import (
     EscalateTicket,
     ExpireLapsedQuotes,
     ExpireQuote,
+    ForgetCustomer,
     FulfilCommitment,
     GrantConsent,
     IssueCreditNote,
@@ -85,6 +86,7 @@ from crm_domain.commands import (
     WithdrawQuote,
 )
 from crm_domain.commands.base import Command
+from crm_domain.commands.customer import DEFAULT_LEGAL_BASIS
 from crm_domain.credit import CreditOverride
 from crm_domain.customer import Commitment
 from crm_domain.lifecycle import LifecycleRule
@@ -161,6 +163,18 @@ class CustomerMethods(_Handles):
     def deactivate_customer(self, customer_id: UUID, *, reason: str) -> None:
         """Deactivate (never delete): the history stays for audit."""
         self.handle(DeactivateCustomer(customer_id=customer_id, reason=reason))
+
+    def forget_customer(
+        self, customer_id: UUID, *, reason: str, legal_basis: str = DEFAULT_LEGAL_BASIS
+    ) -> bool:
+        """Erase a customer's personal data (GDPR art. 17, PIPL art. 47) without touching
+        history: records who, when, why and on what legal basis (``PersonalDataErased``)
+        and destroys the customer's key, so every personal field of their events,
+        snapshots and read-model rows reads as ``[redacted]`` from then on. The customer,
+        their code, tickets, orders and every rule stay. False if already erased."""
+        return self.handle(
+            ForgetCustomer(customer_id=customer_id, reason=reason, legal_basis=legal_basis)
+        )
 
     def reactivate_customer(self, customer_id: UUID, *, reason: str) -> None:
         """Make a deactivated customer active again."""

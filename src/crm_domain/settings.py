@@ -52,6 +52,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ErasureSettings(_Section):
+    """Personal data encrypted per customer, erasable by destroying the key (docs/audit.md)."""
+
+    #: Encrypt customers' personal fields with their own keys (off: stored in clear, and
+    #: ``crm forget`` can only redact the aggregate and the read models).
+    encrypt: bool = True
+    #: Seconds a process keeps a customer's key in memory (the write path's cost).
+    cache_seconds: float = Field(default=60.0, ge=0)
+
+
 class KafkaSettings(_Section):
     """How the relay and the consumer reach the brokers, including security."""
 
@@ -142,6 +152,7 @@ class CRMSettings(BaseSettings):
     erp_sources: list[ErpSource] = Field(
         default_factory=lambda: list(DEFAULT_ERP_SOURCES), min_length=1
     )
+    erasure: ErasureSettings = Field(default_factory=ErasureSettings)
 
     @field_validator("store_url")
     @classmethod

@@ -31,6 +31,7 @@ from crm_domain import consent
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
+from projections.erasure import REDACTED, erase_rows
 from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.query import Answer, Page, paged
 from projections.readmodel import (
@@ -224,6 +225,14 @@ class Customer360(ReadModel):
         if e.contact is not None:
             row["email"] = e.contact.email
             row["phone"] = e.contact.phone or e.contact.mobile
+
+    @handles(Customer.PersonalDataErased)
+    def personal_data_erased(self, e: Customer.PersonalDataErased, position: int) -> None:
+        """Drop the erased customer's name, e-mail and phone at once."""
+        self._touch(e)
+        erase_rows(
+            self, customers, e.originator_id, {"name": REDACTED, "email": None, "phone": None}
+        )
 
     @handles(Customer.ParentOrganisationSet)
     def parent_set(self, e: Customer.ParentOrganisationSet, position: int) -> None:

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
+from projections.erasure import REDACTED, erase_rows
 from projections.events import BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.query import Answer, Page, check_paging, paged
 from projections.readmodel import (
@@ -101,7 +102,9 @@ orders = Table(
 _ZERO = Decimal("0.0000")
 
 _CUSTOMER_IGNORED = tuple(
-    c for c in CUSTOMER_EVENTS if c not in (Customer.Registered, Customer.ProfileCorrected)
+    c
+    for c in CUSTOMER_EVENTS
+    if c not in (Customer.Registered, Customer.ProfileCorrected, Customer.PersonalDataErased)
 )
 
 
@@ -214,6 +217,11 @@ class CustomerValue(ReadModel):
     def profile_corrected(self, e: Customer.ProfileCorrected, position: int) -> None:
         if e.name is not None:
             self.customers.put({"customer_id": e.originator_id, "name": e.name})
+
+    @handles(Customer.PersonalDataErased)
+    def personal_data_erased(self, e: Customer.PersonalDataErased, position: int) -> None:
+        """Drop the erased customer's name at once."""
+        erase_rows(self, customers, e.originator_id, {"name": REDACTED})
 
     @handles(Account.Opened)
     def account_opened(self, e: Account.Opened, position: int) -> None:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
+from projections.erasure import REDACTED, erase_rows
 from projections.events import BOOKKEEPING_EVENTS
 from projections.query import Answer
 from projections.readmodel import (
@@ -273,6 +274,13 @@ class ManagerHandover(ReadModel):
 
     def _customer(self, e: Any) -> Row:
         return self._found(self.customers.get(e.originator_id), "customer", e.originator_id)
+
+    @handles(Customer.PersonalDataErased)
+    def personal_data_erased(self, e: Customer.PersonalDataErased, position: int) -> None:
+        """Drop the erased customer's name, commitments' texts and ticket subjects at once."""
+        erase_rows(self, owned_customers, e.originator_id, {"name": REDACTED})
+        erase_rows(self, commitments, e.originator_id, {"description": REDACTED})
+        erase_rows(self, tickets, e.originator_id, {"subject": REDACTED})
 
     @handles(Customer.ProfileCorrected)
     def profile_corrected(self, e: Customer.ProfileCorrected, position: int) -> None:

@@ -41,6 +41,7 @@ from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
 from crm_domain.sla import SlaClock, SlaLevel
 from crm_domain.values import Priority, SatisfactionClass, TicketKind
+from projections.erasure import REDACTED, erase_rows
 from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS
 from projections.query import Answer, Page, paged
 from projections.readmodel import (
@@ -172,6 +173,12 @@ class ServiceDesk(ReadModel):
     def profile_corrected(self, e: Customer.ProfileCorrected, position: int) -> None:
         if e.name is not None:
             self.customers.put({"customer_id": e.originator_id, "name": e.name})
+
+    @handles(Customer.PersonalDataErased)
+    def personal_data_erased(self, e: Customer.PersonalDataErased, position: int) -> None:
+        """Drop the erased customer's name and ticket subjects at once."""
+        erase_rows(self, customers, e.originator_id, {"name": REDACTED})
+        erase_rows(self, tickets, e.originator_id, {"subject": REDACTED})
 
     @handles(Customer.TicketOpened)
     def opened(self, e: Customer.TicketOpened, position: int) -> None:

@@ -33,6 +33,8 @@ from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.errors import InvalidCommandError
 from crm_domain.eventmodel import ENVELOPE_FIELDS
+from crm_domain.personal import payload_personal_fields
+from projections.erasure import REDACTED, erase_rows
 from projections.events import ACCOUNT_EVENTS, BOOKKEEPING_EVENTS, CUSTOMER_EVENTS
 from projections.lazyevent import json_state
 from projections.query import Answer, Page, paged
@@ -66,6 +68,8 @@ accounts = Table(
 )
 
 _SUMMARY_LIMIT = 1000
+#: Customer events whose summary shows personal data (dropped when the customer is erased).
+_PERSONAL_EVENTS = tuple(c for c in CUSTOMER_EVENTS if payload_personal_fields(c, ENVELOPE_FIELDS))
 _ACCOUNT_TOPICS = frozenset(get_topic(c) for c in ACCOUNT_EVENTS)
 
 
@@ -168,6 +172,8 @@ class ActivityTimeline(ReadModel):
 
     @handles(*CUSTOMER_EVENTS)
     def customer_event(self, e: Any, position: int) -> None:
+        if isinstance(e, Customer.PersonalDataErased):
+            self._erase(e.originator_id)
         account_id = json_state(e).get("account_id")
         self._add(
             e, position, "customer", e.originator_id, UUID(account_id) if account_id else None
@@ -183,6 +189,19 @@ class ActivityTimeline(ReadModel):
         if account is None:
             raise LookupError(f"no account {e.originator_id}")
         self._add(e, position, "account", account["customer_id"], e.originator_id)
+
+    def _erase(self, customer_id: UUID) -> None:
+        """Drop the summaries of an erased customer's events that held personal data (the
+        event type, time and actor stay)."""
+        for event_class in _PERSONAL_EVENTS:
+            erase_rows(
+                self,
+                entries,
+                customer_id,
+                {"summary": f"{_words(event_class.__name__)}: {REDACTED}"},
+                entries.c.subject_kind == "customer",
+                entries.c.event_type == event_class.__name__,
+            )
 
     def finish(self) -> None:
         super().finish()

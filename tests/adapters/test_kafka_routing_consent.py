@@ -10,6 +10,7 @@ import pytest
 from adapters.kafka.consent import ConsentLedger, ConsentRule
 from adapters.kafka.eventtypes import EventType, crm_event_types
 from adapters.kafka.routing import Route, RoutingTable, WithoutConsent, default_routing
+from crm_domain.account import Account
 from crm_domain.application import CRM
 from crm_domain.customer import Customer
 from crm_domain.errors import ConfigurationError
@@ -45,6 +46,8 @@ def test_default_routing_sends_what_the_issue_lists() -> None:
         "crm.customer.contact_logged",
         "crm.customer.seminar_registered",
         "crm.customer.seminar_registration_confirmed",
+        # marketing holds the contact history: it must hear of an erasure (issue 11)
+        "crm.customer.personal_data_erased",
     }
     # a kept sales promise is neither an ERP fact nor marketing's business
     assert "crm.customer.commitment_fulfilled" not in erp | mkt
@@ -196,10 +199,13 @@ def test_drop_mode_and_undeclared_types_are_not_published() -> None:
     registered, logged = _events(crm, cid)
     assert not rule.decide(drop, logged[0], logged[1], ledger).publish
     # an event class that declares no personal data: never published without consent
-    crm.open_ticket(cid, kind="complaint", priority="high", channel="phone", subject="broken")
-    opened = next((e, et) for e, et in _events(crm, cid) if isinstance(e, Customer.TicketOpened))
-    assert personal_fields(Customer.TicketOpened) is None
-    undeclared = rule.decide(drop, opened[0], opened[1], ledger)
+    # (every Customer event declares its personal fields since erasure needs them; the
+    # Account events are still undeclared)
+    aid = crm.open_account(customer_id=cid, name="Liu household")
+    opened = next((e, et) for e, et in _events(crm, aid) if isinstance(e, Account.Opened))
+    assert personal_fields(Account.Opened) is None
+    drop_all = drop.model_copy(update={"types": ("crm.*",)})
+    undeclared = rule.decide(drop_all, opened[0], opened[1], ledger)
     assert not undeclared.publish
     assert "no personal-data declaration" in undeclared.reason
     # an unguarded route publishes everything

@@ -34,7 +34,7 @@ POLICY = AccessPolicy(
         Grant(commands=frozenset(PIPELINE), roles=frozenset({"sales_supervisor"})),
         Grant(commands=frozenset({"ConfirmOrder"}), sources=frozenset({"erp"})),
         Grant(commands=frozenset({"audit.export"}), roles=frozenset({"auditor"})),
-        Grant(commands=frozenset({"customer.forget"}), roles=frozenset({"dpo"})),
+        Grant(commands=frozenset({"forget_customer"}), roles=frozenset({"dpo"})),
     )
 )
 
@@ -63,7 +63,7 @@ def test_the_default_policy_allows_everything() -> None:
     crm = CRM("memory://")
     assert crm.access.policy.allows_everything
     _setup(crm)
-    crm.authorize("customer.forget")
+    crm.authorize("audit.export")
     assert crm.access.log.read() == []
 
 
@@ -198,16 +198,19 @@ def test_the_command_decides_on_the_aggregate_the_policy_saw(
 
 def test_actions_only_auditors_export_only_the_dpo_forgets(crm: CRM) -> None:
     customer, _, _ = _setup(crm)
+    events = _count(crm)
     with crm.context(actor="li.wei", roles=["sales"]):
         with pytest.raises(PermissionDeniedError, match=r"audit\.export"):
             crm.authorize("audit.export")
-        with pytest.raises(PermissionDeniedError, match=r"customer\.forget"):
-            crm.authorize("customer.forget", customer_id=customer)
+        with pytest.raises(PermissionDeniedError, match=r"forget_customer"):
+            crm.forget_customer(customer, reason="asked by phone")
+    assert _count(crm) == events
+    assert crm.customer(customer).forgotten is False
     with crm.context(actor="chen.jing", roles=["auditor"]):
         crm.authorize("audit.export")
     with crm.context(actor="zhou.li", roles=["dpo"]):
-        crm.authorize("customer.forget", customer_id=customer)
-    assert [d.command for d in crm.access.log.read()] == ["audit.export", "customer.forget"]
+        assert crm.forget_customer(customer, reason="request DSR-1") is True
+    assert [d.command for d in crm.access.log.read()] == ["audit.export", "forget_customer"]
     with pytest.raises(ConfigurationError, match="unknown action"):
         crm.authorize("audit.exprot")
 

@@ -53,8 +53,8 @@ def test_every_command_declares_name_aggregate_policy_and_meaning() -> None:
     # 53 at issue 8; lifecycle +4 (apply_lifecycle_policy, reassign_commitment, seminar x2);
     # sla +3 (wait on customer, customer reply, complete field visit); quotes +6 (send,
     # withdraw, approve/reject discount, expire lapsed, change currency); orders +3
-    # (cancel_order, issue_credit_note, issue_refund)
-    assert len(COMMANDS) == 69
+    # (cancel_order, issue_credit_note, issue_refund); erasure +1 (forget_customer)
+    assert len(COMMANDS) == 70
     names = [c.command_name for c in COMMANDS]
     assert len(set(names)) == len(names)
     for cls in COMMANDS:

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from adapters.cli.audit import audit_app
 from adapters.cli.demo import demo
+from adapters.cli.forget import forget_app
 from adapters.cli.importing import import_app
 from adapters.cli.kafka import consume_app, relay_app
 from adapters.cli.lifecycle import handover, lifecycle_app
@@ -160,6 +161,7 @@ app.add_typer(lifecycle_app)
 app.add_typer(sla_app)
 app.add_typer(quotes_app)
 app.add_typer(orders_app)
+app.add_typer(forget_app, name="forget")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

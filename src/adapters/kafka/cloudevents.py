@@ -60,7 +60,8 @@ class KafkaRecord:
     """What is handed to the producer: key, value and headers (topic chosen by routing)."""
 
     key: bytes
-    value: bytes
+    #: None: a tombstone (a compacted topic then drops the key's earlier records).
+    value: bytes | None
     headers: Headers = field(default_factory=list)
 
 

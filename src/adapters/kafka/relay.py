@@ -39,6 +39,7 @@ from adapters.kafka.routing import Route, RoutingTable, default_routing
 from adapters.kafka.settings import RelaySettings
 from adapters.kafka.topics import TopicSpec, ensure_topics
 from adapters.kafka.tracking import tracking_recorder_for
+from crm_domain.customer import Customer
 from crm_domain.errors import BrokerUnavailableError, ConfigurationError, PublishError
 from crm_domain.eventmodel import DomainEvent
 from crm_domain.infrastructure.compat import force_close_sender
@@ -121,9 +122,19 @@ class KafkaRelay:
             et: self.routing.routes_for(et) for et in self.registry
         }
         consent_names = (CONSENT_GRANTED, CONSENT_WITHDRAWN)
-        self.followed_topics = sorted(
-            et.topic for et, routes in self._routes.items() if routes or et.name in consent_names
+        #: Compacted topics keyed by customer: an erasure sends each a tombstone.
+        self.tombstone_topics = sorted(
+            {
+                r.topic
+                for r in self.routing.routes
+                if r.compacted and any(r.matches(et) for et in self.registry if _of_customer(et))
+            }
         )
+        followed = {et.topic for et, routes in self._routes.items() if routes}
+        followed |= {et.topic for et in self.registry if et.name in consent_names}
+        if self.tombstone_topics:
+            followed |= {et.topic for et in self.registry if et.cls is Customer.PersonalDataErased}
+        self.followed_topics = sorted(followed)
         # The fast path (see _Session._publish_stored): routed types other than consent
         # changes and with nothing to upcast (class_version 1), by stored topic, with the
         # key order their stored JSON must have. It needs the CRM's PydanticMapper, whose
@@ -155,7 +166,8 @@ class KafkaRelay:
     def prepare_topics(self) -> list[str]:
         """Check the routed topics exist; create them if settings allow. Returns created ones."""
         specs = [
-            TopicSpec(r.topic, r.partitions, r.replication_factor) for r in self.routing.routes
+            TopicSpec(r.topic, r.partitions, r.replication_factor, r.compacted)
+            for r in self.routing.routes
         ]
         return self._with_broker_retry(
             lambda: ensure_topics(
@@ -357,6 +369,8 @@ class _Session:
                 record = relay.encoder.encode(event, event_type, decision.redact)
                 futures.append(self._send(route.topic, record, event_type, event.event_id))
                 topics.append(route.topic)
+            if event_type.cls is Customer.PersonalDataErased:
+                self._tombstones(event.originator_id, event_type, event.event_id, futures, topics)
         self._track(
             notification_id,
             futures,
@@ -403,8 +417,26 @@ class _Session:
             record = relay.encoder.encode_stored(state, event_type, decision.redact)
             futures.append(self._send(route.topic, record, event_type, event_id))
             topics.append(route.topic)
+        if event_type.cls is Customer.PersonalDataErased:
+            self._tombstones(aggregate_id, event_type, event_id, futures, topics)
         self._track(notification.id, futures, topics, event_type.type, event_id)
         return True
+
+    def _tombstones(
+        self,
+        customer_id: UUID,
+        event_type: EventType,
+        event_id: object,
+        futures: list[Any],
+        topics: list[str],
+    ) -> None:
+        """A customer's personal data was erased: a tombstone (their key, a null value) on
+        each compacted topic, so compaction drops what was published about them."""
+        key = str(customer_id).encode()
+        for topic in self.relay.tombstone_topics:
+            record = KafkaRecord(key, None, [])
+            futures.append(self._send(topic, record, event_type, event_id))
+            topics.append(topic)
 
     def _send(
         self, topic: str, record: KafkaRecord, event_type: EventType, event_id: object
@@ -571,6 +603,11 @@ class _Session:
         with contextlib.suppress(Exception):
             self._checkpoint()
         abort_producer(self.producer)
+
+
+def _of_customer(event_type: EventType) -> bool:
+    """True for the event types of the ``Customer`` aggregate (keyed by customer id)."""
+    return vars(Customer).get(event_type.cls.__name__) is event_type.cls
 
 
 def abort_producer(producer: KafkaProducer) -> None:

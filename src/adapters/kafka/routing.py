@@ -43,6 +43,10 @@ class Route(BaseModel):
     without_consent: WithoutConsent = WithoutConsent.STRIP
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    #: The topic is log-compacted and keyed by aggregate (customer) id: when a customer's
+    #: personal data is erased the relay sends it a tombstone (the customer's key, a null
+    #: value), so compaction drops every earlier record of that customer.
+    compacted: bool = False
 
     def matches(self, event_type: EventType) -> bool:
         """True if one of the route's patterns matches the event type (versioned or not)."""
@@ -164,6 +168,7 @@ MARKETING_TYPES: tuple[str, ...] = (
     "crm.customer.consent_*",
     "crm.customer.contact_logged",
     "crm.customer.seminar_*",
+    "crm.customer.personal_data_erased",
 )
 
 DEFAULT_ERP_TOPIC = "crm.erp.events"

@@ -27,6 +27,8 @@ class TopicSpec:
     name: str
     partitions: int = 6
     replication_factor: int = 1
+    #: Log-compacted (``cleanup.policy=compact``): the latest record per key is kept.
+    compacted: bool = False
 
 
 def ensure_topics(
@@ -58,13 +60,16 @@ def ensure_topics(
             return []
         if not create:
             raise MissingTopicError(missing, bootstrap)
-        new_topics = {
+        new_topics: dict[str, dict[str, object]] = {
             name: {
                 "num_partitions": wanted[name].partitions,
                 "replication_factor": wanted[name].replication_factor,
             }
             for name in missing
         }
+        for name in missing:
+            if wanted[name].compacted:
+                new_topics[name]["configs"] = {"cleanup.policy": "compact"}
         try:
             admin.create_topics(new_topics, timeout_ms=int(timeout * 1000), wait_for_metadata=True)
         except TopicAlreadyExistsError:

@@ -131,6 +131,28 @@ class DeactivateCustomer(CustomerCommand[None]):
         customer.deactivate(reason=self.reason)
 
 
+#: The legal basis an erasure records when none is given.
+DEFAULT_LEGAL_BASIS = "GDPR art. 17"
+
+
+class ForgetCustomer(CustomerCommand[bool]):
+    """Erase a customer's personal data (crypto-shredding): records ``PersonalDataErased``
+    and, once it is stored, destroys the customer's key. Returns False if the customer was
+    already erased (the key is destroyed again all the same, finishing an interrupted run).
+    """
+
+    command_name = "forget_customer"
+
+    reason: str
+    legal_basis: str = DEFAULT_LEGAL_BASIS
+
+    def decide(self, customer: Customer, crm: CRM) -> bool:
+        erased = customer.erase_personal_data(reason=self.reason, legal_basis=self.legal_basis)
+        if not erased:
+            crm._forget_subject(customer.id)
+        return erased
+
+
 class ReactivateCustomer(CustomerCommand[None]):
     """Make a deactivated customer active again."""
 

@@ -109,6 +109,30 @@ def with_events_loop(process: EventsLoop) -> Callable[[TRunner], TRunner]:
     return install
 
 
+def before_inserting_events(recorder: Any, step: Callable[[Any, Sequence[Any]], None]) -> bool:
+    """Run ``step(cursor, stored_events)`` inside the transaction that inserts events, just
+    before they are inserted, on an SQLite or PostgreSQL application recorder; False (and
+    nothing done) for a recorder without the hook (e.g. the in-memory one).
+
+    The erasure key store inserts a new customer's key in the transaction of their first
+    events (:mod:`crm_domain.infrastructure.sealing`). eventsourcing's recorders call
+    ``_insert_events(cursor, stored_events, **kwargs)`` within the write transaction
+    (SQLite: the events' own insert; PostgreSQL: a no-op hook "to do other things first")
+    and expose nothing public for it. The wrapper is set on the instance, so it composes
+    with any recorder subclass's own ``_insert_events``.
+    """
+    if not hasattr(recorder, "datastore") or not hasattr(recorder, "_insert_events"):
+        return False
+    insert_events = recorder._insert_events
+
+    def _insert_events(cursor: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
+        step(cursor, stored_events)
+        return insert_events(cursor, stored_events, **kwargs)
+
+    recorder._insert_events = _insert_events
+    return True
+
+
 # ----- kafka-python -------------------------------------------------------------------
 def force_close_sender(producer: KafkaProducer) -> bool:
     """Stop a producer's sender thread at once, failing every batch it still holds.

@@ -9,22 +9,28 @@ to domain events) and ``events`` / ``repository``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import EventStore
-from eventsourcing.utils import EnvType, get_topic
+from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import EventStore, Recording
+from eventsourcing.utils import EnvType, get_topic, resolve_topic, strtobool
 
 from crm_domain.account import Account
 from crm_domain.customer import Customer
 from crm_domain.eventmodel import Snapshot
+from crm_domain.infrastructure.compat import before_inserting_events
+from crm_domain.infrastructure.keystore import KeyStore, SQLKeyStore, key_store_for
 from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.infrastructure.sealing import PersonalDataSealer
 from crm_domain.infrastructure.storage import StoreURL
 
 log = logging.getLogger(__name__)
+
+#: The eventsourcing setting naming a key-store factory (see ``CRMEventStore._key_store``).
+KEY_STORE_TOPIC = "KEY_STORE_TOPIC"
 
 
 class CurrentSnapshots(EventStore[UUID]):
@@ -74,6 +80,9 @@ class CRMEventStore(Application[UUID]):
         name: str | None = None,
         snapshot_interval: int | None = None,
         store: StoreURL | None = None,
+        key_store: KeyStore | None = None,
+        key_cache_seconds: float = 60.0,
+        encrypt_personal_data: bool = True,
     ) -> None:
         #: Where the events live (followers keep their positions in the same database).
         self.store = store
@@ -85,6 +94,66 @@ class CRMEventStore(Application[UUID]):
                 Account: snapshot_interval,
             }
         super().__init__(env)
+        #: Encrypts customers' personal fields with their own keys (None: switched off,
+        #: personal fields stored and read in clear).
+        self.sealer: PersonalDataSealer | None = None
+        if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
+            keys = key_store or self._key_store()
+            self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
+            self.mapper.sealer = self.sealer
+            if isinstance(keys, SQLKeyStore):
+                self._store_keys_with_events(keys, self.sealer)
+
+    def _key_store(self) -> KeyStore:
+        """``KEY_STORE_TOPIC`` (a ``module:factory`` taking this event store and returning
+        a :class:`~crm_domain.infrastructure.keystore.KeyStore`, e.g. a KMS's), read like
+        every eventsourcing setting (also from the process environment, so the CRM, the
+        read-model runner and the relay all find it); else the table beside the events."""
+        topic = self.env.get(KEY_STORE_TOPIC)
+        if topic:
+            factory = resolve_topic(topic)
+            keys: KeyStore = factory(self)
+            return keys
+        create = strtobool(self.env.get("CREATE_TABLE", "y"))
+        return key_store_for(self.recorder, self.name, create_table=create)
+
+    def _store_keys_with_events(self, keys: SQLKeyStore, sealer: PersonalDataSealer) -> None:
+        """New customers' keys are inserted in the transaction that stores their first
+        sealed events (the recorder's ``_insert_events`` hook, which runs inside it): no
+        extra transaction on the write path, and no key without its events or vice versa."""
+
+        def insert_keys(cursor: Any, stored_events: Sequence[Any]) -> None:
+            pending = sealer.pending_keys({e.originator_id for e in stored_events})
+            if pending:
+                keys.insert_keys(cursor, pending)
+
+        if not before_inserting_events(self.recorder, insert_keys):
+            return
+        sealer.staged = True
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | Any,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """Store the aggregates' new events; a stored ``PersonalDataErased`` then destroys
+        its customer's key (after the commit: the erasure is on record before it is done,
+        and running it again finishes a destruction that failed)."""
+        sealer = self.sealer
+        try:
+            recordings = super().save(*objs, **kwargs)
+        except BaseException:
+            if sealer is not None and sealer.staged:
+                ids = (getattr(o, "id", None) or getattr(o, "originator_id", None) for o in objs)
+                sealer.not_stored({i for i in ids if isinstance(i, UUID)})
+            raise
+        if sealer is not None and sealer.staged:
+            sealer.stored({r.domain_event.originator_id for r in recordings})
+        if self.sealer is not None:
+            for recording in recordings:
+                if isinstance(recording.domain_event, Customer.PersonalDataErased):
+                    self.sealer.forget(recording.domain_event.originator_id)
+        return recordings
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots through :class:`CurrentSnapshots` (eventsourcing's store otherwise)."""

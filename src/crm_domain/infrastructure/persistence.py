@@ -10,11 +10,17 @@ stored: one huge event must not hold the event store's write lock, nor exceed wh
 Kafka broker takes (see ``docs/limits.md``). Reading, stored events are validated under
 :data:`~crm_domain.eventmodel.STORED_EVENT_CONTEXT`: history is read as it was written, even
 if a field's bound has since been tightened.
+
+Personal fields of customers' events and snapshots are encrypted per data subject on the
+way in and decrypted (or, once the subject's key is destroyed, left redacted) on the way
+out, in all three directions alike (:meth:`PydanticMapper.to_stored_event`,
+:meth:`~PydanticMapper.to_domain_event`, :meth:`~PydanticMapper.to_event_state`): see
+:mod:`crm_domain.infrastructure.sealing`.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from eventsourcing.domain import DomainEventProtocol
@@ -24,6 +30,14 @@ from pydantic import BaseModel
 
 from crm_domain.errors import InvalidCommandError
 from crm_domain.eventmodel import STORED_EVENT_CONTEXT, Snapshot
+
+if TYPE_CHECKING:
+    from crm_domain.infrastructure.sealing import PersonalDataSealer
+
+
+#: How a sealed event's JSON names its encrypted personal fields (see
+#: :data:`crm_domain.infrastructure.sealing.SEALED`): events without it are read fast.
+SEALED_BYTES = b'"__sealed__"'
 
 
 class OrjsonTranscoder(Transcoder):
@@ -43,6 +57,9 @@ class PydanticMapper(Mapper[Any]):
     #: are exempt: they are derived from events already accepted, and refusing one would
     #: refuse every later command on the aggregate.
     max_event_bytes: int | None = None
+    #: Encrypts customers' personal fields (set by the CRM's event store); None: stored
+    #: and read as they are.
+    sealer: PersonalDataSealer | None = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         topic = get_topic(domain_event.__class__)
@@ -51,7 +68,11 @@ class PydanticMapper(Mapper[Any]):
         if class_version > 1:
             state["class_version"] = class_version
         stored_state = self.transcoder.encode(state)
+        # The limit applies to the event as written (what Kafka carries), before its
+        # personal fields are sealed (which takes them about 1.4 times the room).
         self._check_size(domain_event, stored_state)
+        if self.sealer is not None and self.sealer.seal(domain_event, state):
+            stored_state = self.transcoder.encode(state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
         if self.cipher:
@@ -77,6 +98,19 @@ class PydanticMapper(Mapper[Any]):
         stored_state = self._plain_state(stored_event)
         cls = resolve_topic(stored_event.topic)
         event: DomainEventProtocol[Any]
+        sealer = self.sealer
+        if sealer is not None:
+            sealer.saw(cls, stored_event.originator_id)
+            if SEALED_BYTES in stored_state:
+                state = sealer.open(cls, self.transcoder.decode(stored_state))
+                if getattr(cls, "class_version", 1) == 1:
+                    # Parsing JSON is pydantic's fast path (dates, ids): faster than a dict.
+                    event = cls.model_validate_json(
+                        orjson.dumps(state), context=STORED_EVENT_CONTEXT
+                    )
+                    return event
+                event = cls.model_validate(self._upcast(cls, state), context=STORED_EVENT_CONTEXT)
+                return event
         if getattr(cls, "class_version", 1) == 1 and isinstance(self.transcoder, OrjsonTranscoder):
             # Nothing to upcast: let pydantic parse and validate the JSON in one pass.
             event = cls.model_validate_json(stored_state, context=STORED_EVENT_CONTEXT)
@@ -91,8 +125,12 @@ class PydanticMapper(Mapper[Any]):
         current version but not validated into a model: for readers (projections) that
         use a few fields of many events and would rather not build every model."""
         cls = resolve_topic(stored_event.topic)
-        state = self._upcast(cls, self.transcoder.decode(self._plain_state(stored_event)))
-        return cls, state
+        state = self.transcoder.decode(self._plain_state(stored_event))
+        sealer = self.sealer
+        if sealer is not None:
+            sealer.saw(cls, stored_event.originator_id)
+            state = sealer.open(cls, state)
+        return cls, self._upcast(cls, state)
 
     def _plain_state(self, stored_event: StoredEvent) -> bytes:
         stored_state = stored_event.state

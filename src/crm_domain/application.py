@@ -17,8 +17,6 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from crm_domain.access import AccessControl, AccessPolicy, DenialLog, load_policy
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CustomerCodeClaim
@@ -261,7 +259,9 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         """
         at = business_time(as_of or datetime.now(UTC), "as_of")
         if customer_ids is None:
-            customer_ids = self._customers_with_tickets(batch)
+            customer_ids = self.app.originators_of(
+                Customer.TicketOpened, Customer.TicketReopened, page=batch
+            )
         found: list[SlaBreach] = []
         for customer_id in customer_ids:
             customer = self.customer(customer_id)
@@ -276,23 +276,12 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
                 found.append(SlaBreach(customer_id, ticket_id, clock, due_at))
         return found
 
-    def _customers_with_tickets(self, batch: int) -> list[UUID]:
-        topics = [get_topic(Customer.TicketOpened), get_topic(Customer.TicketReopened)]
-        seen: dict[UUID, None] = {}
-        start = 1
-        while True:
-            page = self.app.recorder.select_notifications(start, batch, topics=topics)
-            seen.update(dict.fromkeys(UUID(str(n.originator_id)) for n in page))
-            if len(page) < batch:
-                return list(seen)
-            start = page[-1].id + 1
-
     def expire_quotes(self, *, as_of: date | None = None) -> list[UUID]:
         """Record the expiry of every active quote past its validity on ``as_of`` (default: the
         office's today), account by account; returns the quotes' ids. Idempotent: meant for a
         scheduler (``crm quotes expire``), a second run finds nothing to do."""
         expired: list[UUID] = []
-        for account_id in self._accounts_with_quotes():
+        for account_id in self.app.originators_of(Account.QuoteIssued):
             account = self.account(account_id)
             day = as_of or office_date(self._now(), self.sla.calendar.timezone)
             if any(
@@ -300,18 +289,6 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
             ):
                 expired += self.expire_lapsed_quotes(account_id, as_of=day)
         return expired
-
-    def _accounts_with_quotes(self) -> list[UUID]:
-        """Accounts that ever issued a quote, from the log (filtered by topic in the store)."""
-        topics = [get_topic(Account.QuoteIssued)]
-        found: dict[UUID, None] = {}
-        start = 1
-        while True:
-            batch = self.app.recorder.select_notifications(start, 1000, topics=topics)
-            if not batch:
-                return list(found)
-            found.update((UUID(str(n.originator_id)), None) for n in batch)
-            start = batch[-1].id + 1
 
     # ----- reads --------------------------------------------------------------------
     def customer(self, customer_id: UUID) -> Customer:

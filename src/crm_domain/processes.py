@@ -29,8 +29,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from crm_domain.account import Account
 from crm_domain.commands import (
     ApplyLifecyclePolicy,
@@ -56,16 +54,9 @@ SCAN_BATCH = 500
 
 def _events(crm: CRM, *classes: type[Any]) -> Iterator[Any]:
     """The stored events of these classes, in log order (decoded as the CRM reads them)."""
-    topics = [get_topic(c) for c in classes]
-    recorder, mapper = crm.app.recorder, crm.app.mapper
-    start = 1
-    while True:
-        page = recorder.select_notifications(start, PAGE, topics=topics)
-        for notification in page:
-            yield mapper.to_domain_event(notification)
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
+    mapper = crm.app.mapper
+    for notification in crm.app.notifications_of(*classes, page=PAGE):
+        yield mapper.to_domain_event(notification)
 
 
 def end_of_day(day: date) -> datetime:

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
-from eventsourcing.persistence import EventStore, Recording
+from eventsourcing.persistence import EventStore, Notification, Recording
 from eventsourcing.utils import EnvType, get_topic, resolve_topic, strtobool
 
 from crm_domain.account import Account
@@ -154,6 +154,26 @@ class CRMEventStore(Application[UUID]):
                 if isinstance(recording.domain_event, Customer.PersonalDataErased):
                     self.sealer.forget(recording.domain_event.originator_id)
         return recordings
+
+    def notifications_of(
+        self, *event_classes: type[Any], page: int = 5000
+    ) -> Iterator[Notification]:
+        """The stored events of these classes, in log order, read in pages filtered by topic
+        in the database (the scans for SLA breaches, lapsed quotes, the lifecycle and a
+        handover's portfolio look at a few event types of a large log)."""
+        topics = [get_topic(c) for c in event_classes]
+        start = 1
+        while True:
+            found = self.recorder.select_notifications(start, page, topics=topics)
+            yield from found
+            if len(found) < page:
+                return
+            start = found[-1].id + 1
+
+    def originators_of(self, *event_classes: type[Any], page: int = 5000) -> list[UUID]:
+        """The aggregates that stored an event of these classes, in order of the first one."""
+        found = self.notifications_of(*event_classes, page=page)
+        return list(dict.fromkeys(UUID(str(n.originator_id)) for n in found))
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots through :class:`CurrentSnapshots` (eventsourcing's store otherwise)."""

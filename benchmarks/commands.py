@@ -11,14 +11,17 @@ For each backend it measures, in one run:
    pipeline, open a service ticket), as events/s and per-command p50/p99 latency;
 2. **bare**: a plain ``eventsourcing.application.Application`` storing the *same events*
    (the same ``Customer``/``Account``/``CustomerCodeClaim`` aggregate classes, driven directly
-   through ``repository.get`` + aggregate method + ``save``), with the same mapper,
+   through ``repository.get`` + aggregate method + ``save``), with the same mapper class,
    transcoder, snapshotting and backend settings (``CRMEventStore.env`` +
-   ``StoreURL.eventsourcing_env()``);
+   ``StoreURL.eventsourcing_env()``), but eventsourcing's own recorders (no hash chain
+   beside the events) and no personal-data sealing: so ours/bare prices the CRM's command
+   handling *and* its tamper evidence and encryption (issue 11's target: >= 0.80);
 3. **bulk**: the same mix through ``crm.run_bulk`` (many commands for many aggregates, one
    transaction per call), beside one-command-at-a-time.
 
 Ours and bare run in alternating rounds, so drift in the machine affects both alike.
-Targets: ours >= 0.85 x bare; bulk >= 5 x single. This is a benchmark, not a test: it
+Targets: ours >= 0.80 x bare (with the chain and the encryption on ours only; 0.85 before
+them); bulk >= 5 x single. This is a benchmark, not a test: it
 prints a table and exits 0 whether or not the targets are met.
 
 SQLite runs in a temporary directory; PostgreSQL runs in a scratch database created (and
@@ -59,7 +62,7 @@ from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.values import ContactDetails, Priority, TicketKind
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-TARGET_RATIO = 0.85
+TARGET_RATIO = 0.80
 TARGET_BULK = 5.0
 SNAPSHOT_INTERVAL = 50  # CRM's default
 
@@ -177,6 +180,13 @@ class OursDriver(Driver):
     def open_ticket(self, u: Unit) -> None:
         assert u.customer_id is not None
         self.crm.open_ticket(u.customer_id, kind="inquiry", subject="Invoice copy", channel="phone")
+
+
+#: eventsourcing's own application recorders, per persistence module (no hash chain).
+STOCK_RECORDERS = {
+    "eventsourcing.sqlite": "eventsourcing.sqlite:SQLiteApplicationRecorder",
+    "eventsourcing.postgres": "eventsourcing.postgres:PostgresApplicationRecorder",
+}
 
 
 class Bare(Application[UUID]):
@@ -411,13 +421,15 @@ def make_apps(ours_url: str, bare_url: str) -> tuple[CRM, Bare]:
     # supplies the mapper and transcoder topics).
     env = StoreURL.parse(bare_url).eventsourcing_env()
     env["IS_SNAPSHOTTING_ENABLED"] = "y"
+    env["APPLICATION_RECORDER_TOPIC"] = STOCK_RECORDERS[env["PERSISTENCE_MODULE"]]
     bare = Bare(env)
     for a, b in (
         (bare.mapper, crm.app.mapper),
         (bare.mapper.transcoder, crm.app.mapper.transcoder),
-        (bare.recorder, crm.app.recorder),
     ):
         assert type(a) is type(b), (a, b)
+    assert getattr(bare.mapper, "sealer", None) is None, "bare must not encrypt"
+    assert not hasattr(bare.recorder, "chain_table"), "bare must not chain"
     return crm, bare
 
 
@@ -479,7 +491,7 @@ def report(results: list[BackendResult]) -> None:
         "p50 ms",
         "p99 ms",
         "ours/bare",
-        ">= 0.85",
+        f">= {TARGET_RATIO}",
     ):
         t.add_column(col, justify="right" if col not in ("backend", "side") else "left")
     for r in results:

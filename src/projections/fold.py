@@ -24,8 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Mapper
-from sqlalchemy import insert
+from eventsourcing.persistence import Mapper, Tracking
 
 from crm_domain.errors import ProjectionError, UnhandledEventError
 from projections.control import lock_states
@@ -62,20 +61,25 @@ def fold_log(
     application_name: str,
     head: int,
     *,
+    after: int = 0,
     token: str | None = None,
     page_size: int = FOLD_PAGE_SIZE,
     row_budget: int = DEFAULT_ROW_BUDGET,
     on_progress: Progress_ | None = None,
 ) -> int:
-    """Apply notifications 1 to ``head`` of ``recorder``'s log to the view's (empty) read
-    models and set each one's position to ``head``, in one transaction; returns the
-    number of notifications read.
+    """Apply notifications ``after + 1`` to ``head`` of ``recorder``'s log to the view's
+    read models and move each one's position from ``after`` to ``head``, in one
+    transaction; returns the number of notifications read.
 
-    The read models' tables must be empty with no position (a rebuild has just dropped
-    them) and held by the rebuild with ``token`` (or, with ``token`` None, by no rebuild):
-    checked under the read models' control locks before anything is committed. An event
-    a read model neither handles nor ignores, or cannot apply, raises
-    :class:`~crm_domain.errors.UnhandledEventError` naming it; nothing is committed.
+    With ``after`` 0 the read models' tables must be empty with no position (a rebuild
+    has just dropped them, or nothing was ever projected): rows are held in memory. With
+    ``after`` above 0 (catching up read models that are all at that position), the rows
+    each page touches are prefetched as a live runner does. The read models must be held
+    by the rebuild with ``token`` (or, with ``token`` None, be neither claimed nor
+    parked): checked under the read models' control locks, and each position moved by
+    compare-and-set, before anything is committed. An event a read model neither handles
+    nor ignores, or cannot apply, raises :class:`~crm_domain.errors.UnhandledEventError`
+    naming it; nothing is committed.
     """
     if row_budget < 1:
         raise ValueError(f"row_budget must be at least 1, not {row_budget}")
@@ -83,9 +87,9 @@ def fold_log(
     with view.transaction(commit=True) as session:
         folding = [_Folding(m, m(session)) for m in view.read_models]
         for f in folding:
-            f.model.hold_all_rows()
+            f.model.hold_all_rows(after == 0)
         pending = 0  # events handled since rows were last written (rows appended by them)
-        start = 1
+        start = after + 1
         while start <= head:
             page = recorder.select_notifications(start=start, limit=page_size, stop=head)
             if not page:
@@ -117,8 +121,8 @@ def fold_log(
                     f.model.hold_all_rows(False)
                 pending = 0
             if on_progress is not None:
-                on_progress(min(done, head), head)
-        _commit_positions(view, session, folding, application_name, head, token)
+                on_progress(min(done, head - after), head - after)
+        _commit_positions(view, session, folding, application_name, after, head, token)
     return done
 
 
@@ -144,6 +148,7 @@ def _commit_positions(
     session: Any,
     folding: Sequence[_Folding],
     application_name: str,
+    after: int,
     head: int,
     token: str | None,
 ) -> None:
@@ -156,11 +161,71 @@ def _commit_positions(
                 f"read model {name!r} was taken over by another rebuild "
                 f"(generation {states[name].generation}); this rebuild stops"
             )
+    last = Tracking(application_name, head)
     for f in folding:
+        name = f.model_class.name
         f.model.finish()
-        if head:
-            session.execute(
-                insert(view.tracking_tables[f.model_class.name]).values(
-                    application_name=application_name, notification_id=head
+        if head > after:
+            view._advance_position(session, view.tracking_tables[name], name, after or None, last)
+
+
+#: Events behind the store at which catching up (before a report) folds the log in one
+#: transaction per group of read models rather than following it batch by batch.
+FAST_CATCH_UP_LAG = 20_000
+
+
+def catch_up(
+    store_url: str,
+    *,
+    views_url: str | None = None,
+    read_models: Sequence[str | type[ReadModel]] | None = None,
+    threshold: int = FAST_CATCH_UP_LAG,
+    row_budget: int = DEFAULT_ROW_BUDGET,
+    on_progress: Progress_ | None = None,
+) -> int:
+    """Bring the read models that are ``threshold`` or more events behind the store up to
+    its head with :func:`fold_log` (read models at the same position in one transaction);
+    returns the number of notifications folded. Read models parked, held by a rebuild,
+    or less far behind are left to the live runner, which carries on from wherever
+    this leaves them.
+    """
+    from projections.runner import crm_application_class, open_view
+
+    view = open_view(store_url, read_models=read_models, views_url=views_url)
+    app = crm_application_class(store_url)()
+    try:
+        head = int(app.recorder.max_notification_id() or 0)
+        positions = view.positions(app.name)
+        states = view.control_states()
+        groups: dict[int, list[type[ReadModel]]] = {}
+        for model in view.read_models:
+            at = positions[model.name] or 0
+            if states[model.name].writable_by(None) and head - at >= threshold:
+                groups.setdefault(at, []).append(model)
+        total = sum(head - at for at in groups)
+        folded = 0
+        for at, models in sorted(groups.items()):
+            group = open_view(store_url, read_models=models, views_url=views_url)
+            offset = folded
+
+            def show(done: int, _: int, offset: int = offset) -> None:
+                if on_progress is not None:
+                    on_progress(offset + done, total)
+
+            try:
+                folded += fold_log(
+                    group,
+                    app.recorder,
+                    app.mapper,
+                    app.name,
+                    head,
+                    after=at,
+                    row_budget=row_budget,
+                    on_progress=show,
                 )
-            )
+            finally:
+                group.engine.dispose()
+        return folded
+    finally:
+        app.close()
+        view.engine.dispose()

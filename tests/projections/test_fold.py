@@ -103,3 +103,28 @@ def test_a_fold_that_fails_stores_nothing_and_names_the_event(tmp_path: Path, bu
         assert _rows(view)["customer360"] == []
     finally:
         view.engine.dispose()
+
+
+def test_catching_up_far_behind_folds_from_nothing_and_from_a_position(tmp_path: Path) -> None:
+    from projections.fold import catch_up
+
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    app = CRM(store)
+    known = known_history(app)
+    head = app.app.recorder.max_notification_id()
+    assert catch_up(store, threshold=head + 1) == 0  # not far enough behind: left alone
+    seen: list[tuple[int, int]] = []
+    assert catch_up(store, threshold=1, on_progress=lambda d, t: seen.append((d, t))) == head
+    assert seen[-1] == (head, head)  # every read model at nothing: one fold
+    caught_up = read_model_rows(store)
+    rebuild(store, fast=False)
+    assert read_model_rows(store) == caught_up
+    # more history, then catching up from the position every read model is at
+    app.log_contact(known.acme, channel="phone", direction="inbound", summary="more")
+    app.register_customer(kind="individual", name="Carol", code="C")
+    added = app.app.recorder.max_notification_id() - head
+    assert catch_up(store, threshold=1) == added
+    app.close()
+    from_position = read_model_rows(store)
+    rebuild(store, fast=False)
+    assert read_model_rows(store) == from_position

@@ -65,12 +65,37 @@ class CRMEventStore(Application[UUID]):
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots are taken after the events committed: a failure to write one must not
-        turn a stored command into a reported failure. Log it; the next one will do."""
+        turn a stored command into a reported failure. Log it; the next one will do.
+
+        Per aggregate only the last snapshot point the saved events pass is taken (a bulk
+        save passes many; loading needs the latest), and from the saved aggregate itself
+        when that point is its version, rather than replayed from the store (what the
+        library does, and what made bulk imports spend a fifth of their time here)."""
         try:
-            super()._take_snapshots(processing_event)
+            self._take_latest_snapshots(processing_event)
         except Exception:
             log.warning(
                 "snapshot not stored (the events were): aggregates %s",
                 ", ".join(str(i) for i in processing_event.aggregates),
                 exc_info=True,
             )
+
+    def _take_latest_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        if not self.snapshots or not self.snapshotting_intervals:
+            return
+        latest: dict[UUID, int] = {}
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            if aggregate is None:
+                continue
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is not None and event.originator_version % interval == 0:
+                latest[event.originator_id] = event.originator_version
+        for aggregate_id, version in latest.items():
+            aggregate = processing_event.aggregates[aggregate_id]
+            if aggregate.version == version:
+                snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+                assert snapshot_class is not None
+                self.snapshots.put([snapshot_class.take(aggregate)])
+            else:
+                self.take_snapshot(aggregate_id, version=version)

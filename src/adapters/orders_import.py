@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from crm_domain.application import CRM
 from crm_domain.errors import (
     CustomerNotFoundError,
+    DuplicateCustomerCodeError,
     InvalidCommandError,
     MalformedRowError,
     RejectedError,
@@ -292,12 +293,16 @@ def import_orders(
     summary = OrdersImportSummary()
     recorder = crm.app.recorder
     for batch in _batches(by_customer, batch_size):
-        todo = [(c, r) for c, r in batch if not _imported(crm, naming.code.format(ref=c))]
+        before = recorder.max_notification_id() or 0
+        todo = batch
+        try:  # first as if every customer were new: the rules check each code anyway
+            orders = _import_batch(crm, naming, todo)
+        except DuplicateCustomerCodeError:  # imported before (nothing of the batch stored)
+            todo = [(c, r) for c, r in batch if not _imported(crm, naming.code.format(ref=c))]
+            orders = _import_batch(crm, naming, todo) if todo else 0
         progress.skipped += len(batch) - len(todo)
         summary.skipped += len(batch) - len(todo)
-        before = recorder.max_notification_id() or 0
         if todo:
-            orders = _import_batch(crm, naming, todo)
             summary.orders += orders
             summary.customers += len(todo)
             summary.rows += sum(len(r) for _, r in todo)
@@ -351,7 +356,7 @@ def _import_batch(crm: CRM, naming: CustomerNaming, batch: list[tuple[str, list[
                         _replay(crm, naming, aid, lines)
                     orders += 1
     except (RejectedError, ValueError) as exc:  # a rule refused the row (pydantic's too)
-        if current is None or isinstance(exc, MalformedRowError):
+        if current is None or isinstance(exc, MalformedRowError | DuplicateCustomerCodeError):
             raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, ValidationError):

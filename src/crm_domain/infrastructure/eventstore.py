@@ -67,10 +67,10 @@ class CRMEventStore(Application[UUID]):
         """Snapshots are taken after the events committed: a failure to write one must not
         turn a stored command into a reported failure. Log it; the next one will do.
 
-        Per aggregate only the last snapshot point the saved events pass is taken (a bulk
-        save passes many; loading needs the latest), and from the saved aggregate itself
-        when that point is its version, rather than replayed from the store (what the
-        library does, and what made bulk imports spend a fifth of their time here)."""
+        Per aggregate that the saved events take past a snapshot point, one snapshot is
+        taken (a bulk save passes many; loading needs the latest), of the saved aggregate
+        itself at its version, rather than replayed from the store (what the library does,
+        and what made bulk imports spend a fifth of their time here)."""
         try:
             self._take_latest_snapshots(processing_event)
         except Exception:
@@ -91,11 +91,11 @@ class CRMEventStore(Application[UUID]):
             interval = self.snapshotting_intervals.get(type(aggregate))
             if interval is not None and event.originator_version % interval == 0:
                 latest[event.originator_id] = event.originator_version
-        for aggregate_id, version in latest.items():
+        for aggregate_id in latest:
+            # The saved aggregate at its version (at or after the point): a load reads the
+            # latest snapshot at or before the version it wants, so one a few events later
+            # than the interval's multiple only saves replaying them.
             aggregate = processing_event.aggregates[aggregate_id]
-            if aggregate.version == version:
-                snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
-                assert snapshot_class is not None
-                self.snapshots.put([snapshot_class.take(aggregate)])
-            else:
-                self.take_snapshot(aggregate_id, version=version)
+            snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+            assert snapshot_class is not None
+            self.snapshots.put([snapshot_class.take(aggregate)])

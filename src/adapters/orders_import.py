@@ -299,7 +299,8 @@ def import_orders(
             orders = _import_batch(crm, naming, todo)
         except DuplicateCustomerCodeError:  # imported before (nothing of the batch stored)
             todo = [(c, r) for c, r in batch if not _imported(crm, naming.code.format(ref=c))]
-            orders = _import_batch(crm, naming, todo) if todo else 0
+            # a code taken now is the file's own (two references, one code): name the row
+            orders = _import_batch(crm, naming, todo, retried=True) if todo else 0
         progress.skipped += len(batch) - len(todo)
         summary.skipped += len(batch) - len(todo)
         if todo:
@@ -328,8 +329,17 @@ def _imported(crm: CRM, code: str) -> bool:
     return True
 
 
-def _import_batch(crm: CRM, naming: CustomerNaming, batch: list[tuple[str, list[OrderRow]]]) -> int:
-    """One transaction: every customer of the batch with their orders; returns orders."""
+def _import_batch(
+    crm: CRM,
+    naming: CustomerNaming,
+    batch: list[tuple[str, list[OrderRow]]],
+    *,
+    retried: bool = False,
+) -> int:
+    """One transaction: every customer of the batch with their orders; returns orders.
+
+    A taken customer code is raised as it is on the first try (the caller skips the
+    customers imported before and tries again), and named by its row on a retry."""
     orders = 0
     current: OrderRow | None = None
     try:
@@ -356,7 +366,9 @@ def _import_batch(crm: CRM, naming: CustomerNaming, batch: list[tuple[str, list[
                         _replay(crm, naming, aid, lines)
                     orders += 1
     except (RejectedError, ValueError) as exc:  # a rule refused the row (pydantic's too)
-        if current is None or isinstance(exc, MalformedRowError | DuplicateCustomerCodeError):
+        if current is None or isinstance(exc, MalformedRowError):
+            raise
+        if isinstance(exc, DuplicateCustomerCodeError) and not retried:
             raise
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, ValidationError):

@@ -168,3 +168,16 @@ def test_cdnow_naming_is_the_shortcut_of_the_order_import(tmp_path: Path) -> Non
         crm.customer_by_code("CDNOW-00001")
     finally:
         crm.close()
+
+
+def test_two_references_with_one_code_name_the_row(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path, "customer,date,quantity,amount\nab,2024-01-05,1,2.00\nAB,2024-01-06,1,3.00\n"
+    )
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    try:
+        with pytest.raises(MalformedRowError, match=r"orders.csv:3: .*customer code"):
+            import_orders(crm, read_csv(path), batch_size=10)
+        assert _head(crm) == 0
+    finally:
+        crm.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import Mapper, Tracking
+from eventsourcing.persistence import IntegrityError, Mapper, Tracking
 
 from crm_domain.errors import ProjectionError, UnhandledEventError
 from projections.control import lock_states
@@ -187,7 +187,8 @@ def catch_up(
     its head with :func:`fold_log` (read models at the same position in one transaction);
     returns the number of notifications folded. Read models parked, held by a rebuild,
     or less far behind are left to the live runner, which carries on from wherever
-    this leaves them.
+    this leaves them; so are those a live runner moves while they are folded (the fold's
+    compare-and-set fails and nothing of it is committed).
     """
     from projections.runner import crm_application_class, open_view
 
@@ -223,6 +224,10 @@ def catch_up(
                     row_budget=row_budget,
                     on_progress=show,
                 )
+            except IntegrityError:
+                # A live runner moved these read models meanwhile: nothing of the fold was
+                # committed, and the runner carries them on.
+                pass
             finally:
                 group.engine.dispose()
         return folded

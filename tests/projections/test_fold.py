@@ -128,3 +128,27 @@ def test_catching_up_far_behind_folds_from_nothing_and_from_a_position(tmp_path:
     from_position = read_model_rows(store)
     rebuild(store, fast=False)
     assert read_model_rows(store) == from_position
+
+
+def test_a_catch_up_raced_by_a_runner_leaves_the_read_models_to_it(tmp_path: Path) -> None:
+    from projections import fold
+
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    app = CRM(store)
+    known_history(app)
+    app.close()
+    real_fold = fold.fold_log
+
+    def runner_first(view: ReadModelView, *args: object, **kwargs: object) -> int:
+        # a live runner projects the same read models just before the fold commits
+        rebuild(store, read_models=view.read_models, fast=False)
+        return real_fold(view, *args, **kwargs)  # type: ignore[arg-type]
+
+    fold.fold_log = runner_first  # type: ignore[assignment]
+    try:
+        assert fold.catch_up(store, read_models=["customer360"], threshold=1) == 0
+    finally:
+        fold.fold_log = real_fold  # type: ignore[assignment]
+    by_runner = read_model_rows(store)["customer360"]
+    rebuild(store, read_models=["customer360"])
+    assert read_model_rows(store)["customer360"] == by_runner

@@ -139,7 +139,9 @@ def rebuild(
     reading it in pages of ``batch_size``, holding at most about ``row_budget`` read-model
     rows before writing them, and commits the read models and their positions at once;
     ``fast=False`` follows the log with the live runner's machinery in batches of
-    ``batch_size``.
+    ``batch_size``. A fast rebuild of read models in SQLite runs in one process whatever
+    ``workers`` says: SQLite has one writer at a time, so folding workers would only
+    queue for its write lock (and time out behind a chunked fold, which holds it).
 
     ``on_progress(done, total)`` is called as notifications are applied. With ``workers``
     above 1, the read models are split into that many groups (see :func:`plan_workers`),
@@ -162,7 +164,8 @@ def rebuild(
             view.drop_read_model(model.name, defer_indexes=True)
         view.engine.dispose()  # hold no connection while the read models load
         app_name, head = log_head(store_url)
-        groups = plan_workers(models, 1 if _in_memory(store_url, views_url) else workers)
+        one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
+        groups = plan_workers(models, 1 if one else workers)
         started = time.perf_counter()
         with fewer_gc_passes() if tune_gc else nullcontext():
             if len(groups) == 1 and fast:
@@ -239,6 +242,12 @@ def _fold_store(
         )
     finally:
         app.close()
+
+
+def _sqlite_views(store_url: str, views_url: str | None) -> bool:
+    """Whether the read models live in SQLite: one writer at a time, so folding workers
+    would queue for its write lock (and a chunked fold holds it until it commits)."""
+    return StoreURL.parse(views_url or store_url).backend == "sqlite"
 
 
 def _in_memory(store_url: str, views_url: str | None) -> bool:

@@ -118,7 +118,8 @@ def main() -> int:
         "bare = reading the notification log raw; fold = `crm projections rebuild` in one process",
         "(the fast path: log in pages, routed by topic before decoding, rows folded in memory,",
         "each table written once); runner = the same rebuild through the live runner's batches;",
-        "workers = one process per core. Target: fold >= 1/3 of bare.",
+        "workers = one process per core (on PostgreSQL; SQLite folds in one process).",
+        "Target: fold >= 1/3 of bare.",
         "",
         "| backend | events | bare/s | decode/s | runner/s | fold/s | fold/bare | workers/s "
         "| fold RSS MB | load |",

@@ -128,18 +128,21 @@ def _floor_model() -> Any:
 
 
 def measure(store_url: str, what: str) -> dict[str, Any]:
-    """One measurement in this (fresh) process: 'raw', 'decode', 'floor' (the runner with a
-    read model that ignores everything), 'rebuild-1' (every read model, one process) or
-    'rebuild' (every read model, one worker process per CPU: what ``crm projections
-    rebuild --all`` does)."""
+    """One measurement in this (fresh) process: 'raw', 'decode', 'floor' (the rebuild with a
+    read model that ignores everything), 'rebuild-1' (every read model, one process: the
+    fast path folding the log in memory), 'runner-1' (the same through the live runner's
+    batches, ``fast=False``) or 'rebuild' (every read model, one worker process per CPU:
+    what ``crm projections rebuild --all`` does)."""
     from crm_domain.application import CRM
 
     started = time.perf_counter()
-    if what in ("rebuild", "rebuild-1", "floor"):
+    if what in ("rebuild", "rebuild-1", "runner-1", "floor"):
         from projections.rebuild import default_workers, rebuild
 
         if what == "floor":
             result = rebuild(store_url, read_models=[_floor_model()])
+        elif what == "runner-1":
+            result = rebuild(store_url, workers=1, fast=False)
         else:
             result = rebuild(store_url, workers=1 if what == "rebuild-1" else default_workers())
         count = result.events
@@ -211,6 +214,7 @@ def main() -> int:
     parser.add_argument("--workdir", default="", help="where SQLite files go (default: tmp)")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--store", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.store, args.child)))
@@ -229,7 +233,7 @@ def main() -> int:
                 )
                 results = {
                     w: _in_child(store, w)
-                    for w in ("raw", "decode", "floor", "rebuild-1", "rebuild")
+                    for w in ("raw", "decode", "floor", "runner-1", "rebuild-1", "rebuild")
                 }
             finally:
                 _drop(store)
@@ -240,7 +244,11 @@ def main() -> int:
                 "raw_rate": raw,
                 "decode_rate": results["decode"]["rate"],
                 "floor_rate": results["floor"]["rate"],
+                "runner_1_rate": results["runner-1"]["rate"],
                 "rebuild_1_rate": results["rebuild-1"]["rate"],
+                "rebuild_1/raw": round(results["rebuild-1"]["rate"] / raw, 3),
+                "rebuild_1_rss_mb": results["rebuild-1"]["peak_rss_mb"],
+                "load": round(os.getloadavg()[0], 1),
                 "rebuild_rate": rebuild,
                 "rebuild/raw": round(rebuild / raw, 3),
                 "rebuild/decode": round(rebuild / results["decode"]["rate"], 3),
@@ -248,6 +256,8 @@ def main() -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
     print(
         "\nbackend   events     raw/s  decode/s   floor/s  1 proc/s  rebuild/s  rebuild/raw"
         "  rebuild RSS MB"

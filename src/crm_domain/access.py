@@ -384,8 +384,10 @@ def _create_table(engine: Engine, table: str) -> None:
         ]
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    from crm_domain.infrastructure.schema_lock import schema_change
+
     try:
-        with engine.begin() as conn:
+        with schema_change(engine) as conn:
             for statement in statements:
                 conn.execute(text(statement))
     except (IntegrityError, ProgrammingError):  # pragma: no cover - a concurrent creator

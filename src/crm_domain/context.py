@@ -102,6 +102,11 @@ def current_context() -> CommandContext:
     return ctx if ctx is not None else CommandContext()
 
 
+def context_is_set() -> bool:
+    """Whether a context is in force (set by :func:`command_context`), not the fresh default."""
+    return _current.get() is not None
+
+
 def current_metadata() -> dict[str, str]:
     """Metadata for an event being created now (default factory of ``DomainEvent.metadata``)."""
     return current_context().as_metadata()

@@ -9,7 +9,8 @@ class, so they can be shown to a user as they are::
     CRMError
     ├── RejectedError                    the CRM said no; nothing was stored
     │   ├── InvalidCommandError          arguments failed validation (also ValueError)
-    │   │   └── UnknownValueError        a stage, currency, kind... the configuration lacks
+    │   │   ├── UnknownValueError        a stage, currency, kind... the configuration lacks
+    │   │   └── MalformedRowError        an imported file's row (named by file and line)
     │   ├── NotFoundError                no such customer, account or entity (LookupError)
     │   │   ├── CustomerNotFoundError
     │   │   ├── AccountNotFoundError
@@ -107,6 +108,23 @@ class InvalidCommandError(RejectedError, ValueError):
 
 class UnknownValueError(InvalidCommandError):
     """A value is not one of those the configuration knows (a stage, a currency, a kind)."""
+
+
+class MalformedRowError(InvalidCommandError):
+    """A row of an imported file cannot become commands: unreadable, or refused by a rule.
+
+    ``file`` and ``line`` name it, ``reason`` says why; nothing of the row's batch was
+    stored (earlier batches were, and a re-run skips them).
+    """
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        super().__init__(f"{file}:{line}: {reason}")
+        self.file = file
+        self.line = line
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.file, self.line, self.reason)
 
 
 def problems(exc: ValidationError, limit: int | None = None) -> str:

@@ -28,7 +28,12 @@ from crm_domain.access import AccessControl
 from crm_domain.account import Account
 from crm_domain.bookkeeping import CommandProcessed, CustomerCodeClaim, encode_result
 from crm_domain.commands.base import Command
-from crm_domain.context import CommandContext, command_context, current_context
+from crm_domain.context import (
+    CommandContext,
+    command_context,
+    context_is_set,
+    current_context,
+)
 from crm_domain.errors import (
     AccountNotFoundError,
     ConcurrencyConflictError,
@@ -162,14 +167,19 @@ class CommandHandling:
         if outer.source_system == "crm-core" and self.source_system != "crm-core":
             ctx_kwargs["source_system"] = self.source_system
         command_id = command.command_id or outer.command_id
+        if command_id == outer.command_id and not ctx_kwargs and context_is_set():
+            return self._execute_in(outer, command)  # the context in force is the command's
         with command_context(command_id=command_id, **ctx_kwargs) as ctx:
-            batch = self._batch.get()
-            if batch is not None:
-                return self._execute_in_batch(batch, ctx, command)
-            try:
-                return self._execute_alone(ctx, command)
-            except ConcurrencyConflictError as exc:
-                raise command.on_conflict(exc) from exc.__cause__
+            return self._execute_in(ctx, command)
+
+    def _execute_in(self, ctx: CommandContext, command: Command[R]) -> R:
+        batch = self._batch.get()
+        if batch is not None:
+            return self._execute_in_batch(batch, ctx, command)
+        try:
+            return self._execute_alone(ctx, command)
+        except ConcurrencyConflictError as exc:
+            raise command.on_conflict(exc) from exc.__cause__
 
     def _execute_alone(self, ctx: CommandContext, command: Command[R]) -> R:
         if ctx.command_id is not None:

@@ -27,6 +27,7 @@ from uuid import UUID
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
@@ -121,10 +122,10 @@ class Skip:
     skipped_at: datetime
 
 
-def create_control_tables(engine: Engine) -> None:
+def create_control_tables(bind: Engine | Connection) -> None:
     """Create the control and skip-audit tables if they do not exist."""
     for table in (control, skips):
-        table.create(engine, checkfirst=True)
+        table.create(bind, checkfirst=True)
 
 
 def _ensure_rows(session: Session, names: Iterable[str]) -> None:

@@ -166,6 +166,23 @@ class ReadModel:
         self._caches.append(rows)
         return rows
 
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the read model's tables is held in memory (see
+        :meth:`hold_all_rows`): nothing to prefetch or read."""
+        return all(rows.complete for rows in self._caches)
+
+    def hold_all_rows(self, complete: bool = True) -> None:
+        """Say that the tables are empty and every row is in memory (a rebuild's fold), or
+        no longer (``complete=False``, after the rows were written): lookups of rows not
+        held then read the database again, through :meth:`prepare`'s prefetch."""
+        for rows in self._caches:
+            rows.complete = complete
+
+    def held_rows(self) -> int:
+        """Rows the read model's caches hold in memory (a rebuild's row budget counts them)."""
+        return sum(len(rows) for rows in self._caches)
+
     def prepare(self, events: Sequence[LoggedEvent]) -> None:
         """Hook: prefetch the rows this batch will touch (default: nothing).
 

@@ -1,10 +1,13 @@
 """Drop read models and build them again from the whole history.
 
-The tables (and the tracking) are dropped and recreated empty, then the ordinary runner
-catches up from the first notification: the same code path as live projection, so a
-rebuild cannot disagree with an incrementally built read model. Interrupting a rebuild
-is safe: what was committed is consistent with its position, and ``crm projections run``
-(or another rebuild) carries on from there.
+The tables (and the tracking) are dropped and recreated empty, then the whole log is
+folded into them by :func:`projections.fold.fold_log` (the fast path, by default): the
+read models' own handlers (the code the live runner calls, so a rebuild cannot disagree
+with an incrementally built read model) applied in memory, each table written once, every
+position set at the end in the same transaction: all or nothing. With ``fast=False`` the
+ordinary runner catches up from the first notification instead, one batch per transaction
+(interrupting it is safe: what was committed is consistent with its position, and
+``crm projections run`` or another rebuild carries on from there).
 
 Live runners may keep running: the rebuild first claims its read models (a new generation,
 see :mod:`projections.control`), which live runners check under a lock before every write,
@@ -32,14 +35,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from crm_domain.errors import ProjectionError, ProjectionLagError
 from crm_domain.infrastructure.storage import StoreURL
 from projections.control import claim_for_rebuild, release_from_rebuild
+from projections.fold import DEFAULT_ROW_BUDGET, FOLD_PAGE_SIZE, fold_log
 from projections.readmodel import ReadModel
 from projections.registry import all_read_models, select_read_models
-from projections.runner import ReadModelRunner, follow, log_head, open_view
+from projections.runner import (
+    ReadModelRunner,
+    crm_application_class,
+    follow,
+    log_head,
+    open_view,
+)
 from projections.views import ReadModelView
 
-#: Events per transaction while rebuilding: larger than a live runner's batches (fewer
-#: commits and prefetch queries per event); memory grows with it, not with the history.
-REBUILD_BATCH_SIZE = 5000
+#: Events per transaction while rebuilding with the runner (``fast=False``), and per page of
+#: the log the fast path reads: larger than a live runner's batches (fewer commits and
+#: queries per event).
+REBUILD_BATCH_SIZE = 10_000
 #: Seconds between progress updates.
 POLL_INTERVAL = 0.1
 #: Seconds between lines of the plain (non-terminal) progress log.
@@ -119,8 +130,18 @@ def rebuild(
     timeout: float | None = None,
     workers: int = 1,
     tune_gc: bool = True,
+    fast: bool = True,
+    row_budget: int = DEFAULT_ROW_BUDGET,
 ) -> RebuildResult:
     """Drop and rebuild the given read models (all by default) from the whole history.
+
+    ``fast`` (the default) folds the log in memory (:func:`~projections.fold.fold_log`),
+    reading it in pages of ``batch_size``, holding at most about ``row_budget`` read-model
+    rows before writing them, and commits the read models and their positions at once;
+    ``fast=False`` follows the log with the live runner's machinery in batches of
+    ``batch_size``. A fast rebuild of read models in SQLite runs in one process whatever
+    ``workers`` says: SQLite has one writer at a time, so folding workers would only
+    queue for its write lock (and time out behind a chunked fold, which holds it).
 
     ``on_progress(done, total)`` is called as notifications are applied. With ``workers``
     above 1, the read models are split into that many groups (see :func:`plan_workers`),
@@ -143,10 +164,21 @@ def rebuild(
             view.drop_read_model(model.name, defer_indexes=True)
         view.engine.dispose()  # hold no connection while the read models load
         app_name, head = log_head(store_url)
-        groups = plan_workers(models, 1 if _in_memory(store_url, views_url) else workers)
+        one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
+        groups = plan_workers(models, 1 if one else workers)
         started = time.perf_counter()
         with fewer_gc_passes() if tune_gc else nullcontext():
-            if len(groups) == 1:
+            if len(groups) == 1 and fast:
+                _fold_store(
+                    view,
+                    store_url,
+                    head,
+                    token=token,
+                    on_progress=on_progress,
+                    budget=row_budget,
+                    page_size=batch_size,
+                )
+            elif len(groups) == 1:
                 with follow(
                     store_url,
                     read_models=models,
@@ -169,6 +201,8 @@ def rebuild(
                     timeout=timeout,
                     tune_gc=tune_gc,
                     token=token,
+                    fast=fast,
+                    row_budget=row_budget,
                 )
         for model in models:
             view.create_indexes(model.name)
@@ -180,6 +214,40 @@ def rebuild(
     return RebuildResult(
         [m.name for m in models], head, time.perf_counter() - started, workers=len(groups)
     )
+
+
+def _fold_store(
+    view: ReadModelView,
+    store_url: str,
+    head: int,
+    *,
+    token: str,
+    on_progress: Progress_ | None,
+    budget: int,
+    page_size: int = FOLD_PAGE_SIZE,
+) -> None:
+    """Fold the store's log up to ``head`` into the view's read models (one transaction)."""
+    app = crm_application_class(store_url)()
+    try:
+        fold_log(
+            view,
+            app.recorder,
+            app.mapper,
+            app.name,
+            head,
+            token=token,
+            page_size=page_size,
+            row_budget=budget,
+            on_progress=on_progress,
+        )
+    finally:
+        app.close()
+
+
+def _sqlite_views(store_url: str, views_url: str | None) -> bool:
+    """Whether the read models live in SQLite: one writer at a time, so folding workers
+    would queue for its write lock (and a chunked fold holds it until it commits)."""
+    return StoreURL.parse(views_url or store_url).backend == "sqlite"
 
 
 def _in_memory(store_url: str, views_url: str | None) -> bool:
@@ -225,9 +293,28 @@ def _worker(
     tune_gc: bool,
     token: str,
     results: Any,
+    fast: bool = False,
+    row_budget: int = DEFAULT_ROW_BUDGET,
 ) -> None:
     """One worker process: rebuild its group of read models up to ``head``, report."""
     try:
+        if fast:
+            view = open_view(
+                store_url,
+                read_models=read_models,
+                views_url=views_url,
+                creates_indexes=False,
+                creates_tables=False,
+            )
+            try:
+                with fewer_gc_passes() if tune_gc else nullcontext():
+                    _fold_store(
+                        view, store_url, head, token=token, on_progress=None, budget=row_budget
+                    )
+            finally:
+                view.engine.dispose()
+            results.put((index, None))
+            return
         with (
             fewer_gc_passes() if tune_gc else nullcontext(),
             follow(
@@ -271,6 +358,8 @@ def _rebuild_in_workers(
     timeout: float | None,
     tune_gc: bool,
     token: str,
+    fast: bool,
+    row_budget: int,
 ) -> None:
     # Fresh interpreters, never fork: a forked worker would share the caller's open
     # database connections (SQLite's file locks do not survive that) and its threads' locks.
@@ -289,6 +378,8 @@ def _rebuild_in_workers(
                 tune_gc,
                 token,
                 results,
+                fast,
+                row_budget,
             ),
             name=f"crm-rebuild-{'-'.join(m.name for m in g)}",
             daemon=True,

@@ -165,6 +165,9 @@ class RowCache:
         self._deleted: set[Hashable] = set()
         #: Keys put as new in this batch: not in the database, nothing to delete there.
         self._fresh: set[Hashable] = set()
+        #: Whether every row of the table is in this cache (a rebuild folding the log into
+        #: empty tables): a key not cached is then not stored, and nothing is read.
+        self.complete = False
 
     def _key_of(self, row: Row) -> Hashable:
         if len(self.key_columns) == 1:
@@ -180,6 +183,8 @@ class RowCache:
 
     def prefetch(self, keys: Iterable[Hashable]) -> None:
         """Load the rows for these keys (those not already cached) in few queries."""
+        if self.complete:
+            return
         missing = list({k for k in keys if k not in self._rows})
         for start in range(0, len(missing), PREFETCH_CHUNK):
             chunk = missing[start : start + PREFETCH_CHUNK]
@@ -197,6 +202,9 @@ class RowCache:
 
     def _load(self, key: Hashable) -> None:
         if key not in self._rows:
+            if self.complete:
+                self._rows[key] = None
+                return
             RowCache.single_row_reads += 1
             found = self.session.execute(select(self.table).where(self._where(key))).mappings()
             first = found.first()
@@ -233,6 +241,10 @@ class RowCache:
             self._deleted.add(key)
         self._rows[key] = None
         self._dirty.discard(key)
+
+    def __len__(self) -> int:
+        """Rows held (cached, added or marked deleted): what the cache costs in memory."""
+        return len(self._rows)
 
     def rows(self) -> Iterator[Row]:
         """Every row currently cached (loaded or added)."""

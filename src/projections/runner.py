@@ -238,13 +238,20 @@ def open_view(
     read_models: Sequence[str | type[ReadModel]] | None = None,
     views_url: str | None = None,
     creates_indexes: bool = True,
+    creates_tables: bool = True,
 ) -> ReadModelView:
-    """The read models' view on its own (no runner): for status, rebuild and queries."""
+    """The read models' view on its own (no runner): for status, rebuild and queries.
+
+    ``creates_tables=False`` leaves the schema alone (a rebuild's worker process: its
+    parent created every table, and concurrent DDL fails on PostgreSQL)."""
     from eventsourcing.persistence import InfrastructureFactory
     from eventsourcing.utils import Environment
 
     models = select_read_models(read_models)
-    env = Environment(ReadModelProjection.name, ProjectionTarget(store_url, views_url).env())
+    settings = ProjectionTarget(store_url, views_url).env()
+    if not creates_tables:
+        settings[f"{VIEW_ENV_PREFIX}_CREATE_TABLE"] = "n"
+    env = Environment(ReadModelProjection.name, settings)
     factory = InfrastructureFactory[ReadModelView].construct(env=env)
     return factory.tracking_recorder(view_class_for(models, creates_indexes=creates_indexes))
 

@@ -23,7 +23,17 @@ from typing import Any, ClassVar
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import Engine, String, Table, insert, literal, select, union_all, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    Table,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -34,6 +44,7 @@ from crm_domain.errors import (
     StoreFullError,
     UnhandledEventError,
 )
+from crm_domain.infrastructure.schema_lock import schema_change
 from projections import control
 from projections.control import ControlState, lock_states, read_states
 from projections.readmodel import LoggedEvent, ReadModel
@@ -119,12 +130,13 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         (see :meth:`drop_read_model`) gets them back from the next runner that opens it.
         """
         engine = self.engine
-        for model in self.read_models:
-            for table in (*model.tables, self.tracking_tables[model.name]):
-                table.create(engine, checkfirst=True)
-            if self.creates_indexes:
-                self.create_indexes(model.name)
-        control.create_control_tables(engine)
+        with schema_change(engine) as conn:
+            for model in self.read_models:
+                for table in (*model.tables, self.tracking_tables[model.name]):
+                    table.create(conn, checkfirst=True)
+                if self.creates_indexes:
+                    self._create_indexes(conn, model.name)
+            control.create_control_tables(conn)
         control.ensure_rows(engine, self.names)
 
     def drop_read_model(self, name: str, *, defer_indexes: bool = False) -> None:
@@ -149,11 +161,14 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
 
     def create_indexes(self, name: str) -> None:
         """Create the named read model's missing indexes (after a rebuild deferred them)."""
+        with schema_change(self.engine) as conn:
+            self._create_indexes(conn, name)
+
+    def _create_indexes(self, conn: Connection, name: str) -> None:
         model = self._model(name)
-        with self.engine.begin() as conn:
-            for table in (*model.tables, self.tracking_tables[name]):
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
+        for table in (*model.tables, self.tracking_tables[name]):
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
 
     def _model(self, name: str) -> type[ReadModel]:
         for model in self.read_models:

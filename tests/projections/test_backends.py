@@ -99,7 +99,9 @@ def test_cli_commands(store_url: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert "rebuilt customer360" in capsys.readouterr().out
     assert main(["projections", "rebuild", *store]) == 2
     assert main(["projections", "rebuild", "--all", "--workers", "2", *store]) == 0
-    assert "2 worker processes" in capsys.readouterr().out
+    # SQLite has one writer: its fast rebuild folds in one process whatever --workers says
+    parallel = not store_url.startswith("sqlite")
+    assert ("2 worker processes" in capsys.readouterr().out) == parallel
     assert main(["projections", "rebuild", "--all", "--workers", "0", *store]) == 2
     for args in (
         ["pipeline"],

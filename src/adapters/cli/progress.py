@@ -27,14 +27,22 @@ OnProgress = Callable[[int, int], None]
 
 
 @contextmanager
-def progress(what: str, unit: str, *, console: Console | None = None) -> Iterator[OnProgress]:
-    """Yield ``on_progress(done, total)``; shows ``what``: done/total unit, rate, time left."""
+def progress(
+    what: str,
+    unit: str,
+    *,
+    console: Console | None = None,
+    detail: Callable[[], str] | None = None,
+) -> Iterator[OnProgress]:
+    """Yield ``on_progress(done, total)``; shows ``what``: done/total unit, rate, time left
+    (and ``detail()``, if given: more counts, such as the events an import stored)."""
     console = console or Console(stderr=True)
     began = time.monotonic()
 
     def rate(done: int) -> str:
         elapsed = time.monotonic() - began
-        return f"{done / elapsed:,.0f} {unit}/s" if elapsed > 0.05 else ""
+        shown = f"{done / elapsed:,.0f} {unit}/s" if elapsed > 0.05 else ""
+        return f"{shown} {detail()}".strip() if detail is not None else shown
 
     if console.is_terminal:
         with Progress(

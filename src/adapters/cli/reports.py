@@ -343,6 +343,8 @@ def current_read_models(
             view.engine.dispose()
         return
     console = console or Console(stderr=True)
+    if isinstance(source, str):
+        _fold_if_far_behind(source, views_url, console)
     with follow(source, views_url=views_url) as runner:
         head = runner.head()
         _wait(runner, head, timeout=timeout, console=console)
@@ -351,6 +353,31 @@ def current_read_models(
         yield engine
     finally:
         engine.dispose()
+
+
+def _fold_if_far_behind(store_url: str, views_url: str | None, console: Console) -> None:
+    """Read models :data:`~projections.fold.FAST_CATCH_UP_LAG` or more events behind (the
+    first report after a large import) are caught up by folding the log, with progress
+    (shown only when there is something to catch up)."""
+    from contextlib import ExitStack
+
+    from projections.fold import FAST_CATCH_UP_LAG, catch_up
+
+    with ExitStack() as stack:
+        shown: list[Callable[[int, int], None]] = []
+
+        def report(done: int, total: int) -> None:
+            if not shown:
+                console.print(
+                    f"catching up: the read models are {total:,} events behind the store "
+                    "(folding the log); `crm projections run` keeps them current"
+                )
+                shown.append(
+                    stack.enter_context(progress("catching up", "events", console=console))
+                )
+            shown[0](done, total)
+
+        catch_up(store_url, views_url=views_url, threshold=FAST_CATCH_UP_LAG, on_progress=report)
 
 
 def _wait(runner: ReadModelRunner, head: int, *, timeout: float, console: Console) -> None:

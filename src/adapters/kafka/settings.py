@@ -9,7 +9,8 @@ Delivery guarantees live here, in one place, so they cannot drift apart:
   idempotent producer makes the broker drop duplicates of a retried batch; one request in
   flight guarantees that a retried batch can never overtake a later one, even on a
   broker that does not enforce producer sequence numbers. Throughput comes from batching
-  (``linger_ms``, ``batch_size``), not from parallel requests.
+  (``linger_ms``, ``batch_size``), not from parallel requests, and from the ``crc32c``
+  accelerator (a dependency), which kafka-python uses for record checksums when installed.
 * Bounded retries: the producer retries with exponential back-off (``retry_backoff_ms``,
   ``reconnect_backoff_ms`` .. ``reconnect_backoff_max_ms``) for at most ``broker_timeout``
   seconds (``delivery_timeout_ms``); then the relay stops with

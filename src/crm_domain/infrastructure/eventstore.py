@@ -24,6 +24,7 @@ from crm_domain.eventmodel import Snapshot
 from crm_domain.infrastructure.compat import before_inserting_events
 from crm_domain.infrastructure.keystore import KeyStore, SQLKeyStore, key_store_for
 from crm_domain.infrastructure.persistence import OrjsonTranscoder, PydanticMapper
+from crm_domain.infrastructure.schema_lock import event_store_lock
 from crm_domain.infrastructure.sealing import PersonalDataSealer
 from crm_domain.infrastructure.storage import StoreURL
 
@@ -93,16 +94,19 @@ class CRMEventStore(Application[UUID]):
                 Customer: snapshot_interval,
                 Account: snapshot_interval,
             }
-        super().__init__(env)
         #: Encrypts customers' personal fields with their own keys (None: switched off,
         #: personal fields stored and read in clear).
         self.sealer: PersonalDataSealer | None = None
-        if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
-            keys = key_store or self._key_store()
-            self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
-            self.mapper.sealer = self.sealer
-            if isinstance(keys, SQLKeyStore):
-                self._store_keys_with_events(keys, self.sealer)
+        # Creating the tables (events, snapshots, chain, keys) takes turns with other
+        # processes opening the same PostgreSQL database (see schema_lock).
+        with event_store_lock(self.construct_env(self.name, env)):
+            super().__init__(env)
+            if encrypt_personal_data and isinstance(self.mapper, PydanticMapper):
+                keys = key_store or self._key_store()
+                self.sealer = PersonalDataSealer(keys, cache_seconds=key_cache_seconds)
+                self.mapper.sealer = self.sealer
+                if isinstance(keys, SQLKeyStore):
+                    self._store_keys_with_events(keys, self.sealer)
 
     def _key_store(self) -> KeyStore:
         """``KEY_STORE_TOPIC`` (a ``module:factory`` taking this event store and returning
@@ -182,12 +186,37 @@ class CRMEventStore(Application[UUID]):
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots are taken after the events committed: a failure to write one must not
-        turn a stored command into a reported failure. Log it; the next one will do."""
+        turn a stored command into a reported failure. Log it; the next one will do.
+
+        Per aggregate that the saved events take past a snapshot point, one snapshot is
+        taken (a bulk save passes many; loading needs the latest), of the saved aggregate
+        itself at its version, rather than replayed from the store (what the library does,
+        and what made bulk imports spend a fifth of their time here)."""
         try:
-            super()._take_snapshots(processing_event)
+            self._take_latest_snapshots(processing_event)
         except Exception:
             log.warning(
                 "snapshot not stored (the events were): aggregates %s",
                 ", ".join(str(i) for i in processing_event.aggregates),
                 exc_info=True,
             )
+
+    def _take_latest_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        if not self.snapshots or not self.snapshotting_intervals:
+            return
+        latest: dict[UUID, int] = {}
+        for event in processing_event.events:
+            aggregate = processing_event.aggregates.get(event.originator_id)
+            if aggregate is None:
+                continue
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is not None and event.originator_version % interval == 0:
+                latest[event.originator_id] = event.originator_version
+        for aggregate_id in latest:
+            # The saved aggregate at its version (at or after the point): a load reads the
+            # latest snapshot at or before the version it wants, so one a few events later
+            # than the interval's multiple only saves replaying them.
+            aggregate = processing_event.aggregates[aggregate_id]
+            snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+            assert snapshot_class is not None
+            self.snapshots.put([snapshot_class.take(aggregate)])

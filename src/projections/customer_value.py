@@ -6,8 +6,9 @@ and the share of revenue that comes from the top 20% of customers. Amounts are k
 currency; the scores and the Pareto view are computed within one currency, among the
 customers with revenue (booked revenue above zero).
 
-RFM convention (see ``docs/projections.md``): *recency* is the number of calendar days
-(UTC) from the last booked purchase to the as-of date; *frequency* the number of distinct
+RFM convention (see ``docs/projections.md``): the scores count the booked orders placed by
+the as-of time; *recency* is the number of calendar days (UTC) from the last one to the
+as-of date; *frequency* the number of distinct
 days (UTC) with a booked purchase, so several orders on one day count once; *monetary* the
 booked revenue. Each is scored 1 (worst) to 5 (best) in equal-sized quintiles by rank, as
 ``pandas.qcut(ranks, 5)`` on ``rank(method="first")``: customers are put in one order
@@ -24,7 +25,6 @@ invoice of no order), so ``booked`` never counts a reversal twice.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -409,45 +409,54 @@ class CustomerValueQueries:
         with self.engine.connect() as conn:
             return list(conn.execute(stmt).all())
 
-    def purchase_days(self, currency: str) -> dict[UUID, int]:
-        """Per customer, the number of distinct days (UTC) with a booked order in ``currency``
-        (the RFM frequency: several orders on one day count once)."""
+    def _measures(
+        self, code: str, as_of: datetime
+    ) -> dict[UUID, tuple[str, Decimal, int, date, set[date]]]:
+        """Per customer with revenue by ``as_of``: name, booked revenue, orders, the day of the
+        last one and the distinct days (UTC) with one, from the booked orders placed by then."""
         o = orders.c
-        stmt = select(o.customer_id, o.placed_at).where(
-            o.currency == currency.upper(), o.counted == 1
+        stmt = (
+            select(o.customer_id, customers.c.name, o.amount, o.placed_at)
+            .join(customers, customers.c.customer_id == o.customer_id)
+            .where(o.currency == code, o.counted == 1, o.placed_at <= as_of)
         )
-        days: dict[UUID, set[date]] = defaultdict(set)
+        found: dict[UUID, tuple[str, Decimal, int, date, set[date]]] = {}
         with self.engine.connect() as conn:
-            for customer_id, placed_at in conn.execute(stmt):
-                days[customer_id].add(placed_at.astimezone(UTC).date())
-        return {customer_id: len(d) for customer_id, d in days.items()}
+            for cid, name, amount, placed_at in conn.execute(stmt):
+                day = placed_at.astimezone(UTC).date()
+                _, booked, n, last, days = found.get(cid, (name, _ZERO, 0, day, set()))
+                days.add(day)
+                found[cid] = (name, booked + amount, n + 1, max(last, day), days)
+        return {cid: m for cid, m in found.items() if m[1] > 0}
 
     def rfm(
         self, *, as_of: datetime, currency: str | None = None, page: int = 1, page_size: int = 50
     ) -> Page[RfmScore]:
-        """RFM quintiles of the customers with revenue in one currency, best first; recency is
-        counted in days from ``as_of`` (see the module docstring for the convention)."""
+        """RFM quintiles of the customers with revenue in one currency as of ``as_of``, best
+        first: the booked orders placed by then (those that stand: cancelled or returned ones
+        are out), recency counted in days from ``as_of`` (see the module docstring for the
+        convention). For everything as it stood then, reversals included, replay the read
+        models to that time (``crm audit replay --until``)."""
         if as_of.tzinfo is None:
             raise InvalidCommandError("give 'as_of' with a time zone")
         check_paging(page, page_size)
         code = self._currency(currency)
-        rows = self._ordering(code) if code else []
+        rows = self._measures(code, as_of) if code else {}
         if not rows:
             return Page[RfmScore](items=[], total=0, page=page, page_size=page_size)
         today = as_of.astimezone(UTC).date()
-        days = self.purchase_days(code or "")
         # One order for every measure's ties: monetary, frequency, recency, customer id.
-        measured = sorted(
+        measured: list[dict[str, Any]] = sorted(
             (
                 {
                     "customer_id": cid,
                     "name": name,
-                    "recency_days": max(0, (today - last.astimezone(UTC).date()).days),
-                    "frequency": days.get(cid, 0),
+                    "recency_days": max(0, (today - last).days),
+                    "frequency": len(days),
                     "orders": n_orders,
                     "monetary": booked,
                 }
-                for cid, name, booked, n_orders, last in rows
+                for cid, (name, booked, n_orders, last, days) in rows.items()
             ),
             key=lambda m: (
                 m["monetary"],

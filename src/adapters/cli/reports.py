@@ -26,6 +26,7 @@ from adapters.cli.progress import progress
 from adapters.cli.quotes import AsOf
 from adapters.cli.render import Section, render
 from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
+from crm_domain.processes import end_of_day
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import CalendarSettings
 from projections.runner import ReadModelRunner
@@ -158,8 +159,8 @@ def service_report(
 
 
 def value_report(engine: Engine, *, as_of: datetime) -> list[Section]:
-    """The customer value report (``crm report value``) as sections, per currency; recency is
-    counted in days from ``as_of``."""
+    """The customer value report (``crm report value``) as sections, per currency; the RFM
+    scores count the orders placed by ``as_of`` and recency in days from it."""
     from projections.customer_value import CustomerValueQueries
 
     q = CustomerValueQueries(engine)
@@ -520,8 +521,9 @@ def value(
     timeout: Timeout = 600.0,
     as_of: AsOf = None,
 ) -> None:
-    """Pareto share and RFM scores per currency (recency counted from --as-of, else today)."""
-    when = datetime.now(UTC) if as_of is None else as_of.replace(tzinfo=UTC)
+    """Pareto share and RFM scores per currency; RFM as of the end of --as-of's day (UTC): the
+    orders placed by then, recency counted from that day (else now)."""
+    when = datetime.now(UTC) if as_of is None else end_of_day(as_of.date())
     _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, as_of=when))
 
 

@@ -17,9 +17,11 @@ adds its five-byte Sync message to an empty buffer. Selected through the factory
 ``docs/limits.md``.
 
 The recorder also writes the hash chain (:mod:`crm_domain.infrastructure.hashchain`) in the
-events' transaction: after the ``INSERT`` returns the notification ids, still under the
-table lock, it reads the last link and the aggregates' previous links (one query) and
-inserts the chain rows (one statement, sent with the commit).
+events' transaction, at no round trip of its own: the query for the last link and the
+aggregates' previous links is queued in the same pipeline right after the ``LOCK TABLE``
+and the events' ``INSERT`` (so the server runs it under the table lock, and its reply comes
+back with the notification ids, in the one ``sync()``); the chain rows computed from both
+are inserted by one statement sent with the ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.generators import send
 from psycopg.rows import DictRow
@@ -79,11 +82,54 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        """eventsourcing's ``PostgresApplicationRecorder.insert_events`` (pipeline mode,
+        one transaction), with the chain's links read in the events' round trip and the
+        chain rows inserted with the commit."""
         if self.datastore.enable_db_functions:
             raise ConfigurationError(
                 "POSTGRES_ENABLE_DB_FUNCTIONS inserts events past the hash chain: leave it off"
             )
-        return super().insert_events(stored_events, **kwargs)
+        return self._insert_chained(stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_chained(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        exc: Exception | None = None
+        positions: Sequence[int] | None = None
+        keys = predecessors(stored_events)
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                # Other things first (a new customer's key), pipelined too.
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if len(stored_events) > 0:
+                    with conn.cursor() as curs, conn.cursor() as links_curs:
+                        try:
+                            # LOCK TABLE, NOTIFY, INSERT ... RETURNING (all sent).
+                            self._insert_stored_events(curs, stored_events, **kwargs)
+                            # Queued behind the lock: the links just before these events.
+                            # Never prepared: a statement queued after one that fails (a
+                            # concurrent write's version conflict) is aborted with it, and
+                            # psycopg's prepared-statement cache would then name a
+                            # statement the server never prepared.
+                            links_curs.execute(
+                                self._select_links,
+                                ([UUID(k[0]) for k in keys], [k[1] for k in keys]),
+                                prepare=False,
+                            )
+                            # One round trip for all; a uniqueness violation is raised here.
+                            pipeline.sync()
+                            positions = self._fetch_ids_after_insert_events(
+                                curs, stored_events, **kwargs
+                            )
+                            if positions:
+                                self._chain(links_curs, stored_events, positions)
+                        except Exception as e:
+                            # Avoid psycopg emitting a pipeline warning.
+                            exc = e
+            if exc:
+                # Reraise exception after pipeline context manager has exited.
+                raise exc
+        return positions
 
     def _insert_stored_events(
         self,
@@ -96,40 +142,31 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         conn = curs.connection
         conn.wait(send(conn.pgconn))
 
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if positions:
-            self._chain(curs, stored_events, positions)
-        return positions
-
     def _chain(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], positions: Sequence[int]
+        self,
+        links_curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        positions: Sequence[int],
     ) -> None:
-        # Still inside the transaction that holds the table lock: the last link is the one
-        # just before these positions.
-        keys = predecessors(stored_events)
-        with curs.connection.cursor() as links_curs:
-            links_curs.execute(
-                self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
-            )
-            previous: bytes | None = None
-            links: dict[EventKey, bytes] = {}
-            for row in links_curs.fetchall():
-                if row["oid"] is None:
-                    previous = bytes(row["link"])
-                else:
-                    links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
-            rows = link_batch(stored_events, positions, previous, links)
-            links_curs.execute(
-                self._insert_links,
-                (
-                    [r[0] for r in rows],
-                    [UUID(r[1]) for r in rows],
-                    [r[2] for r in rows],
-                    [r[3] for r in rows],
-                    [r[4] for r in rows],
-                    [r[5] for r in rows],
-                ),
-            )
+        # The links were read under the table lock (queued after it): the last link is the
+        # one just before these positions.
+        previous: bytes | None = None
+        links: dict[EventKey, bytes] = {}
+        for row in links_curs.fetchall():
+            if row["oid"] is None:
+                previous = bytes(row["link"])
+            else:
+                links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
+        rows = link_batch(stored_events, positions, previous, links)
+        # Sent with the COMMIT (pipeline mode): no wait of its own.
+        links_curs.execute(
+            self._insert_links,
+            (
+                [r[0] for r in rows],
+                [UUID(r[1]) for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+                [r[5] for r in rows],
+            ),
+        )

@@ -18,10 +18,10 @@ adds its five-byte Sync message to an empty buffer. Selected through the factory
 
 The recorder also writes the hash chain (:mod:`crm_domain.infrastructure.hashchain`) in the
 events' transaction, at no round trip of its own: the query for the last link and the
-aggregates' previous links is queued in the same pipeline right after the ``LOCK TABLE``
-and the events' ``INSERT`` (so the server runs it under the table lock, and its reply comes
-back with the notification ids, in the one ``sync()``); the chain rows computed from both
-are inserted by one statement sent with the ``COMMIT``.
+aggregates' previous links is queued in the same pipeline after the ``LOCK TABLE`` and
+before the events' ``INSERT`` (so the server runs it under the table lock, and its reply
+comes back with the notification ids, in the one ``sync()``); the chain rows computed from
+both are inserted by one statement sent with the ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.generators import send
@@ -76,6 +80,9 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE (originator_id, originator_version) IN "
             "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])))"
         ).format(schema=schema, table=table)
+        self._insert_link = SQL(
+            "INSERT INTO {schema}.{table} VALUES (%s, %s, %s, %s, %s, %s)"
+        ).format(schema=schema, table=table)
         self._insert_links = SQL(
             "INSERT INTO {schema}.{table} SELECT * FROM unnest("
             "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
@@ -104,17 +111,9 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if len(stored_events) > 0:
                     with conn.cursor() as curs, conn.cursor() as links_curs:
                         try:
-                            # LOCK TABLE, NOTIFY, INSERT ... RETURNING (all sent).
-                            self._insert_stored_events(curs, stored_events, **kwargs)
-                            # Queued behind the lock: the links just before these events.
-                            # Never prepared: a statement queued after one that fails (a
-                            # concurrent write's version conflict) is aborted with it, and
-                            # psycopg's prepared-statement cache would then name a
-                            # statement the server never prepared.
-                            links_curs.execute(
-                                self._select_links,
-                                ([UUID(k[0]) for k in keys], [k[1] for k in keys]),
-                                prepare=False,
+                            # LOCK TABLE, NOTIFY, the chain's links, INSERT ... RETURNING.
+                            self._insert_stored_events(
+                                curs, stored_events, links=(links_curs, keys), **kwargs
                             )
                             # One round trip for all; a uniqueness violation is raised here.
                             pipeline.sync()
@@ -135,9 +134,24 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         self,
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
+        *,
+        links: tuple[Cursor[DictRow], Sequence[EventKey]] | None = None,
         **kwargs: Any,
     ) -> None:
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+        # The library's order (PostgresApplicationRecorder._insert_stored_events): LOCK
+        # TABLE and NOTIFY, then the events' INSERT.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        if links is not None:
+            # Queued behind the lock, so the server reads the links under it: the log's
+            # last link and each aggregate's previous one, just before these events. Before
+            # the INSERT, so a concurrent write's version conflict (the INSERT failing) does
+            # not abort it: psycopg's prepared-statement cache then stays true.
+            links_curs, keys = links
+            links_curs.execute(
+                self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
+            )
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
         # Outside pipeline mode the buffer is already empty and this returns at once.
         conn = curs.connection
         conn.wait(send(conn.pgconn))
@@ -159,6 +173,12 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
                 links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
         rows = link_batch(stored_events, positions, previous, links)
         # Sent with the COMMIT (pipeline mode): no wait of its own.
+        if len(rows) == 1:  # a single command's event: plain values are cheaper to send
+            position, oid, version, digest, aggregate, link = rows[0]
+            links_curs.execute(
+                self._insert_link, (position, UUID(oid), version, digest, aggregate, link)
+            )
+            return
         links_curs.execute(
             self._insert_links,
             (

@@ -42,8 +42,16 @@ from psycopg.generators import send
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from crm_domain.audit.verifier import GENESIS
 from crm_domain.errors import ConfigurationError
-from crm_domain.infrastructure.hashchain import ChainTable, EventKey, link_batch, predecessors
+from crm_domain.infrastructure.hashchain import (
+    ChainTable,
+    EventKey,
+    link_batch,
+    originator_hex,
+    predecessors,
+    stored_event_hash,
+)
 
 
 class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -83,6 +91,18 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         self._insert_link = SQL(
             "INSERT INTO {schema}.{table} VALUES (%s, %s, %s, %s, %s, %s)"
         ).format(schema=schema, table=table)
+        # The same hashes as hashchain.link_batch (crm_domain.audit.verifier's aggregate_link
+        # and chain_link; int8send is the position as 8 big-endian bytes), for one event.
+        self._insert_one_link = SQL(
+            "INSERT INTO {schema}.{table} SELECT e.pos, e.oid, e.ver, e.digest, "
+            "sha256(COALESCE((SELECT aggregate_hash FROM {schema}.{table} "
+            "WHERE originator_id = e.oid AND originator_version = e.ver - 1), e.genesis) "
+            "|| e.digest), "
+            "sha256(COALESCE((SELECT chain_hash FROM {schema}.{table} "
+            "ORDER BY position DESC LIMIT 1), e.genesis) || int8send(e.pos) || e.digest) "
+            "FROM (SELECT %s::bigint AS pos, %s::uuid AS oid, %s::bigint AS ver, "
+            "%s::bytea AS digest, %s::bytea AS genesis) AS e"
+        ).format(schema=schema, table=table)
         self._insert_links = SQL(
             "INSERT INTO {schema}.{table} SELECT * FROM unnest("
             "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
@@ -111,16 +131,23 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
                 if len(stored_events) > 0:
                     with conn.cursor() as curs, conn.cursor() as links_curs:
                         try:
-                            # LOCK TABLE, NOTIFY, the chain's links, INSERT ... RETURNING.
+                            # LOCK TABLE, NOTIFY, the chain's links (a batch of several
+                            # events), INSERT ... RETURNING.
+                            single = len(stored_events) == 1
                             self._insert_stored_events(
-                                curs, stored_events, links=(links_curs, keys), **kwargs
+                                curs,
+                                stored_events,
+                                links=None if single else (links_curs, keys),
+                                **kwargs,
                             )
                             # One round trip for all; a uniqueness violation is raised here.
                             pipeline.sync()
                             positions = self._fetch_ids_after_insert_events(
                                 curs, stored_events, **kwargs
                             )
-                            if positions:
+                            if positions and single:
+                                self._chain_one(links_curs, stored_events[0], positions[0])
+                            elif positions:
                                 self._chain(links_curs, stored_events, positions)
                         except Exception as e:
                             # Avoid psycopg emitting a pipeline warning.
@@ -155,6 +182,16 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         # Outside pipeline mode the buffer is already empty and this returns at once.
         conn = curs.connection
         conn.wait(send(conn.pgconn))
+
+    def _chain_one(self, curs: Cursor[DictRow], stored: StoredEvent, position: int) -> None:
+        # One event (a single command's): the server links it, in the statement sent with
+        # the COMMIT, still under the table lock, reading the log's last link and the
+        # aggregate's previous one itself (no query of the links before, nothing to fetch).
+        oid = originator_hex(stored.originator_id)
+        digest = stored_event_hash(stored)
+        curs.execute(
+            self._insert_one_link, (position, oid, stored.originator_version, digest, GENESIS)
+        )
 
     def _chain(
         self,

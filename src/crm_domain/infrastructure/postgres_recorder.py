@@ -17,11 +17,13 @@ adds its five-byte Sync message to an empty buffer. Selected through the factory
 ``docs/limits.md``.
 
 The recorder also writes the hash chain (:mod:`crm_domain.infrastructure.hashchain`) in the
-events' transaction, at no round trip of its own: the query for the last link and the
-aggregates' previous links is queued in the same pipeline after the ``LOCK TABLE`` and
-before the events' ``INSERT`` (so the server runs it under the table lock, and its reply
-comes back with the notification ids, in the one ``sync()``); the chain rows computed from
-both are inserted by one statement sent with the ``COMMIT``.
+events' transaction, at no round trip of its own. A single event (one command's) is linked
+by the server: the chain ``INSERT`` sent with the ``COMMIT`` computes its links with
+``sha256()`` from the last link and the aggregate's previous one, read under the table
+lock. For a batch, the query for those links is queued in the same pipeline after the
+``LOCK TABLE`` and before the events' ``INSERT`` (so the server runs it under the lock, and
+its reply comes back with the notification ids, in the one ``sync()``); the chain rows
+computed from both are inserted by one statement sent with the ``COMMIT``.
 """
 
 from __future__ import annotations

@@ -90,9 +90,6 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE (originator_id, originator_version) IN "
             "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])))"
         ).format(schema=schema, table=table)
-        self._insert_link = SQL(
-            "INSERT INTO {schema}.{table} VALUES (%s, %s, %s, %s, %s, %s)"
-        ).format(schema=schema, table=table)
         # The same hashes as hashchain.link_batch (crm_domain.audit.verifier's aggregate_link
         # and chain_link; int8send is the position as 8 big-endian bytes), for one event.
         self._insert_one_link = SQL(
@@ -212,12 +209,6 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
                 links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
         rows = link_batch(stored_events, positions, previous, links)
         # Sent with the COMMIT (pipeline mode): no wait of its own.
-        if len(rows) == 1:  # a single command's event: plain values are cheaper to send
-            position, oid, version, digest, aggregate, link = rows[0]
-            links_curs.execute(
-                self._insert_link, (position, UUID(oid), version, digest, aggregate, link)
-            )
-            return
         links_curs.execute(
             self._insert_links,
             (

@@ -11,11 +11,11 @@ commit order), so the previous link read is the one just before. eventsourcing's
 and contracts are unchanged: a reader that knows nothing of the chain reads as before.
 
 The recorders hook into eventsourcing 9.5's internals: SQLite's
-``SQLiteApplicationRecorder._insert_events`` (which returns the new rowids) and
-PostgreSQL's ``PostgresApplicationRecorder._fetch_ids_after_insert_events`` (called with
-the notification ids, inside the locked transaction), as :mod:`.postgres_recorder` already
-does with ``_insert_stored_events``. If a release moves them, ``tests/audit/
-test_tampering.py`` fails on each backend (an untouched log no longer verifies intact).
+``SQLiteApplicationRecorder._insert_events`` (which returns the new rowids); on PostgreSQL,
+:mod:`.postgres_recorder` runs the library's ``insert_events`` body itself (pipeline, lock,
+``_insert_stored_events``, ``_fetch_ids_after_insert_events``) so the chain's statements
+share its round trips. If a release moves them, ``tests/audit/test_tampering.py`` fails on
+each backend (an untouched log no longer verifies intact).
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ commit order), so the previous link read is the one just before. eventsourcing's
 and contracts are unchanged: a reader that knows nothing of the chain reads as before.
 
 The recorders hook into eventsourcing 9.5's internals: SQLite's
-``SQLiteApplicationRecorder._insert_events`` (which returns the new rowids) and
-PostgreSQL's ``PostgresApplicationRecorder._fetch_ids_after_insert_events`` (called with
-the notification ids, inside the locked transaction), as :mod:`.postgres_recorder` already
-does with ``_insert_stored_events``. If a release moves them, ``tests/audit/
-test_tampering.py`` fails on each backend (an untouched log no longer verifies intact).
+``SQLiteApplicationRecorder._insert_events`` (which returns the new rowids); on PostgreSQL,
+:mod:`.postgres_recorder` runs the library's ``insert_events`` body itself (pipeline, lock,
+``_insert_stored_events``, ``_fetch_ids_after_insert_events``) so the chain's statements
+share its round trips. If a release moves them, ``tests/audit/test_tampering.py`` fails on
+each backend (an untouched log no longer verifies intact).
 """
 
 from __future__ import annotations
@@ -114,6 +114,18 @@ class ChainTable:
         ]
 
 
+#: Aggregates' links read per query (SQLite allows 500 terms in a compound SELECT).
+_LINKS_PER_QUERY = 400
+_LAST_LINK = (
+    "SELECT NULL, NULL, chain_hash FROM "
+    "(SELECT chain_hash FROM {table} ORDER BY position DESC LIMIT 1)"
+)
+_AGGREGATE_LINK = (
+    "SELECT originator_id, originator_version, aggregate_hash FROM {table} "
+    "WHERE originator_id=? AND originator_version=?"
+)
+
+
 def chain_sqlite(
     cursor: sqlite3.Cursor,
     table: str,
@@ -122,20 +134,27 @@ def chain_sqlite(
 ) -> None:
     """Write the chain rows of events just inserted at ``positions``, through the
     writing transaction's cursor (which holds SQLite's one write lock)."""
-    row = cursor.execute(f"SELECT chain_hash FROM {table} ORDER BY position DESC LIMIT 1")
-    last = row.fetchone()
-    previous = bytes(last[0]) if last is not None else None
+    # One query for the log's last link (originator NULL) and the aggregates' previous
+    # links (more queries only past SQLite's limit on a compound SELECT's terms).
+    keys = predecessors(stored_events)
+    previous: bytes | None = None
     links: dict[EventKey, bytes] = {}
-    for key in predecessors(stored_events):
-        found = cursor.execute(
-            f"SELECT aggregate_hash FROM {table} WHERE originator_id=? AND originator_version=?",
-            key,
-        ).fetchone()
-        if found is not None:
-            links[key] = bytes(found[0])
+    for start in range(0, max(len(keys), 1), _LINKS_PER_QUERY):
+        chunk = keys[start : start + _LINKS_PER_QUERY]
+        terms = [_LAST_LINK.format(table=table)] if start == 0 else []
+        terms += [_AGGREGATE_LINK.format(table=table)] * len(chunk)
+        params = [part for key in chunk for part in key]
+        for oid, version, link in cursor.execute(" UNION ALL ".join(terms), params):
+            if oid is None:
+                previous = bytes(link)
+            else:
+                links[(oid, version)] = bytes(link)
     rows = link_batch(stored_events, positions, previous, links)
     try:
-        cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
+        if len(rows) == 1:
+            cursor.execute(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows[0])
+        else:
+            cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
     except sqlite3.IntegrityError:
         # SQLite reuses the position of a deleted last event: the chain remembers it. The
         # whole write is rolled back (nothing stored), and says why rather than looking

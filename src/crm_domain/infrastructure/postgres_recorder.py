@@ -17,9 +17,13 @@ adds its five-byte Sync message to an empty buffer. Selected through the factory
 ``docs/limits.md``.
 
 The recorder also writes the hash chain (:mod:`crm_domain.infrastructure.hashchain`) in the
-events' transaction: after the ``INSERT`` returns the notification ids, still under the
-table lock, it reads the last link and the aggregates' previous links (one query) and
-inserts the chain rows (one statement, sent with the commit).
+events' transaction, at no round trip of its own. A single event (one command's) is linked
+by the server: the chain ``INSERT`` sent with the ``COMMIT`` computes its links with
+``sha256()`` from the last link and the aggregate's previous one, read under the table
+lock. For a batch, the query for those links is queued in the same pipeline after the
+``LOCK TABLE`` and before the events' ``INSERT`` (so the server runs it under the lock, and
+its reply comes back with the notification ids, in the one ``sync()``); the chain rows
+computed from both are inserted by one statement sent with the ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -28,15 +32,28 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+)
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.generators import send
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from crm_domain.audit.verifier import GENESIS
 from crm_domain.errors import ConfigurationError
-from crm_domain.infrastructure.hashchain import ChainTable, EventKey, link_batch, predecessors
+from crm_domain.infrastructure.hashchain import (
+    ChainTable,
+    EventKey,
+    link_batch,
+    originator_hex,
+    predecessors,
+    stored_event_hash,
+)
 
 
 class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -73,63 +90,133 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
             "WHERE (originator_id, originator_version) IN "
             "(SELECT * FROM unnest(%s::uuid[], %s::bigint[])))"
         ).format(schema=schema, table=table)
+        # The same hashes as hashchain.link_batch (crm_domain.audit.verifier's aggregate_link
+        # and chain_link; int8send is the position as 8 big-endian bytes), for one event.
+        self._insert_one_link = SQL(
+            "INSERT INTO {schema}.{table} SELECT e.pos, e.oid, e.ver, e.digest, "
+            "sha256(COALESCE((SELECT aggregate_hash FROM {schema}.{table} "
+            "WHERE originator_id = e.oid AND originator_version = e.ver - 1), e.genesis) "
+            "|| e.digest), "
+            "sha256(COALESCE((SELECT chain_hash FROM {schema}.{table} "
+            "ORDER BY position DESC LIMIT 1), e.genesis) || int8send(e.pos) || e.digest) "
+            "FROM (SELECT %s::bigint AS pos, %s::uuid AS oid, %s::bigint AS ver, "
+            "%s::bytea AS digest, %s::bytea AS genesis) AS e"
+        ).format(schema=schema, table=table)
         self._insert_links = SQL(
             "INSERT INTO {schema}.{table} SELECT * FROM unnest("
             "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
         ).format(schema=schema, table=table)
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        """eventsourcing's ``PostgresApplicationRecorder.insert_events`` (pipeline mode,
+        one transaction), with the chain's links read in the events' round trip and the
+        chain rows inserted with the commit."""
         if self.datastore.enable_db_functions:
             raise ConfigurationError(
                 "POSTGRES_ENABLE_DB_FUNCTIONS inserts events past the hash chain: leave it off"
             )
-        return super().insert_events(stored_events, **kwargs)
+        return self._insert_chained(stored_events, **kwargs)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_chained(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
+        exc: Exception | None = None
+        positions: Sequence[int] | None = None
+        keys = predecessors(stored_events)
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction():
+                # Other things first (a new customer's key), pipelined too.
+                with conn.cursor() as curs:
+                    self._insert_events(curs, stored_events, **kwargs)
+                if len(stored_events) > 0:
+                    with conn.cursor() as curs, conn.cursor() as links_curs:
+                        try:
+                            # LOCK TABLE, NOTIFY, the chain's links (a batch of several
+                            # events), INSERT ... RETURNING.
+                            single = len(stored_events) == 1
+                            self._insert_stored_events(
+                                curs,
+                                stored_events,
+                                links=None if single else (links_curs, keys),
+                                **kwargs,
+                            )
+                            # One round trip for all; a uniqueness violation is raised here.
+                            pipeline.sync()
+                            positions = self._fetch_ids_after_insert_events(
+                                curs, stored_events, **kwargs
+                            )
+                            if positions and single:
+                                self._chain_one(links_curs, stored_events[0], positions[0])
+                            elif positions:
+                                self._chain(links_curs, stored_events, positions)
+                        except Exception as e:
+                            # Avoid psycopg emitting a pipeline warning.
+                            exc = e
+            if exc:
+                # Reraise exception after pipeline context manager has exited.
+                raise exc
+        return positions
 
     def _insert_stored_events(
         self,
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
+        *,
+        links: tuple[Cursor[DictRow], Sequence[EventKey]] | None = None,
         **kwargs: Any,
     ) -> None:
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+        # The library's order (PostgresApplicationRecorder._insert_stored_events): LOCK
+        # TABLE and NOTIFY, then the events' INSERT.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        if links is not None:
+            # Queued behind the lock, so the server reads the links under it: the log's
+            # last link and each aggregate's previous one, just before these events. Before
+            # the INSERT, so a concurrent write's version conflict (the INSERT failing) does
+            # not abort it: psycopg's prepared-statement cache then stays true.
+            links_curs, keys = links
+            links_curs.execute(
+                self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
+            )
+        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
         # Outside pipeline mode the buffer is already empty and this returns at once.
         conn = curs.connection
         conn.wait(send(conn.pgconn))
 
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        if positions:
-            self._chain(curs, stored_events, positions)
-        return positions
+    def _chain_one(self, curs: Cursor[DictRow], stored: StoredEvent, position: int) -> None:
+        # One event (a single command's): the server links it, in the statement sent with
+        # the COMMIT, still under the table lock, reading the log's last link and the
+        # aggregate's previous one itself (no query of the links before, nothing to fetch).
+        oid = originator_hex(stored.originator_id)
+        digest = stored_event_hash(stored)
+        curs.execute(
+            self._insert_one_link, (position, oid, stored.originator_version, digest, GENESIS)
+        )
 
     def _chain(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], positions: Sequence[int]
+        self,
+        links_curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        positions: Sequence[int],
     ) -> None:
-        # Still inside the transaction that holds the table lock: the last link is the one
-        # just before these positions.
-        keys = predecessors(stored_events)
-        with curs.connection.cursor() as links_curs:
-            links_curs.execute(
-                self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
-            )
-            previous: bytes | None = None
-            links: dict[EventKey, bytes] = {}
-            for row in links_curs.fetchall():
-                if row["oid"] is None:
-                    previous = bytes(row["link"])
-                else:
-                    links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
-            rows = link_batch(stored_events, positions, previous, links)
-            links_curs.execute(
-                self._insert_links,
-                (
-                    [r[0] for r in rows],
-                    [UUID(r[1]) for r in rows],
-                    [r[2] for r in rows],
-                    [r[3] for r in rows],
-                    [r[4] for r in rows],
-                    [r[5] for r in rows],
-                ),
-            )
+        # The links were read under the table lock (queued after it): the last link is the
+        # one just before these positions.
+        previous: bytes | None = None
+        links: dict[EventKey, bytes] = {}
+        for row in links_curs.fetchall():
+            if row["oid"] is None:
+                previous = bytes(row["link"])
+            else:
+                links[(row["oid"].hex, row["ver"])] = bytes(row["link"])
+        rows = link_batch(stored_events, positions, previous, links)
+        # Sent with the COMMIT (pipeline mode): no wait of its own.
+        links_curs.execute(
+            self._insert_links,
+            (
+                [r[0] for r in rows],
+                [UUID(r[1]) for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+                [r[5] for r in rows],
+            ),
+        )

@@ -421,7 +421,8 @@ def make_apps(ours_url: str, bare_url: str) -> tuple[CRM, Bare]:
     # supplies the mapper and transcoder topics).
     env = StoreURL.parse(bare_url).eventsourcing_env()
     env["IS_SNAPSHOTTING_ENABLED"] = "y"
-    env["APPLICATION_RECORDER_TOPIC"] = STOCK_RECORDERS[env["PERSISTENCE_MODULE"]]
+    if env["PERSISTENCE_MODULE"] in STOCK_RECORDERS:
+        env["APPLICATION_RECORDER_TOPIC"] = STOCK_RECORDERS[env["PERSISTENCE_MODULE"]]
     bare = Bare(env)
     for a, b in (
         (bare.mapper, crm.app.mapper),

@@ -59,7 +59,10 @@ class ConsentLedger:
         self, customer_id: UUID, purpose: str, channel: Channel | str | None = None
     ) -> bool:
         """True if the customer consents to ``purpose`` (on ``channel``, or on any channel)."""
-        return consent.allows(self._consents.get(customer_id, {}), purpose, channel)
+        consents = self._consents.get(customer_id, {})
+        if channel is None:  # what consent.allows answers, without a Channel per call
+            return bool(consents.get(purpose))
+        return consent.allows(consents, purpose, channel)
 
     def consents(self, customer_id: UUID) -> consent.Consents:
         """The customer's consents as of the last event applied (purpose -> channels)."""

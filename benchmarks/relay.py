@@ -246,6 +246,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--linger-ms", type=int, help="RelaySettings.linger_ms for relay and bare (default: its)"
+    )
     args = parser.parse_args()
     print(f"kafka-python CRC32C: {crc_implementation()}")
     broker = None
@@ -272,8 +275,9 @@ def main() -> int:
             # fresh topics, and bare producers sending the same records to fresh topics.
             suffix = uuid.uuid4().hex[:6]
             routing = default_routing(f"bench.erp.{suffix}", f"bench.mkt.{suffix}", partitions=6)
+            tuning = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
             settings = RelaySettings(
-                bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}"
+                bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}", **tuning
             )
             relay = KafkaRelay(crm.app, settings, routing)
             relay.prepare_topics()

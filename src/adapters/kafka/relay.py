@@ -270,7 +270,7 @@ class _Session:
         self.pending: deque[_Pending] = deque()
         # Lists of notifications (what the subscription had in memory at once, up to _PAGE),
         # then _STOP or the reader's exception: one queue hand-over per page, not per event.
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=20)
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=10)  # <= 10,000 notifications
         #: Notifications taken from the queue, not yet published.
         self.buffer: deque[Notification] = deque()
         # The recorder's subscription (what ApplicationSubscription wraps): its own thread

@@ -18,9 +18,17 @@ kafka-python computes record CRCs with the ``crc32c`` accelerator when it is ins
 dependency of crm-core); the benchmark prints which one it uses.
 
 Target (issue 12): relay >= 80% of bare. Events/s count published messages. Each round measures the
-relay and then the bare producers; the verdict uses the median over rounds of the per-round
-ratio (tansu shares the machine's cores, so single rounds are noisy). This is a benchmark,
-not a test: it prints whether the target is met and exits 0 either way.
+relay and the bare producer with the relay's settings, in turn (the first of the two alternates
+from round to round, so neither always runs on a warmer broker); the verdict uses the median over
+rounds of the per-round ratio (tansu shares the machine's cores, so single rounds are noisy).
+Like with like: the same records to fresh topics of the same layout, the same producer settings,
+the same broker and process; the bare producer's clock starts after its metadata is fetched,
+the relay's includes its start (topics check, tracking position, connecting), a few ms.
+
+It also prints where the time goes: the main thread's CPU per message in the relay and in the
+bare producer, and the relay's stages one by one in a single thread (reading log pages,
+decoding the stored JSON, the consent rule, encoding, ``KafkaProducer.send``). This is a
+benchmark, not a test: it prints whether the target is met and exits 0 either way.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from kafka import KafkaProducer
 from adapters.kafka import KafkaRelay, RelaySettings, default_routing
 from adapters.kafka.consent import ConsentLedger, ConsentRule
 from adapters.kafka.eventtypes import crm_event_types
+from adapters.kafka.routing import RoutingTable
 from crm_domain.application import CRM
 
 TARGET = 0.80
@@ -117,17 +126,79 @@ def same_records(crm: CRM, relay: KafkaRelay) -> list[tuple[str, bytes, bytes, l
 
 
 def bare(
-    bootstrap: str, records: list[tuple[str, bytes, bytes, list[Any]]], config: dict[str, Any]
+    bootstrap: str,
+    records: list[tuple[str, bytes, bytes, list[Any]]],
+    config: dict[str, Any],
+    cpu: list[float] | None = None,
 ) -> float:
+    """Messages/s of a kafka-python producer sending ``records`` (and ``flush``); appends
+    the main thread's CPU seconds per message to ``cpu``."""
     producer = KafkaProducer(**config)
-    producer.partitions_for(records[0][0])  # metadata fetched before the clock starts
-    started = time.perf_counter()
+    for topic in {r[0] for r in records}:
+        producer.partitions_for(topic)  # metadata fetched before the clock starts
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for topic, key, value, headers in records:
         producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append((time.thread_time() - cpu_started) / len(records))
     producer.close()
     return len(records) / elapsed
+
+
+def stage_profile(crm: CRM, relay: KafkaRelay, repeat: int = 3) -> dict[str, float]:
+    """CPU µs per message of each stage of the relay's stored-JSON path, one stage at a time
+    in this thread (no producer thread, no reader thread): what the relay adds to a bare
+    producer's ``send``. The least of ``repeat`` runs of each (the machine is shared)."""
+    runs = [_stages(crm, relay) for _ in range(repeat)]
+    return {stage: min(run[stage] for run in runs) for stage in runs[0]}
+
+
+def _stages(crm: CRM, relay: KafkaRelay) -> dict[str, float]:
+    rule, ledger = ConsentRule(), ConsentLedger()
+    topics = relay.followed_topics
+    started = time.thread_time()
+    notifications: list[Any] = []
+    position = 0
+    while True:
+        page = crm.app.recorder.select_notifications(
+            start=position, limit=1000, topics=topics, inclusive_of_start=False
+        )
+        notifications.extend(page)
+        if len(page) < 1000:
+            break
+        position = page[-1].id
+    read = time.thread_time() - started
+    registry = crm_event_types()
+    by_topic = {et.topic: et for et in registry}
+    routes = {et: relay.routing.routes_for(et) for et in registry}
+    started = time.thread_time()
+    states = [(n, crm.app.mapper.to_event_state(n)[1]) for n in notifications]
+    decode = time.thread_time() - started
+    started = time.thread_time()
+    routed = []
+    for n, state in states:
+        et = by_topic.get(n.topic)
+        if et is None:
+            continue
+        aggregate_id = uuid.UUID(state["originator_id"])
+        for route in routes[et]:
+            decision = rule.decide_stored(route, aggregate_id, et, ledger, state)
+            if decision.publish:
+                routed.append((state, et, decision.redact))
+    consent = time.thread_time() - started  # with the id's UUID, as the relay makes it
+    started = time.thread_time()
+    for state, et, redact in routed:
+        relay.encoder.encode_stored(state, et, redact)
+    encode = time.thread_time() - started
+    messages = len(routed)
+    return {
+        "read log pages": read / messages * 1e6,
+        "decode stored JSON (to_event_state)": decode / messages * 1e6,
+        "consent rule": consent / messages * 1e6,
+        "encode CloudEvents record": encode / messages * 1e6,
+    }
 
 
 def crc_implementation() -> str:
@@ -175,6 +246,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
     parser.add_argument("--json", type=Path, help="also write the medians here")
+    parser.add_argument(
+        "--linger-ms", type=int, help="RelaySettings.linger_ms for relay and bare (default: its)"
+    )
     args = parser.parse_args()
     print(f"kafka-python CRC32C: {crc_implementation()}")
     broker = None
@@ -192,29 +266,32 @@ def main() -> int:
             f"in {time.perf_counter() - t0:.1f}s ({store.split(':')[0]})"
         )
         relay_rates, bare_rates, default_rates, ratios = [], [], [], []
+        relay_cpu: list[float] = []
+        bare_cpu: list[float] = []
         ceiling_rates: list[float] = []
         published = redacted = from_json = 0
         for round_ in range(args.rounds):
             # Each round: a fresh relay (own tracking table, so it reads the whole store) to
-            # fresh topics, then bare producers sending the same records to fresh topics.
+            # fresh topics, and bare producers sending the same records to fresh topics.
             suffix = uuid.uuid4().hex[:6]
             routing = default_routing(f"bench.erp.{suffix}", f"bench.mkt.{suffix}", partitions=6)
+            tuning = {} if args.linger_ms is None else {"linger_ms": args.linger_ms}
             settings = RelaySettings(
-                bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}"
+                bootstrap=bootstrap, create_topics=True, name=f"bench_{suffix}", **tuning
             )
             relay = KafkaRelay(crm.app, settings, routing)
             relay.prepare_topics()
-            started = time.perf_counter()
-            stats = relay.run(until_caught_up=True)
-            relay_rates.append(stats.messages_acked / (time.perf_counter() - started))
-            published, redacted = stats.messages_acked, stats.redacted_for_consent
-            from_json = stats.events_from_stored_json
-            records = same_records(crm, relay)
-            assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
-            for rates, config in (
-                (bare_rates, settings.producer_config()),
-                (default_rates, {"bootstrap_servers": bootstrap}),
-            ):
+            records = same_records(crm, relay)  # what it sends (its count is checked below)
+
+            def bare_round(
+                rates: list[float],
+                config: dict[str, Any],
+                cpu: list[float] | None,
+                suffix: str = suffix,
+                routing: RoutingTable = routing,
+                settings: RelaySettings = settings,
+                records: list[tuple[str, bytes, bytes, list[Any]]] = records,
+            ) -> None:
                 bare_routing = default_routing(
                     f"bench.erp.b{suffix}{len(rates)}",
                     f"bench.mkt.b{suffix}{len(rates)}",
@@ -222,9 +299,22 @@ def main() -> int:
                 )
                 KafkaRelay(crm.app, settings, bare_routing).prepare_topics()
                 rename = dict(zip(routing.topics, bare_routing.topics, strict=True))
-                rates.append(
-                    bare(bootstrap, [(rename[t], k, v, h) for t, k, v, h in records], config)
-                )
+                renamed = [(rename[t], k, v, h) for t, k, v, h in records]
+                rates.append(bare(bootstrap, renamed, config, cpu))
+
+            bare_first = round_ % 2 == 1
+            if bare_first:
+                bare_round(bare_rates, settings.producer_config(), bare_cpu)
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            stats = relay.run(until_caught_up=True)
+            relay_rates.append(stats.messages_acked / (time.perf_counter() - started))
+            relay_cpu.append((time.thread_time() - cpu_started) / stats.messages_acked)
+            published, redacted = stats.messages_acked, stats.redacted_for_consent
+            from_json = stats.events_from_stored_json
+            assert len(records) == stats.messages_acked, (len(records), stats.messages_acked)
+            if not bare_first:
+                bare_round(bare_rates, settings.producer_config(), bare_cpu)
+            bare_round(default_rates, {"bootstrap_servers": bootstrap}, None)
             ceiling_routing = default_routing(
                 f"bench.erp.c{suffix}", f"bench.mkt.c{suffix}", partitions=6
             )
@@ -239,6 +329,7 @@ def main() -> int:
             print(
                 f"round {round_ + 1}: relay {relay_rates[-1]:,.0f}/s, "
                 f"bare {bare_rates[-1]:,.0f}/s ({ratios[-1]:.0%})"
+                f"{' (bare first)' if bare_first else ''}"
             )
         relay_rate, bare_same, bare_default = (
             statistics.median(r) for r in (relay_rates, bare_rates, default_rates)
@@ -260,6 +351,15 @@ def main() -> int:
             f"relay / bare (same settings), median : {ratio:10.0%}  "
             f"(target >= {TARGET:.0%}: {verdict})"
         )
+        cpu_relay, cpu_bare = (statistics.median(c) * 1e6 for c in (relay_cpu, bare_cpu))
+        print("main thread's CPU per message (the GIL serialises it with the producer's thread):")
+        print(f"  relay (read, decode, consent, encode, send, acks) : {cpu_relay:6.1f} µs")
+        print(f"  bare producer (send)                               : {cpu_bare:6.1f} µs")
+        stages = stage_profile(crm, relay)
+        print("the relay's own stages, one at a time in one thread, per message:")
+        for stage, micros in stages.items():
+            print(f"  {stage:<48} : {micros:6.1f} µs")
+        print(f"  {'sum (added to each send)':<48} : {sum(stages.values()):6.1f} µs")
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -270,6 +370,9 @@ def main() -> int:
                         "bare_default_rate": round(bare_default),
                         "confluent_rate": round(ceiling_rate) if ceiling_rate else None,
                         "ratio": round(ratio, 3),
+                        "relay_main_cpu_us": round(cpu_relay, 1),
+                        "bare_main_cpu_us": round(cpu_bare, 1),
+                        "stages_us": {k: round(v, 1) for k, v in stages.items()},
                         "crc32c": crc_implementation(),
                         "load": round(os.getloadavg()[0], 1),
                     }

@@ -222,7 +222,7 @@ def relay_kafka(
     ] = "kafka_relay",
     linger_ms: Annotated[
         int, typer.Option("--linger-ms", min=0, help="how long the producer waits to batch")
-    ] = 5,
+    ] = 20,
     max_pending: Annotated[int, typer.Option("--max-pending", min=1, hidden=True)] = 2_000,
     checkpoint_interval: Annotated[
         float,

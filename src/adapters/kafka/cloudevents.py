@@ -274,15 +274,18 @@ class EventEncoder:
         self, envelope: Envelope, event_type: EventType, redacted: Sequence[str]
     ) -> Headers:
         """``ce_*`` headers; the parts that depend only on the event type are cached."""
-        headers = list(self._constant_headers(event_type))
+        headers = [
+            *self._constant_headers(event_type),
+            ("ce_id", envelope.event_id.encode()),
+            ("ce_subject", envelope.subject.encode()),
+            ("ce_time", envelope.time.encode()),
+        ]
         metadata = envelope.metadata
-        headers.append(("ce_id", envelope.event_id.encode()))
-        headers.append(("ce_subject", envelope.subject.encode()))
-        headers.append(("ce_time", envelope.time.encode()))
-        for key, extension in _METADATA_HEADERS:
-            value = metadata.get(key)
-            if value:
-                headers.append((extension, value.encode()))
+        if metadata:
+            for key, extension in _METADATA_HEADERS:
+                value = metadata.get(key)
+                if value:
+                    headers.append((extension, value.encode()))
         headers.append(("ce_aggregateversion", str(envelope.version).encode()))
         headers.append(("ce_recordedtime", envelope.recorded.encode()))
         if redacted:

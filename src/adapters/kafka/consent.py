@@ -59,7 +59,10 @@ class ConsentLedger:
         self, customer_id: UUID, purpose: str, channel: Channel | str | None = None
     ) -> bool:
         """True if the customer consents to ``purpose`` (on ``channel``, or on any channel)."""
-        return consent.allows(self._consents.get(customer_id, {}), purpose, channel)
+        consents = self._consents.get(customer_id, {})
+        if channel is None:  # what consent.allows answers, without a Channel per call
+            return bool(consents.get(purpose))
+        return consent.allows(consents, purpose, channel)
 
     def consents(self, customer_id: UUID) -> consent.Consents:
         """The customer's consents as of the last event applied (purpose -> channels)."""
@@ -120,6 +123,14 @@ class ConsentRule:
     """Applies a route's consent requirement to an event, using the ledger and the personal
     fields the event's class declares."""
 
+    def __init__(self) -> None:
+        # Per event class: its personal fields, sorted (None: it declares nothing). Classes
+        # declare them once, when they are defined, so this is looked up once per class.
+        self._personal: dict[type[Any], tuple[str, ...] | None] = {}
+        # The decisions that depend only on (purpose, what to do without consent, the
+        # personal fields present): immutable, so made once and handed out again.
+        self._decisions: dict[tuple[str, WithoutConsent, tuple[str, ...]], Decision] = {}
+
     def decide(
         self, route: Route, event: DomainEvent, event_type: EventType, ledger: ConsentLedger
     ) -> Decision:
@@ -157,21 +168,32 @@ class ConsentRule:
             return PUBLISH
         if event_type.aggregate == "customer" and ledger.has_consent(aggregate_id, purpose):
             return PUBLISH
-        personal = personal_fields(event_type.cls)
+        cls = event_type.cls
+        try:
+            personal = self._personal[cls]
+        except KeyError:
+            declared = personal_fields(cls)
+            personal = self._personal[cls] = None if declared is None else tuple(sorted(declared))
         if personal is None:
             return Decision(
                 publish=False,
                 reason=f"{event_type.name} has no personal-data declaration; "
                 f"not published to {route.topic} without {purpose!r} consent",
             )
-        present = tuple(sorted(f for f in personal if has_value(source, f)))
+        present = tuple(f for f in personal if has_value(source, f))  # sorted, as personal
         if not present:
             return PUBLISH
-        if route.without_consent is WithoutConsent.DROP:
-            return Decision(
-                publish=False, reason=f"no {purpose!r} consent: personal data in {present}"
-            )
-        return Decision(publish=True, redact=present, reason=f"no {purpose!r} consent")
+        key = (purpose, route.without_consent, present)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if route.without_consent is WithoutConsent.DROP:
+                decision = Decision(
+                    publish=False, reason=f"no {purpose!r} consent: personal data in {present}"
+                )
+            else:
+                decision = Decision(publish=True, redact=present, reason=f"no {purpose!r} consent")
+            self._decisions[key] = decision
+        return decision
 
 
 _EMPTY: tuple[object, ...] = (None, "", [], {}, ())

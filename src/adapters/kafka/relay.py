@@ -42,7 +42,7 @@ from adapters.kafka.tracking import tracking_recorder_for
 from crm_domain.customer import Customer
 from crm_domain.errors import BrokerUnavailableError, ConfigurationError, PublishError
 from crm_domain.eventmodel import DomainEvent
-from crm_domain.infrastructure.compat import force_close_sender
+from crm_domain.infrastructure.compat import force_close_sender, has_buffered_notifications
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class _Pending:
 
 
 _STOP = object()
+#: The most notifications the reader hands to the main loop at once (one queue item).
+_PAGE = 1000
 
 
 class KafkaRelay:
@@ -266,7 +268,11 @@ class _Session:
         self.acked_position = position
         self.recorded_position = position
         self.pending: deque[_Pending] = deque()
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=10_000)
+        # Lists of notifications (what the subscription had in memory at once, up to _PAGE),
+        # then _STOP or the reader's exception: one queue hand-over per page, not per event.
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=10)  # <= 10,000 notifications
+        #: Notifications taken from the queue, not yet published.
+        self.buffer: deque[Notification] = deque()
         # The recorder's subscription (what ApplicationSubscription wraps): its own thread
         # pulls notifications in pages; mapping them to domain events happens in the main
         # loop, so the reader thread holds the GIL only briefly and the producer's network
@@ -282,11 +288,20 @@ class _Session:
     # -- the subscription reader (its own thread: the subscription blocks when idle) --
     def _read(self) -> None:
         try:
-            with self.subscription:
-                for item in self.subscription:
+            subscription = self.subscription
+            with subscription:
+                for item in subscription:
+                    page = [item]
+                    # The rest of what the subscription already holds in memory (reading
+                    # it does not wait), so a backlog crosses the queue a page at a time.
+                    while len(page) < _PAGE and has_buffered_notifications(subscription):
+                        try:
+                            page.append(next(subscription))
+                        except StopIteration:  # stopped meanwhile: the for loop ends next
+                            break
                     while not self.reader_stop.is_set():
                         try:
-                            self.queue.put(item, timeout=0.1)
+                            self.queue.put(page, timeout=0.1)
                             break
                         except queue.Full:
                             continue
@@ -342,12 +357,19 @@ class _Session:
                 return
 
     def _next(self, timeout: float) -> Any:
+        """The next notification (or _STOP, or the reader's exception); None if none came
+        within ``timeout`` seconds."""
+        buffer = self.buffer
+        if buffer:
+            return buffer.popleft()
         try:
-            if timeout <= 0:
-                return self.queue.get_nowait()
-            return self.queue.get(timeout=timeout)
+            item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
         except queue.Empty:
             return None
+        if type(item) is not list:
+            return item
+        buffer.extend(item)
+        return buffer.popleft()
 
     def _publish(self, event: DomainEvent, notification_id: int) -> None:
         """The typed path: the event as its model (upcast if it is an old version)."""
@@ -559,7 +581,7 @@ class _Session:
         self.last_checkpoint = time.monotonic()
 
     def _caught_up(self, target: int) -> bool:
-        if self.pending or not self.queue.empty():
+        if self.pending or self.buffer or not self.queue.empty():
             return False
         position = self.acked_position or 0
         if position >= target:

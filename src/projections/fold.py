@@ -88,7 +88,9 @@ def fold_log(
         folding = [_Folding(m, m(session)) for m in view.read_models]
         for f in folding:
             f.model.hold_all_rows(after == 0)
-        pending = 0  # events handled since rows were last written (rows appended by them)
+        # Events handled since rows were last written: read models append about one row
+        # per event between writes (the timeline's entries), besides the rows they hold.
+        pending = 0
         start = after + 1
         while start <= head:
             page = recorder.select_notifications(start=start, limit=page_size, stop=head)
@@ -96,6 +98,7 @@ def fold_log(
                 break
             logged = [LoggedEvent(n, mapper) for n in page]
             page_topics = {n.topic for n in page}
+            handled_topics: set[str] = set()
             for f in folding:
                 unknown = page_topics - f.known
                 if unknown:
@@ -111,8 +114,9 @@ def fold_log(
                 handled = [e for e in logged if e.topic in topics]
                 if not handled:
                     continue
+                handled_topics |= topics
                 _apply(view, f, handled)
-                pending += len(handled)
+            pending += sum(1 for n in page if n.topic in handled_topics)
             done += len(page)
             start = page[-1].id + 1
             if pending + sum(f.model.held_rows() for f in folding) > row_budget:

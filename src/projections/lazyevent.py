@@ -17,12 +17,15 @@ or a lazy one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from datetime import date, datetime
+from enum import Enum
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 from uuid import UUID
 
 from annotated_types import BaseMetadata
 from eventsourcing.utils import get_topic
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from crm_domain.errors import InvalidStoredEventError, problems
@@ -45,7 +48,74 @@ def _reader(field: FieldInfo) -> Reader:
     annotation = _annotation(field)
     if field.metadata:
         annotation = Annotated[(annotation, *field.metadata)]
-    return TypeAdapter(annotation).validate_python
+    validate = TypeAdapter(annotation).validate_python
+    if field.metadata:
+        return validate
+    fast = _fast_reader(field.annotation)
+    return validate if fast is None else _or_validate(fast, validate)
+
+
+#: Fast readers of the commonest field types, from the form pydantic writes them in
+#: (anything else, or a value they refuse, is left to pydantic: same value, same errors).
+def _uuid(value: Any) -> UUID:
+    if type(value) is str and len(value) == 36:
+        return UUID(value)
+    raise ValueError(value)
+
+
+def _utc_datetime(value: Any) -> datetime:
+    # pydantic writes UTC times as "...Z"; another offset is left to pydantic.
+    if type(value) is str and value[-1:] == "Z" and value[10:11] == "T":
+        return datetime.fromisoformat(value)
+    raise ValueError(value)
+
+
+def _date(value: Any) -> date:
+    if type(value) is str and len(value) == 10 and value[4] == "-":
+        return date.fromisoformat(value)
+    raise ValueError(value)
+
+
+def _optional(fast: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
+        return None if value is None else fast(value)
+
+    return read
+
+
+def _enum(enum_class: type[Enum]) -> Callable[[Any], Any]:
+    def read(value: Any) -> Any:
+        if type(value) is str or type(value) is int:
+            return enum_class(value)
+        raise ValueError(value)
+
+    return read
+
+
+def _fast_reader(annotation: Any) -> Callable[[Any], Any] | None:
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 2 and type(None) in args:
+        inner = _fast_reader(next(a for a in args if a is not type(None)))
+        return None if inner is None else _optional(inner)
+    if annotation is UUID:
+        return _uuid
+    if annotation is AwareDatetime:
+        return _utc_datetime
+    if annotation is date:
+        return _date
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return _enum(annotation)
+    return None
+
+
+def _or_validate(fast: Callable[[Any], Any], validate: Callable[[Any], Any]) -> Reader:
+    def read(value: Any) -> Any:
+        try:
+            return fast(value)
+        except (ValueError, TypeError):
+            return validate(value)
+
+    return read
 
 
 class _Fields:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import JSON, Table, Uuid, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -40,7 +40,7 @@ class _Precompiled:
     this small; here a row becomes DBAPI parameters in one list comprehension.
     """
 
-    __slots__ = ("columns", "convert", "copy", "names", "positional", "sql")
+    __slots__ = ("columns", "convert", "copy", "names", "positional", "row_values", "sql")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, columns: dict[str, str]) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
@@ -65,6 +65,13 @@ class _Precompiled:
             for i, name in enumerate(order)
             if (process := processors[name]) is not None
         ]
+        types = {name: bind.type.dialect_impl(dialect) for name, bind in compiled.binds.items()}
+        self.row_values = _row_function(
+            [
+                (columns[name], processors[name], _is_hex_uuid(types[name], dialect))
+                for name in order
+            ]
+        )
         #: PostgreSQL (psycopg): an INSERT as ``COPY FROM STDIN``, several times faster than
         #: ``executemany`` (which sends and dumps every row as its own statement).
         self.copy: str | None = None
@@ -74,22 +81,49 @@ class _Precompiled:
             table = dialect.identifier_preparer.format_table(stmt.table)
             self.copy = f"COPY {table} ({names}) FROM STDIN"
 
-    def values(self, rows: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    def values(self, rows: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, ...]]:
         """Each row's DBAPI values in the order the SQL takes them (missing columns: None)."""
-        columns = self.columns
-        convert = self.convert
-        for row in rows:
-            values = [row.get(column) for column in columns]
-            for i, process in convert:
-                values[i] = process(values[i])
-            yield values
+        return map(self.row_values, rows)
 
     def params(self, rows: Iterable[dict[str, Any]]) -> list[Any]:
         """DBAPI parameters of these rows: tuples or dicts, as the dialect takes them."""
         if self.positional:
-            return [tuple(values) for values in self.values(rows)]
+            return list(map(self.row_values, rows))
         names = self.names
         return [dict(zip(names, values, strict=True)) for values in self.values(rows)]
+
+
+def _is_hex_uuid(type_: Any, dialect: Dialect) -> bool:
+    """A ``Uuid(as_uuid=True)`` stored as text (SQLite): its bind processor is ``value.hex``."""
+    return (
+        isinstance(type_, Uuid)
+        and bool(type_.as_uuid)
+        and (not dialect.supports_native_uuid or not type_.native_uuid)
+    )
+
+
+def _row_function(
+    parameters: Sequence[tuple[str, _Processor, bool]],
+) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``row -> tuple of DBAPI values``, one expression compiled for a statement: each
+    parameter is ``row.get(column)`` through its bind processor (a UUID stored as text is
+    read as ``.hex`` in place, which is all its processor does). A rebuild writes every row
+    of a read model through this, so it is written out rather than looped over."""
+    namespace: dict[str, Any] = {}
+    items = []
+    for i, (column, process, hex_uuid) in enumerate(parameters):
+        get = f"g({column!r})"
+        if hex_uuid:
+            items.append(f"(None if (v{i} := {get}) is None else v{i}.hex)")
+        elif process is not None:
+            namespace[f"p{i}"] = process
+            items.append(f"p{i}({get})")
+        else:
+            items.append(get)
+    source = f"def row_values(row):\n    g = row.get\n    return ({', '.join(items)},)\n"
+    exec(source, namespace)  # built from the table's own column names
+    function: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["row_values"]
+    return function
 
 
 _PRECOMPILED: dict[tuple[Table, str, str, str, str], _Precompiled] = {}
@@ -165,13 +199,26 @@ class RowCache:
         self._deleted: set[Hashable] = set()
         #: Keys put as new in this batch: not in the database, nothing to delete there.
         self._fresh: set[Hashable] = set()
-        #: Whether every row of the table is in this cache (a rebuild folding the log into
-        #: empty tables): a key not cached is then not stored, and nothing is read.
-        self.complete = False
+        self._single_key = self.key_columns[0] if len(self.key_columns) == 1 else None
+        self._complete = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the table is in this cache (a rebuild folding the log into
+        empty tables): a key not cached is then not stored, and nothing is read. Every
+        row held is then new, so nothing is tracked: :meth:`write` inserts them all."""
+        return self._complete
+
+    @complete.setter
+    def complete(self, value: bool) -> None:
+        if value and self._complete != value and self._rows:
+            raise ValueError("rows are cached: a table is held complete from empty only")
+        self._complete = value
 
     def _key_of(self, row: Row) -> Hashable:
-        if len(self.key_columns) == 1:
-            key: Hashable = row[self.key_columns[0]]
+        single = self._single_key
+        if single is not None:
+            key: Hashable = row[single]
             return key
         return tuple(row[c] for c in self.key_columns)
 
@@ -214,6 +261,8 @@ class RowCache:
 
     def get(self, key: Hashable) -> Row | None:
         """The row with this key, or None; changes to it are written at :meth:`write`."""
+        if self._complete:  # every row held is new, and written whole
+            return self._rows.get(key)
         self._load(key)
         row = self._rows[key]
         if row is not None:
@@ -224,6 +273,9 @@ class RowCache:
         """Add or replace a whole row. ``new=True`` promises no such row is stored yet
         (saves a lookup; a broken promise fails the batch on the primary key)."""
         key = self._key_of(row)
+        if self._complete:
+            self._rows[key] = row
+            return row
         if new:
             self._fresh.add(key)
         else:
@@ -235,6 +287,9 @@ class RowCache:
 
     def delete(self, key: Hashable) -> None:
         """Remove the row with this key (if there is one)."""
+        if self._complete:  # nothing stored: it just is not inserted
+            self._rows[key] = None
+            return
         if key in self._fresh:
             self._fresh.discard(key)
         else:
@@ -251,7 +306,16 @@ class RowCache:
         return (row for row in self._rows.values() if row is not None)
 
     def write(self) -> None:
-        """Insert new rows, update changed ones, delete removed ones; then forget them."""
+        """Insert new rows, update changed ones, delete removed ones; then forget them.
+
+        A complete cache (see :attr:`complete`) inserts every row it holds, and is no longer
+        complete after: its rows are stored now."""
+        if self._complete:
+            held = [row for row in self._rows.values() if row is not None]
+            execute_many(self.session, self.table, "insert", held)
+            self._rows.clear()
+            self._complete = False
+            return
         inserts: list[Row] = []
         updates: list[Row] = []
         for key in self._dirty:

@@ -73,6 +73,10 @@ _PERSONAL_EVENTS = tuple(c for c in CUSTOMER_EVENTS if payload_personal_fields(c
 _ACCOUNT_TOPICS = frozenset(get_topic(c) for c in ACCOUNT_EVENTS)
 
 
+#: JSON types whose empty value a summary leaves out.
+_EMPTY_SHOWN = (str, list, dict)
+
+
 def _iso(moment: datetime) -> str:
     """Sortable text of a UTC time: same order on every database, to the microsecond."""
     if moment.tzinfo is None:
@@ -113,10 +117,12 @@ def _describe(event_class: type[Any], state: dict[str, Any]) -> str:
             f"opportunity {state['opportunity_id']} moved "
             f"{state['from_stage']} -> {state['to_stage']}"
         )
+    # Every field but the envelope, leaving out None, "" and empty lists and objects (a
+    # falsy value of another type, 0 or false, is shown).
     parts = [
         f"{k}={v}"
         for k, v in state.items()
-        if k not in ENVELOPE_FIELDS and v not in (None, "", [], {})
+        if (v or (v is not None and type(v) not in _EMPTY_SHOWN)) and k not in ENVELOPE_FIELDS
     ]
     return (_words(event_class.__name__) + (": " + ", ".join(parts) if parts else ""))[
         :_SUMMARY_LIMIT
@@ -154,6 +160,9 @@ class ActivityTimeline(ReadModel):
         # Everything comes from the stored JSON: the timeline shows what was recorded.
         state = json_state(e)
         event_class = e.__class__
+        if kind == "customer":  # a contact may be about one of the customer's accounts
+            about = state.get("account_id")
+            account_id = UUID(about) if about else None
         channel = state.get("channel")
         self._new.append(
             {
@@ -174,10 +183,7 @@ class ActivityTimeline(ReadModel):
     def customer_event(self, e: Any, position: int) -> None:
         if isinstance(e, Customer.PersonalDataErased):
             self._erase(e.originator_id)
-        account_id = json_state(e).get("account_id")
-        self._add(
-            e, position, "customer", e.originator_id, UUID(account_id) if account_id else None
-        )
+        self._add(e, position, "customer", e.originator_id, None)
 
     @handles(*ACCOUNT_EVENTS)
     def account_event(self, e: Any, position: int) -> None:

@@ -125,11 +125,13 @@ class PydanticMapper(Mapper[Any]):
         current version but not validated into a model: for readers (projections) that
         use a few fields of many events and would rather not build every model."""
         cls = resolve_topic(stored_event.topic)
-        state = self.transcoder.decode(self._plain_state(stored_event))
+        plain = self._plain_state(stored_event)
+        state = self.transcoder.decode(plain)
         sealer = self.sealer
         if sealer is not None:
             sealer.saw(cls, stored_event.originator_id)
-            state = sealer.open(cls, state)
+            if SEALED_BYTES in plain:  # else nothing to open (most events: read fast)
+                state = sealer.open(cls, state)
         return cls, self._upcast(cls, state)
 
     def _plain_state(self, stored_event: StoredEvent) -> bytes:

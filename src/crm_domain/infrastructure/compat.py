@@ -13,6 +13,7 @@ import kafka-python.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -130,6 +131,58 @@ def before_inserting_events(recorder: Any, step: Callable[[Any, Sequence[Any]], 
         return insert_events(cursor, stored_events, **kwargs)
 
     recorder._insert_events = _insert_events
+    return True
+
+
+#: Statements an SQLite connection of the store keeps prepared (Python's own default).
+SQLITE_CACHED_STATEMENTS = 128
+
+
+def cache_sqlite_statements(datastore: Any, size: int = SQLITE_CACHED_STATEMENTS) -> bool:
+    """Make the SQLite connections ``datastore`` opens from now on keep ``size`` prepared
+    statements; False (nothing done) for a datastore without an SQLite connection pool.
+
+    eventsourcing's ``SQLiteConnectionPool._create_connection`` opens each connection with
+    ``cached_statements=True``, which Python's sqlite3 takes as a cache of ONE statement:
+    every statement of a write (``BEGIN``, the events' ``INSERT``, the chain's, the key
+    store's, ``COMMIT``) and of a read was compiled again each time. The library offers no
+    setting for it, so the pool's connection factory is replaced on the instance by the
+    same body (9.5.6) with a real cache; connections already open keep theirs.
+    """
+    from eventsourcing.persistence import InterfaceError
+    from eventsourcing.sqlite import (
+        SQLITE3_DEFAULT_LOCK_TIMEOUT,
+        SQLiteConnection,
+        SQLiteConnectionPool,
+    )
+
+    pool = getattr(datastore, "pool", None)
+    if not isinstance(pool, SQLiteConnectionPool):
+        return False
+
+    def _create_connection() -> SQLiteConnection:
+        try:
+            connection = sqlite3.connect(
+                database=pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # auto-commit mode, as the library's
+                cached_statements=size,
+                timeout=pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )
+        except (sqlite3.Error, TypeError) as e:
+            raise InterfaceError(e) from e
+        if not pool.is_sqlite_memory_mode and not pool.is_journal_mode_wal:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode;")
+            if cursor.fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL;")
+                pool.journal_mode_was_changed_to_wal = True
+            pool.is_journal_mode_wal = True
+        connection.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=connection, max_age=pool.max_age)
+
+    pool._create_connection = _create_connection  # type: ignore[method-assign]
     return True
 
 

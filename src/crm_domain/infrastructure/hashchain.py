@@ -20,7 +20,9 @@ each backend (an untouched log no longer verifies intact).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -126,6 +128,38 @@ _AGGREGATE_LINK = (
 )
 
 
+#: The SQL function the single-event chain INSERT hashes with (registered per connection).
+SQLITE_SHA256 = "crm_chain_sha256"
+#: A position as the log's link hashes it (the verifier's ``chain_link``: 8 bytes, big-endian).
+_POSITION = struct.Struct(">Q")
+_ONE_LINK = (
+    "INSERT INTO {table} VALUES (?1, ?2, ?3, ?4, "
+    + SQLITE_SHA256
+    + "(COALESCE(CASE WHEN ?3 > 1 THEN (SELECT aggregate_hash FROM {table} "
+    "WHERE originator_id = ?2 AND originator_version = ?3 - 1) END, ?5), ?4), "
+    + SQLITE_SHA256
+    + "(COALESCE((SELECT chain_hash FROM {table} ORDER BY position DESC LIMIT 1), ?5), ?6, ?4))"
+)
+
+
+def _sqlite_sha256(*parts: bytes) -> bytes:
+    """SHA-256 of the blobs given, one after the other (the verifier's links, in SQL)."""
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def _execute_linking(cursor: sqlite3.Cursor, statement: str, params: Sequence[object]) -> None:
+    """Run the single-event chain INSERT, registering its hash function on the connection
+    the first time it meets one without it (a statement that fails to prepare changes
+    nothing, so the transaction goes on)."""
+    try:
+        cursor.execute(statement, params)
+    except sqlite3.OperationalError as error:
+        if SQLITE_SHA256 not in str(error):
+            raise
+        cursor.connection.create_function(SQLITE_SHA256, -1, _sqlite_sha256, deterministic=True)
+        cursor.execute(statement, params)
+
+
 def chain_sqlite(
     cursor: sqlite3.Cursor,
     table: str,
@@ -134,8 +168,39 @@ def chain_sqlite(
 ) -> None:
     """Write the chain rows of events just inserted at ``positions``, through the
     writing transaction's cursor (which holds SQLite's one write lock)."""
-    # One query for the log's last link (originator NULL) and the aggregates' previous
-    # links (more queries only past SQLite's limit on a compound SELECT's terms).
+    try:
+        if len(stored_events) == 1:
+            # One event (every single command but register): one statement reads both
+            # previous links and inserts the row, hashing the links in SQLite.
+            stored, position = stored_events[0], positions[0]
+            oid = originator_hex(stored.originator_id)
+            version = stored.originator_version
+            digest = event_hash(stored.topic, oid, version, stored.state)
+            params = (position, oid, version, digest, GENESIS, _POSITION.pack(position))
+            _execute_linking(cursor, _ONE_LINK.format(table=table), params)
+        else:
+            rows = _link_rows(cursor, table, stored_events, positions)
+            cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
+    except sqlite3.IntegrityError:
+        # SQLite reuses the position of a deleted last event: the chain remembers it. The
+        # whole write is rolled back (nothing stored), and says why rather than looking
+        # like a concurrent write to retry.
+        raise TamperDetectedError(
+            "deleted",
+            positions[0],
+            "this position is already chained: the event stored there was deleted "
+            "(or the chain table edited); nothing was stored, run `crm audit verify`",
+        ) from None
+
+
+def _link_rows(
+    cursor: sqlite3.Cursor,
+    table: str,
+    stored_events: Sequence[StoredEvent],
+    positions: Sequence[int],
+) -> list[ChainRow]:
+    """The chain rows of a batch, its links read in one query (more only past SQLite's
+    limit on a compound SELECT's terms) and hashed here."""
     keys = predecessors(stored_events)
     previous: bytes | None = None
     links: dict[EventKey, bytes] = {}
@@ -149,19 +214,4 @@ def chain_sqlite(
                 previous = bytes(link)
             else:
                 links[(oid, version)] = bytes(link)
-    rows = link_batch(stored_events, positions, previous, links)
-    try:
-        if len(rows) == 1:
-            cursor.execute(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows[0])
-        else:
-            cursor.executemany(f"INSERT INTO {table} VALUES (?,?,?,?,?,?)", rows)
-    except sqlite3.IntegrityError:
-        # SQLite reuses the position of a deleted last event: the chain remembers it. The
-        # whole write is rolled back (nothing stored), and says why rather than looking
-        # like a concurrent write to retry.
-        raise TamperDetectedError(
-            "deleted",
-            positions[0],
-            "this position is already chained: the event stored there was deleted "
-            "(or the chain table edited); nothing was stored, run `crm audit verify`",
-        ) from None
+    return link_batch(stored_events, positions, previous, links)

@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
-from crm_domain.infrastructure.compat import wake_subscription
+from crm_domain.infrastructure.compat import cache_sqlite_statements, wake_subscription
 from crm_domain.infrastructure.hashchain import ChainTable, chain_sqlite
 
 #: Seconds between polls of the SQLite events table while a subscription waits.
@@ -61,6 +61,8 @@ class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         #: The hash chain's table, beside the events table.
         self.chain_table = ChainTable.beside(events_table_name)
+        # The store's connections keep their statements prepared (the library's keep one).
+        cache_sqlite_statements(datastore)
         super().__init__(datastore, events_table_name)
 
     def construct_create_table_statements(self) -> list[str]:

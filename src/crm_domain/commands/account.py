@@ -164,7 +164,8 @@ class AssignAccountManager(AccountCommand[None]):
 
 
 class SetCreditLimit(AccountCommand[None]):
-    """Set how much the account may owe (checked by ERP when orders are confirmed)."""
+    """Set how much the account may owe (checked when an order's confirmation is requested:
+    unpaid invoices + confirmed unshipped orders + the order must stay within it)."""
 
     command_name = "set_credit_limit"
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adapters.cli.options import Format, OutputFormat, Store, load_settings
+from adapters.cli.options import Format, OutputFormat, Store, existing_crm, load_settings
 from adapters.cli.render import Section, render
 from adapters.cli.tamper import register as register_tamper_evidence
 from crm_domain.errors import InvalidCommandError
@@ -72,22 +72,11 @@ def register(app: typer.Typer) -> None:
     app.command("denials")(denials)
 
 
-def _crm(store: str | None) -> Any:
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    return CRM(settings=settings)
-
-
 def history(ref: Ref, store: Store = None, fmt: Format = OutputFormat.TABLE) -> None:
     """Every event of a customer or account, oldest first: record and business time,
     actor, source system, correlation and command id, and the fields it changed."""
-    crm = _crm(store)
-    try:
+    with existing_crm(store) as crm:
         entries = crm.audit_history(ref)
-    finally:
-        crm.close()
     if fmt is OutputFormat.JSON:
         _json(
             [
@@ -156,11 +145,8 @@ def show(
     from crm_domain.timetravel import flatten, state_of
 
     when = parse_time(as_of, "--as-of") if as_of is not None else None
-    crm = _crm(store)
-    try:
+    with existing_crm(store) as crm:
         found = crm.state_at(ref, when=when, version=version)
-    finally:
-        crm.close()
     state = state_of(found)
     header = {
         "id": str(found.id),
@@ -223,13 +209,10 @@ def denials(
     ] = None,
 ) -> None:
     """Commands and actions the access policy denied (the access audit log)."""
-    crm = _crm(store)
-    try:
+    with existing_crm(store) as crm:
         found = crm.access.log.read(
             since=parse_time(since, "--since") if since else None, actor=actor, limit=limit
         )
-    finally:
-        crm.close()
     section = Section(
         f"Access denials ({len(found)})",
         ("#", "when", "actor", "roles", "source", "command", "target", "reason", "correlation"),

@@ -15,7 +15,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from adapters.cli.options import Store, load_settings
+from adapters.cli.options import Store, existing_crm
 from crm_domain.commands.customer import DEFAULT_LEGAL_BASIS
 
 forget_app = typer.Typer(
@@ -42,12 +42,7 @@ def customer(
     store: Store = None,
 ) -> None:
     """Destroy the customer's key and record the erasure (who, when, why, legal basis)."""
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
         try:
             customer_id = UUID(ref)
         except ValueError:
@@ -55,7 +50,5 @@ def customer(
         code = crm.customer(customer_id).code
         with crm.context(actor=actor or getpass.getuser()):
             erased = crm.forget_customer(customer_id, reason=reason, legal_basis=legal_basis)
-    finally:
-        crm.close()
     what = "personal data erased" if erased else "was already erased; key destroyed again"
     Console().print(f"customer {code} ({customer_id}): {what}")

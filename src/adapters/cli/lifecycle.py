@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli.options import Format, OutputFormat, Store, load_settings
+from adapters.cli.options import Format, OutputFormat, Store, existing_crm
 from adapters.cli.render import Section, render
 
 ActorOption = Annotated[
@@ -60,18 +60,8 @@ def handover(
 ) -> None:
     """Hand everything FROM holds over to TO in one transaction: customer manager, account
     managers, open opportunities and open commitments, with the history kept."""
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    crm = CRM(settings=settings)
-    try:
-        with crm.context(actor=_actor(actor)):
-            result = crm.hand_over(
-                from_manager, to_manager, reason=reason, customers=customers or None
-            )
-    finally:
-        crm.close()
+    with existing_crm(store) as crm, crm.context(actor=_actor(actor)):
+        result = crm.hand_over(from_manager, to_manager, reason=reason, customers=customers or None)
     moved = Section(
         f"Handed over from {from_manager} to {to_manager} ({len(result.moves):,})",
         ("what", "customer", "name"),
@@ -118,18 +108,12 @@ def scan(
 ) -> None:
     """Apply the lifecycle policy to every customer with confirmed orders: first purchase,
     repeat purchase, at risk, lapsed, won back. A second run records nothing."""
-    from crm_domain.application import CRM
     from crm_domain.processes import end_of_day
 
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
         with crm.context(actor=_actor(actor)):
             result = crm.scan_lifecycle(as_of=end_of_day(as_of.date()) if as_of else None)
         policy = crm.lifecycle_policy.settings
-    finally:
-        crm.close()
     summary = Section(
         f"Lifecycle scan as of {result.as_of:%Y-%m-%d %H:%M} UTC",
         ("measure", "value"),

@@ -7,14 +7,19 @@ environment (``CRM_*``) and ``crm.toml`` fill in what the command line leaves ou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from crm_domain.infrastructure.storage import StoreURL
 from crm_domain.settings import CRMSettings
+
+if TYPE_CHECKING:
+    from crm_domain.application import CRM
 
 STORE_HELP = (
     "Event store URL: sqlite:///FILE, postgresql://USER@HOST/DB or memory:// "
@@ -165,6 +170,22 @@ def load_settings(store: str | None = None, **kafka: Any) -> CRMSettings:
     if given:
         overrides["kafka"] = given
     return CRMSettings.load(**overrides)
+
+
+@contextmanager
+def existing_crm(store: str | None) -> Iterator[CRM]:
+    """The CRM on the store ``--store`` (or the settings) names, closed afterwards. The store
+    must exist: a command that works on what is there refuses a mistyped path
+    (:class:`~crm_domain.errors.StoreNotFoundError`) instead of creating an empty store."""
+    from crm_domain.application import CRM
+
+    settings = load_settings(store)
+    settings.store.check(must_exist=True)
+    crm = CRM(settings=settings)
+    try:
+        yield crm
+    finally:
+        crm.close()
 
 
 def read_secret(path: Path | None) -> str | None:

@@ -15,7 +15,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from adapters.cli.options import Format, OutputFormat, Store, load_settings
+from adapters.cli.options import Format, OutputFormat, Store, existing_crm
 from adapters.cli.render import Section, render
 
 orders_app = typer.Typer(
@@ -28,13 +28,9 @@ AccountId = Annotated[UUID, typer.Argument(metavar="ACCOUNT", help="the account'
 @orders_app.command("exposure")
 def exposure(account: AccountId, store: Store = None, fmt: Format = OutputFormat.TABLE) -> None:
     """The account's credit limit, unpaid invoices, confirmed unshipped orders and headroom."""
-    from crm_domain.application import CRM
     from crm_domain.errors import CreditCurrencyError
 
-    settings = load_settings(store)
-    settings.store.check()
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
         acc = crm.account(account)
         section = Section(f"Credit exposure of {acc.name}", ["measure", "value"], measures=True)
         limit = acc.credit_limit
@@ -56,8 +52,6 @@ def exposure(account: AccountId, store: Store = None, fmt: Format = OutputFormat
                 section.add("exposure", f"{figures.exposure.amount:,.2f} {cur}")
                 section.add("headroom", f"{figures.headroom:,.2f} {cur}")
         render([section], fmt, console=Console())
-    finally:
-        crm.close()
 
 
 @orders_app.command("cancel")
@@ -71,14 +65,7 @@ def cancel(
     store: Store = None,
 ) -> None:
     """Cancel an order that has not shipped (placed, awaiting ERP, or confirmed)."""
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check()
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
         with crm.context(actor=actor, source_system="crm-cli"):
             crm.cancel_order(account, order, reason=reason)
         typer.echo(f"order {order} cancelled")
-    finally:
-        crm.close()

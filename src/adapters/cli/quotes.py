@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli.options import Store, load_settings
+from adapters.cli.options import Store, existing_crm
 
 #: ``--as-of DATE`` (``YYYY-MM-DD``): the day to judge by, instead of today.
 AsOf = Annotated[
@@ -42,15 +42,8 @@ def as_of_date(value: datetime | None) -> date | None:
 @quotes_app.command("expire")
 def expire(store: Store = None, as_of: AsOf = None) -> None:
     """Record the expiry of every active quote past its validity (idempotent)."""
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
         expired = crm.expire_quotes(as_of=as_of_date(as_of))
-    finally:
-        crm.close()
     day = as_of_date(as_of) or "today"
     typer.echo(f"expired {len(expired):,} quote{'s' if len(expired) != 1 else ''} as of {day}")
     for quote_id in expired:

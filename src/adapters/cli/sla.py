@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.cli.options import Format, OutputFormat, Store, load_settings
+from adapters.cli.options import Format, OutputFormat, Store, existing_crm, load_settings
 from adapters.cli.render import Section, render
 from crm_domain.sla import CalendarSettings
 
@@ -115,17 +115,11 @@ def scan(
 ) -> None:
     """Record the SLA breaches of still-open tickets as of now (idempotent: run it every
     minute from a scheduler; a second run records nothing new)."""
-    from crm_domain.application import CRM
-
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    moment = _as_of(as_of, settings.calendar)
-    crm = CRM(settings=settings)
-    try:
+    with existing_crm(store) as crm:
+        settings = crm.settings
+        moment = _as_of(as_of, settings.calendar)
         with crm.context(actor=SCAN_ACTOR):
             found = crm.scan_sla_breaches(as_of=moment)
-    finally:
-        crm.close()
     table = Section(
         f"SLA breaches recorded as of {moment.isoformat()} ({len(found):,})",
         ("customer", "ticket", "clock", "due"),

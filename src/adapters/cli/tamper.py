@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 
-from adapters.cli.options import Store, load_settings
+from adapters.cli.options import Store, existing_crm
 from crm_domain.application import CRM
 from crm_domain.audit import verifier
 from crm_domain.audit.export import export_log
@@ -35,10 +35,14 @@ def register(app: typer.Typer) -> None:
     app.registered_commands.extend(_commands.registered_commands)
 
 
-def _crm(store: str | None) -> CRM:
-    settings = load_settings(store)
-    settings.store.check(must_exist=True)
-    return CRM(settings=settings)
+def _emit(document: Any, out: Path | None, written: str) -> None:
+    """Print ``document`` as JSON, or write it to ``out`` and say so (``written``)."""
+    text = json.dumps(document, indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(written)
 
 
 def _aggregate(crm: CRM, ref: str) -> UUID:
@@ -72,7 +76,8 @@ def verify(
     """Walk the log against its hash chain; report the first event modified, deleted,
     inserted or reordered (exit 10-13), a snapshot edited (14), history not yet chained (15),
     or that the log is intact (0)."""
-    report = verify_log(_crm(store), start=start, snapshots=snapshots)
+    with existing_crm(store) as crm:
+        report = verify_log(crm, start=start, snapshots=snapshots)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -85,13 +90,14 @@ def verify(
 def seal(store: Store = None) -> None:
     """Chain, once, the events stored before the hash chain existed (an upgraded store);
     refuses a log whose chained part does not verify. Publish the digest it prints."""
-    crm = _crm(store)
-    report = seal_log(crm)
+    with existing_crm(store) as crm:
+        report = seal_log(crm)
+        digest = current_digest(crm)
     if report.sealed:
         typer.echo(f"sealed {report.sealed:,} events; {report.chained:,} events chained")
     else:
         typer.echo(f"nothing to seal: all {report.chained:,} events are chained")
-    typer.echo(f"digest {current_digest(crm)}")
+    typer.echo(f"digest {digest}")
 
 
 @_commands.command("keygen")
@@ -120,9 +126,9 @@ def export(
 ) -> None:
     """Write the verified history as JSON Lines with a signed manifest."""
     cut = _aware(until) if until is not None else None
-    crm = _crm(store)
-    crm.authorize("audit.export")
-    manifest = export_log(crm, out, load_signing_key(key), until=cut)
+    with existing_crm(store) as crm:
+        crm.authorize("audit.export")
+        manifest = export_log(crm, out, load_signing_key(key), until=cut)
     typer.echo(
         f"exported {manifest['count']:,} events (positions {manifest['first_position']}.."
         f"{manifest['last_position']}) to {out}; digest {manifest['digest']}"
@@ -148,7 +154,8 @@ def verify_export(
 @_commands.command("digest")
 def digest(store: Store = None) -> None:
     """Print the log's current digest (SIZE:ROOT), for publishing elsewhere."""
-    typer.echo(str(current_digest(_crm(store))))
+    with existing_crm(store) as crm:
+        typer.echo(str(current_digest(crm)))
 
 
 @_commands.command("prove")
@@ -159,14 +166,9 @@ def prove(
     store: Store = None,
 ) -> None:
     """Export one customer's (or account's) events with inclusion proofs against a digest."""
-    crm = _crm(store)
-    proof = prove_customer(crm, _aggregate(crm, customer), Digest.parse(digest))
-    text = json.dumps(proof, indent=2)
-    if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"{len(proof['events'])} events with inclusion proofs written to {out}")
+    with existing_crm(store) as crm:
+        proof = prove_customer(crm, _aggregate(crm, customer), Digest.parse(digest))
+    _emit(proof, out, f"{len(proof['events'])} events with inclusion proofs written to {out}")
 
 
 @_commands.command("verify-proof")
@@ -191,19 +193,15 @@ def consistency_proof(
 ) -> None:
     """Prove the log at digest NEW extends the log at digest OLD (the proof, as JSON)."""
     old_digest, new_digest = Digest.parse(old), Digest.parse(new)
-    proof = consistency(_crm(store), old_digest, new_digest)
+    with existing_crm(store) as crm:
+        proof = consistency(crm, old_digest, new_digest)
     document = {
         "format": verifier.CONSISTENCY_FORMAT,
         "old": str(old_digest),
         "new": str(new_digest),
         "consistency_proof": [h.hex() for h in proof],
     }
-    text = json.dumps(document, indent=2)
-    if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"{new_digest} extends {old_digest}: proof written to {out}")
+    _emit(document, out, f"{new_digest} extends {old_digest}: proof written to {out}")
 
 
 @_commands.command("verify-consistency")

@@ -36,11 +36,12 @@ docs: install
 	$(BIN)/python docs/api.py build/api
 
 # Benchmarks are run on demand and reported in docs/performance.md, never asserted in tests.
-# `make bench` runs them all (projections at 10k and 100k events) in under 10 minutes on 2 cores.
+# `make bench` runs them all (projections at 10k, 100k and 1M events; at 1M only SQLite's bare read
+# and one-process fold) in under 10 minutes on 2 cores.
 bench: install
 	$(BIN)/python benchmarks/report.py
 
-# Adds the projections benchmark at 1M events (about half an hour more on 2 cores).
+# Every projections measurement at 1M events on both backends (about half an hour more on 2 cores).
 bench-full: install
 	$(BIN)/python benchmarks/report.py --full
 

@@ -104,3 +104,35 @@ def test_relayed_records_land_where_kafka_python_would_put_them(kafka_bootstrap:
         assert record.key is not None
         assert record.partition == _default_choice(record.key, 5)
     crm.close()
+
+
+@pytest.mark.kafka
+def test_each_key_keeps_one_partition_and_its_order_across_pages(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The partitions are read again with every page: small pages must not move a key."""
+    monkeypatch.setattr("adapters.kafka.relay._PAGE", 7)
+    erp, mkt = unique("crm.erp"), unique("crm.mkt")
+    crm = CRM("memory://")
+    seed_crm(crm, customers=10, events_per_customer=6)
+    stats = KafkaRelay(
+        crm.app,
+        RelaySettings(
+            bootstrap=kafka_bootstrap, create_topics=True, broker_timeout=15, max_pending=5
+        ),
+        default_routing(erp, mkt, partitions=4),
+    ).run(until_caught_up=True, timeout=60)
+    records = read_topic(kafka_bootstrap, erp, idle=0.5) + read_topic(
+        kafka_bootstrap, mkt, idle=0.5
+    )
+    assert len(records) == stats.messages_acked > 7 * 4
+    partitions: dict[tuple[str, bytes], set[int]] = {}
+    versions: dict[tuple[str, bytes], list[int]] = {}
+    for record in records:  # in offset order per partition
+        assert record.key is not None
+        key = (record.topic, record.key)
+        partitions.setdefault(key, set()).add(record.partition)
+        versions.setdefault(key, []).append(int(record.headers["ce_aggregateversion"]))
+    assert all(len(p) == 1 for p in partitions.values())
+    assert all(v == sorted(v) and len(set(v)) == len(v) for v in versions.values())
+    crm.close()

@@ -226,6 +226,7 @@ class EventEncoder:
         self.format = MessageFormat(message_format)
         self.schema_base_uri = schema_base_uri.rstrip("/") if schema_base_uri else None
         self._header_cache: dict[str, Headers] = {}
+        self._payload_names: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def encode(
         self, event: DomainEvent, event_type: EventType, redacted: Sequence[str] = ()
@@ -266,10 +267,13 @@ class EventEncoder:
             )
             assert record.value is not None  # an event always has a value; tombstones don't
             return record.key, record.value, record.headers
-        fields = _payload_fields(event_type.cls)
-        if redacted:
-            fields = fields - set(redacted)
-        data = {name: value for name, value in state.items() if name in fields}
+        names = self._payload_names.get((event_type.type, tuple(redacted)))
+        if names is None:
+            names = self._payload_names_of(event_type, redacted)
+        try:
+            data = {name: state[name] for name in names}
+        except KeyError:  # not the current class's layout after all: take what it has
+            data = stored_data(event_type.cls, state, exclude=redacted)
         key: bytes = state["originator_id"].encode()
         recorded = _rfc3339_text(state["timestamp"])
         occurred = state.get("occurred_at")
@@ -290,6 +294,19 @@ class EventEncoder:
         if redacted:
             headers.append(("ce_redacted", ",".join(sorted(redacted)).encode()))
         return key, orjson.dumps(data), headers
+
+    def _payload_names_of(self, event_type: EventType, redacted: Sequence[str]) -> tuple[str, ...]:
+        """The payload keys of ``event_type``'s stored JSON, in stored order, less
+        ``redacted``: what :func:`stored_data` keeps, looked up once per type and redaction."""
+        left_out = set(redacted)
+        fields = _payload_fields(event_type.cls)
+        names = tuple(
+            name
+            for name in stored_field_order(event_type.cls)
+            if name in fields and name not in left_out
+        )
+        self._payload_names[(event_type.type, tuple(redacted))] = names
+        return names
 
     def _record(
         self,

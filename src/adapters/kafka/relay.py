@@ -336,9 +336,6 @@ class _Session:
         #: Notifications acknowledged since the tracking record was last written.
         self.unrecorded = 0
         self.partitions = _KeyPartitions(producer)
-        #: When the current burst of sends began: a notification's ``sent_at`` (the outage
-        #: guard's clock), read once a burst rather than once a notification.
-        self.burst_at = time.monotonic()
         self.reader.start()
 
     # -- the subscription reader (its own thread: the subscription blocks when idle) --
@@ -380,7 +377,6 @@ class _Session:
         settings = relay.settings
         while True:
             item = self._next(timeout=0.02)
-            self.burst_at = time.monotonic()
             burst = 0
             while item is not None:
                 if item is _STOP:
@@ -576,7 +572,7 @@ class _Session:
             _Pending(
                 notification_id=notification_id,
                 futures=futures,
-                sent_at=self.burst_at,
+                sent_at=time.monotonic(),
                 event_type=event_type,
                 event_id=event_id,
                 topics=topics,

@@ -182,15 +182,15 @@ def _stages(crm: CRM, relay: KafkaRelay) -> dict[str, float]:
         et = by_topic.get(n.topic)
         if et is None:
             continue
-        aggregate_id = uuid.UUID(state["originator_id"])
+        aggregate_id = n.originator_id  # a UUID, as the relay takes it from the notification
         for route in routes[et]:
             decision = rule.decide_stored(route, aggregate_id, et, ledger, state)
             if decision.publish:
                 routed.append((state, et, decision.redact))
-    consent = time.thread_time() - started  # with the id's UUID, as the relay makes it
+    consent = time.thread_time() - started
     started = time.thread_time()
     for state, et, redact in routed:
-        relay.encoder.encode_stored(state, et, redact)
+        relay.encoder.stored_parts(state, et, redact)  # what the relay calls per message
     encode = time.thread_time() - started
     messages = len(routed)
     return {

@@ -31,9 +31,16 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.partitioner import DefaultPartitioner, StickyPartitioner, murmur2
 
-from adapters.kafka.cloudevents import EventEncoder, KafkaRecord, stored_field_order
-from adapters.kafka.consent import CONSENT_GRANTED, CONSENT_WITHDRAWN, ConsentLedger, ConsentRule
+from adapters.kafka.cloudevents import EventEncoder, Headers, stored_field_order
+from adapters.kafka.consent import (
+    CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
+    PUBLISH,
+    ConsentLedger,
+    ConsentRule,
+)
 from adapters.kafka.eventtypes import EventType, EventTypeRegistry, crm_event_types
 from adapters.kafka.routing import Route, RoutingTable, default_routing
 from adapters.kafka.settings import RelaySettings
@@ -80,6 +87,51 @@ class _Pending:
     event_type: str
     event_id: object  # a UUID or its text; only ever shown in error messages
     topics: list[str]
+
+
+class _KeyPartitions:
+    """The partition kafka-python's default partitioner gives a key (murmur2 of the key over
+    the topic's partitions in order), with each key's hash remembered.
+
+    An aggregate's events share a key, and the pure-Python murmur2 (with the partition lists
+    the partitioner builds for every record) was a tenth of the relay's CPU per message.
+    The partition is the one ``DefaultPartitioner`` picks (a test compares them), so per-key
+    order and the partition a consumer or another producer expects are unchanged. A producer
+    configured with another partitioner (``client_options``) is left to choose itself.
+    """
+
+    __slots__ = ("_hashes", "_partitions", "_producer", "enabled")
+    #: Keys whose hash is kept; the map starts afresh when full (memory stays bounded).
+    MAX_KEYS = 100_000
+
+    def __init__(self, producer: KafkaProducer) -> None:
+        self._producer = producer
+        self._hashes: dict[bytes, int] = {}
+        self._partitions: dict[str, list[int]] = {}
+        config = getattr(producer, "config", None)
+        partitioner = config.get("partitioner") if isinstance(config, dict) else None
+        self.enabled = type(partitioner) in (DefaultPartitioner, StickyPartitioner)
+
+    def refresh(self) -> None:
+        """Read the topics' partitions from the producer's metadata again at the next send
+        (once a page: a topic that gained partitions is seen as soon as the producer is)."""
+        self._partitions.clear()
+
+    def of(self, topic: str, key: bytes) -> int | None:
+        """The key's partition of ``topic``; None if the producer chooses (see the class)."""
+        if not self.enabled:
+            return None
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = sorted(self._producer.partitions_for(topic))
+            self._partitions[topic] = partitions
+        hashes = self._hashes
+        hashed = hashes.get(key)
+        if hashed is None:
+            if len(hashes) >= self.MAX_KEYS:
+                hashes.clear()
+            hashed = hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return partitions[hashed % len(partitions)]
 
 
 _STOP = object()
@@ -283,6 +335,7 @@ class _Session:
         self.last_checkpoint = time.monotonic()
         #: Notifications acknowledged since the tracking record was last written.
         self.unrecorded = 0
+        self.partitions = _KeyPartitions(producer)
         self.reader.start()
 
     # -- the subscription reader (its own thread: the subscription blocks when idle) --
@@ -368,6 +421,7 @@ class _Session:
             return None
         if type(item) is not list:
             return item
+        self.partitions.refresh()
         buffer.extend(item)
         return buffer.popleft()
 
@@ -389,7 +443,16 @@ class _Session:
                 if decision.redact:
                     stats.redacted_for_consent += 1
                 record = relay.encoder.encode(event, event_type, decision.redact)
-                futures.append(self._send(route.topic, record, event_type, event.event_id))
+                futures.append(
+                    self._send(
+                        route.topic,
+                        record.key,
+                        record.value,
+                        record.headers,
+                        event_type,
+                        event.event_id,
+                    )
+                )
                 topics.append(route.topic)
             if event_type.cls is Customer.PersonalDataErased:
                 self._tombstones(event.originator_id, event_type, event.event_id, futures, topics)
@@ -427,18 +490,23 @@ class _Session:
         futures: list[Any] = []
         topics: list[str] = []
         event_id: str = state["event_id"]
+        encode = relay.encoder.stored_parts
         for route in relay._routes[event_type]:
-            decision = relay.consent_rule.decide_stored(
-                route, aggregate_id, event_type, self.ledger, state
-            )
-            if not decision.publish:
-                stats.dropped_for_consent += 1
-                continue
-            if decision.redact:
-                stats.redacted_for_consent += 1
-            record = relay.encoder.encode_stored(state, event_type, decision.redact)
-            futures.append(self._send(route.topic, record, event_type, event_id))
-            topics.append(route.topic)
+            if route.consent_purpose is None:
+                decision = PUBLISH
+            else:
+                decision = relay.consent_rule.decide_stored(
+                    route, aggregate_id, event_type, self.ledger, state
+                )
+                if not decision.publish:
+                    stats.dropped_for_consent += 1
+                    continue
+                if decision.redact:
+                    stats.redacted_for_consent += 1
+            key, value, headers = encode(state, event_type, decision.redact)
+            topic = route.topic
+            futures.append(self._send(topic, key, value, headers, event_type, event_id))
+            topics.append(topic)
         if event_type.cls is Customer.PersonalDataErased:
             self._tombstones(aggregate_id, event_type, event_id, futures, topics)
         self._track(notification.id, futures, topics, event_type.type, event_id)
@@ -456,17 +524,26 @@ class _Session:
         each compacted topic, so compaction drops what was published about them."""
         key = str(customer_id).encode()
         for topic in self.relay.tombstone_topics:
-            record = KafkaRecord(key, None, [])
-            futures.append(self._send(topic, record, event_type, event_id))
+            futures.append(self._send(topic, key, None, [], event_type, event_id))
             topics.append(topic)
 
     def _send(
-        self, topic: str, record: KafkaRecord, event_type: EventType, event_id: object
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes | None,
+        headers: Headers,
+        event_type: EventType,
+        event_id: object,
     ) -> Any:
         relay = self.relay
         try:
             future = self.producer.send(
-                topic, key=record.key, value=record.value, headers=record.headers
+                topic,
+                key=key,
+                value=value,
+                headers=headers,
+                partition=self.partitions.of(topic, key),
             )
         except KafkaTimeoutError as exc:
             raise BrokerUnavailableError(

@@ -35,8 +35,8 @@ def _text_of(rows: dict[str, list[Any]]) -> str:
     return repr(rows)
 
 
-def test_all_keys_lists_every_subject_and_none_for_destroyed_ones(tmp_path: Path) -> None:
-    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+def test_all_keys_lists_every_subject_and_none_for_destroyed_ones(store_url: str) -> None:
+    crm = CRM(store_url)
     try:
         sealer = crm.app.sealer
         assert sealer is not None
@@ -59,9 +59,9 @@ def test_all_keys_lists_every_subject_and_none_for_destroyed_ones(tmp_path: Path
 
 
 def test_a_rebuild_asks_the_key_store_once_and_decrypts_as_the_runner_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    store = store_url
     app = CRM(store)
     known_history(app)
     customers = [_seed(app, f"S{i}", f"Person {i}") for i in range(5)]

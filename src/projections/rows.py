@@ -10,9 +10,10 @@ transaction. Rows read but not changed are not written.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import JSON, Table, Uuid, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Dialect
@@ -43,7 +44,16 @@ class _Precompiled:
     this small; here a row becomes DBAPI parameters in one list comprehension.
     """
 
-    __slots__ = ("columns", "convert", "copy", "names", "positional", "row_values", "sql")
+    __slots__ = (
+        "columns",
+        "convert",
+        "copy",
+        "key_order",
+        "names",
+        "positional",
+        "row_values",
+        "sql",
+    )
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, columns: dict[str, str]) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
@@ -82,6 +92,11 @@ class _Precompiled:
         #: PostgreSQL (psycopg): an INSERT as ``COPY FROM STDIN``, several times faster than
         #: ``executemany`` (which sends and dumps every row as its own statement).
         self.copy: str | None = None
+        #: SQLite: an INSERT's rows are sent in primary-key order (see :func:`execute_many`).
+        self.key_order: Callable[[tuple[Any, ...]], Any] | None = None
+        if isinstance(stmt, Insert) and dialect.name == "sqlite" and self.positional:
+            keys = [c.name for c in cast(Table, stmt.table).primary_key.columns]
+            self.key_order = itemgetter(*(self.columns.index(k) for k in keys))
         if isinstance(stmt, Insert) and (dialect.name, dialect.driver) == ("postgresql", "psycopg"):
             quote = dialect.identifier_preparer.quote
             names = ", ".join(quote(column) for column in self.columns)
@@ -231,7 +246,26 @@ def execute_many(session: Session, table: Table, kind: str, rows: Sequence[dict[
         finally:
             cursor.close()
         return
-    connection.exec_driver_sql(stmt.sql, stmt.params(rows))
+    params = stmt.params(rows)
+    if stmt.key_order is not None and len(params) >= KEY_ORDER_MIN_ROWS:
+        _in_key_order(params, stmt.key_order)
+    connection.exec_driver_sql(stmt.sql, params)
+
+
+#: Rows from which an INSERT on SQLite sends them in primary-key order.
+KEY_ORDER_MIN_ROWS = 1_000
+
+
+def _in_key_order(params: list[Any], key: Callable[[tuple[Any, ...]], Any]) -> None:
+    """Sort an INSERT's rows by primary key (as DBAPI values: text, numbers), in place.
+
+    SQLite adds rows to the primary key's B-tree (a table's own, or the index of a text
+    key) one at a time: in key order each lands on the page the one before it did, rather
+    than on a random page of a tree larger than the page cache. A rebuild's tables, written
+    at once, take about a quarter less time so. Values that do not compare (none should: a
+    key is never NULL) leave the rows as they were."""
+    with suppress(TypeError):  # a NULL in a primary key: the INSERT refuses it anyway
+        params.sort(key=key)
 
 
 class RowCache:

@@ -173,3 +173,42 @@ def test_a_row_missing_columns_is_written_with_nulls() -> None:
     one = _row_function([("c", None, True)])
     assert one({"c": subject}) == (subject.hex,)
     assert one({}) == (None,)
+
+
+def test_many_rows_are_inserted_in_key_order_and_read_back_as_written() -> None:
+    import uuid
+
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from projections.handover import commitments, metadata
+    from projections.rows import KEY_ORDER_MIN_ROWS, execute_many
+
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    customer = uuid.uuid4()
+    rows = [
+        {
+            "contact_id": uuid.uuid4(),
+            "seq": seq,
+            "position": i,
+            "customer_id": customer,
+            "description": f"promise {i}",
+            "owner": "li.wei",
+            "logged_by": "desk",
+            "logged_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+        }
+        for i in range(KEY_ORDER_MIN_ROWS + 10)
+        for seq in (1, 0)
+    ]
+    with Session(engine) as session:
+        execute_many(session, commitments, "insert", rows)
+        found = [dict(r) for r in session.execute(select(commitments)).mappings()]
+        stored = [
+            tuple(r)
+            for r in session.connection().exec_driver_sql("SELECT * FROM " + commitments.name)
+        ]
+    expected = {(r["contact_id"], r["seq"]): r | {"account_id": None, "due": None} for r in rows}
+    assert {(r["contact_id"], r["seq"]): r for r in found} == expected
+    keys = [(r[0], r[1]) for r in stored]  # in insertion (rowid) order
+    assert keys == sorted(keys)

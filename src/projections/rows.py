@@ -128,8 +128,8 @@ def _sqlite_utc_datetime(bind: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
     def process(value: Any) -> Any:
         if type(value) is datetime and value.tzinfo is UTC:
-            text = value.replace(tzinfo=None).isoformat(" ")
-            return text if value.microsecond else text + ".000000"
+            text = value.isoformat(" ")  # "...[.ffffff]+00:00"
+            return text[:-6] if value.microsecond else text[:-6] + ".000000"
         return bind(value)
 
     return process

@@ -212,3 +212,35 @@ def test_many_rows_are_inserted_in_key_order_and_read_back_as_written() -> None:
     assert {(r["contact_id"], r["seq"]): r for r in found} == expected
     keys = [(r[0], r[1]) for r in stored]  # in insertion (rowid) order
     assert keys == sorted(keys)
+
+
+def test_held_keys_expire_as_cached_keys_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key destroyed by another process without its erasure event being read yet: held
+    keys are read again after ``cache_seconds``, as a cached key would be."""
+    import time
+
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    writer = CRM(store)
+    customer_id = _seed(writer, "E")
+    reader = CRM(store)
+    try:
+        sealer = reader.app.sealer
+        assert sealer is not None
+        assert writer.app.sealer is not None
+        contact = next(
+            n
+            for n in reader.app.recorder.select_notifications(start=1, limit=100)
+            if n.topic.endswith("Customer.ContactLogged")
+        )
+        assert sealer.hold_all_keys()
+        writer.app.sealer.keys.destroy(customer_id)  # no erasure event read by the reader
+        assert reader.app.mapper.to_event_state(contact)[1]["summary"] == SUMMARY  # held
+        now = time.monotonic()
+        monkeypatch.setattr(time, "monotonic", lambda: now + sealer.cache_seconds + 1)
+        assert reader.app.mapper.to_event_state(contact)[1]["summary"] == REDACTED
+        sealer.release_keys()
+    finally:
+        reader.close()
+        writer.close()

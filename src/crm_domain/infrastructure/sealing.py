@@ -77,6 +77,7 @@ class PersonalDataSealer:
         #: Every subject's cipher (None: key destroyed) while a reader of the whole log
         #: holds them (:meth:`hold_all_keys`), by the id's text; None otherwise.
         self._held: dict[str, AESGCM | None] | None = None
+        self._held_until = 0.0
         self._snapshots: dict[type[Any], bool] = {}
 
     # ----- keys ---------------------------------------------------------------------
@@ -140,19 +141,23 @@ class PersonalDataSealer:
         (a rebuild reads the whole log: one query, not one per customer, and one cipher
         per key). False (nothing held) if the key store cannot list its keys.
 
-        Reading a ``PersonalDataErased`` drops the subject's held key (:meth:`saw`), as it
-        evicts a cached one: later events of that subject ask the key store again. A key
-        destroyed meanwhile by another process is still held, as a cached key would be
-        until it expires; its erasure event, recorded before the key is destroyed, erases
-        the subject from the read models when it is applied."""
+        Held keys obey the cache's rules: after ``cache_seconds`` they are read again (one
+        query), so a key destroyed by another process is let go of as soon as a cached one
+        would be; reading a ``PersonalDataErased`` drops the subject's held key at once
+        (:meth:`saw`), and later events of that subject ask the key store again."""
         load = getattr(self.keys, "all_keys", None)
         if load is None:
             return False
         found: dict[UUID, bytes | None] = load()
+        # A subject's key never changes (it is only destroyed): read again, a held cipher
+        # is kept rather than built anew.
+        before = self._held or {}
         self._held = {
-            str(subject): (AESGCM(key) if key is not None else None)
+            text: (before.get(text) or AESGCM(key)) if key is not None else None
             for subject, key in found.items()
+            if (text := str(subject))
         }
+        self._held_until = time.monotonic() + self.cache_seconds
         return True
 
     def release_keys(self) -> None:
@@ -224,6 +229,9 @@ class PersonalDataSealer:
             return state
         subject = str(state["originator_id"])
         held = self._held
+        if held is not None and time.monotonic() > self._held_until:
+            self.hold_all_keys()  # expired as a cached key would: read them all again
+            held = self._held
         if held is not None and subject in held:
             cipher = held[subject]
         else:

@@ -13,6 +13,11 @@ database), and writes each table with one ``executemany`` (``COPY`` on PostgreSQ
 end, together with every read model's position, in one transaction: all or nothing. The
 live runner carries on from those positions.
 
+Customers' keys are read once, in one query, when the fold starts, and held until it ends
+(:meth:`~crm_domain.infrastructure.sealing.PersonalDataSealer.hold_all_keys`): a sealed
+event costs no key lookup; reading a ``PersonalDataErased`` drops its customer's key, as it
+evicts a cached one.
+
 Memory holds rows, not events. When the rows held pass ``row_budget``, they are written
 (in the same, still open transaction) and the read models go back to reading the rows
 they need from the database, with their ``prepare`` prefetch, as a live runner does: the
@@ -27,6 +32,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Mapper, Tracking
 
 from crm_domain.errors import ProjectionError, UnhandledEventError
+from crm_domain.infrastructure.sealing import PersonalDataSealer
 from projections.control import lock_states
 from projections.readmodel import Handler, LoggedEvent, ReadModel
 from projections.views import ReadModelView
@@ -84,49 +90,87 @@ def fold_log(
     if row_budget < 1:
         raise ValueError(f"row_budget must be at least 1, not {row_budget}")
     done = 0
-    with view.transaction(commit=True) as session:
-        folding = [_Folding(m, m(session)) for m in view.read_models]
+    sealer: PersonalDataSealer | None = getattr(mapper, "sealer", None)
+    holds_keys = sealer is not None and sealer.hold_all_keys()
+    try:
+        with view.transaction(commit=True) as session:
+            done = _fold(
+                view,
+                session,
+                recorder,
+                mapper,
+                application_name,
+                head,
+                after=after,
+                token=token,
+                page_size=page_size,
+                row_budget=row_budget,
+                on_progress=on_progress,
+            )
+    finally:
+        if sealer is not None and holds_keys:
+            sealer.release_keys()
+    return done
+
+
+def _fold(
+    view: ReadModelView,
+    session: Any,
+    recorder: Any,
+    mapper: Mapper[Any],
+    application_name: str,
+    head: int,
+    *,
+    after: int,
+    token: str | None,
+    page_size: int,
+    row_budget: int,
+    on_progress: Progress_ | None,
+) -> int:
+    """The body of :func:`fold_log`, in its transaction ``session``."""
+    done = 0
+    folding = [_Folding(m, m(session)) for m in view.read_models]
+    for f in folding:
+        f.model.hold_all_rows(after == 0)
+    # Events handled since rows were last written: read models append about one row
+    # per event between writes (the timeline's entries), besides the rows they hold.
+    pending = 0
+    start = after + 1
+    while start <= head:
+        page = recorder.select_notifications(start=start, limit=page_size, stop=head)
+        if not page:
+            break
+        logged = [LoggedEvent(n, mapper) for n in page]
+        page_topics = {n.topic for n in page}
+        handled_topics: set[str] = set()
         for f in folding:
-            f.model.hold_all_rows(after == 0)
-        # Events handled since rows were last written: read models append about one row
-        # per event between writes (the timeline's entries), besides the rows they hold.
-        pending = 0
-        start = after + 1
-        while start <= head:
-            page = recorder.select_notifications(start=start, limit=page_size, stop=head)
-            if not page:
-                break
-            logged = [LoggedEvent(n, mapper) for n in page]
-            page_topics = {n.topic for n in page}
-            handled_topics: set[str] = set()
+            unknown = page_topics - f.known
+            if unknown:
+                first = next(e for e in logged if e.topic in unknown)
+                raise UnhandledEventError(
+                    read_model=f.model_class.name,
+                    topic=first.topic,
+                    position=first.position,
+                    originator_id=first.originator_id,
+                    reason="no handler for this event type, and it is not listed as ignored",
+                )
+            topics = f.topics
+            handled = [e for e in logged if e.topic in topics]
+            if not handled:
+                continue
+            handled_topics |= topics
+            _apply(view, f, handled)
+        pending += sum(1 for n in page if n.topic in handled_topics)
+        done += len(page)
+        start = page[-1].id + 1
+        if pending + sum(f.model.held_rows() for f in folding) > row_budget:
             for f in folding:
-                unknown = page_topics - f.known
-                if unknown:
-                    first = next(e for e in logged if e.topic in unknown)
-                    raise UnhandledEventError(
-                        read_model=f.model_class.name,
-                        topic=first.topic,
-                        position=first.position,
-                        originator_id=first.originator_id,
-                        reason="no handler for this event type, and it is not listed as ignored",
-                    )
-                topics = f.topics
-                handled = [e for e in logged if e.topic in topics]
-                if not handled:
-                    continue
-                handled_topics |= topics
-                _apply(view, f, handled)
-            pending += sum(1 for n in page if n.topic in handled_topics)
-            done += len(page)
-            start = page[-1].id + 1
-            if pending + sum(f.model.held_rows() for f in folding) > row_budget:
-                for f in folding:
-                    f.model.finish()
-                    f.model.hold_all_rows(False)
-                pending = 0
-            if on_progress is not None:
-                on_progress(min(done, head - after), head - after)
-        _commit_positions(view, session, folding, application_name, after, head, token)
+                f.model.finish()
+                f.model.hold_all_rows(False)
+            pending = 0
+        if on_progress is not None:
+            on_progress(min(done, head - after), head - after)
+    _commit_positions(view, session, folding, application_name, after, head, token)
     return done
 
 

@@ -10,7 +10,10 @@ transaction. Rows read but not changed are not written.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from contextlib import suppress
+from datetime import UTC, datetime
+from operator import itemgetter
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import JSON, Table, Uuid, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Dialect
@@ -20,6 +23,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import ClauseElement
 
 from crm_domain.infrastructure.compat import bind_names_in_order
+from projections.sqltypes import UTCDateTime
 
 Row = dict[str, Any]
 
@@ -40,7 +44,16 @@ class _Precompiled:
     this small; here a row becomes DBAPI parameters in one list comprehension.
     """
 
-    __slots__ = ("columns", "convert", "copy", "names", "positional", "row_values", "sql")
+    __slots__ = (
+        "columns",
+        "convert",
+        "copy",
+        "key_order",
+        "names",
+        "positional",
+        "row_values",
+        "sql",
+    )
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, columns: dict[str, str]) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
@@ -68,13 +81,22 @@ class _Precompiled:
         types = {name: bind.type.dialect_impl(dialect) for name, bind in compiled.binds.items()}
         self.row_values = _row_function(
             [
-                (columns[name], processors[name], _is_hex_uuid(types[name], dialect))
+                (
+                    columns[name],
+                    _faster_processor(compiled.binds[name].type, dialect) or processors[name],
+                    _is_hex_uuid(types[name], dialect),
+                )
                 for name in order
             ]
         )
         #: PostgreSQL (psycopg): an INSERT as ``COPY FROM STDIN``, several times faster than
         #: ``executemany`` (which sends and dumps every row as its own statement).
         self.copy: str | None = None
+        #: SQLite: an INSERT's rows are sent in primary-key order (see :func:`execute_many`).
+        self.key_order: Callable[[tuple[Any, ...]], Any] | None = None
+        if isinstance(stmt, Insert) and dialect.name == "sqlite" and self.positional:
+            keys = [c.name for c in cast(Table, stmt.table).primary_key.columns]
+            self.key_order = itemgetter(*(self.columns.index(k) for k in keys))
         if isinstance(stmt, Insert) and (dialect.name, dialect.driver) == ("postgresql", "psycopg"):
             quote = dialect.identifier_preparer.quote
             names = ", ".join(quote(column) for column in self.columns)
@@ -93,6 +115,37 @@ class _Precompiled:
         return [dict(zip(names, values, strict=True)) for values in self.values(rows)]
 
 
+#: How SQLAlchemy's SQLite ``DATETIME`` writes a time, unless told otherwise.
+_SQLITE_DATETIME_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _sqlite_utc_datetime(bind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """:class:`~projections.sqltypes.UTCDateTime`'s SQLite bind processor, written out: a
+    UTC time (what the read models hold) becomes SQLAlchemy's text in one ``isoformat``
+    (``bind``, the stock processor, takes anything else: same text, same errors)."""
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is UTC:
+            text = value.isoformat(" ")  # "...[.ffffff]+00:00"
+            return text[:-6] if value.microsecond else text[:-6] + ".000000"
+        return bind(value)
+
+    return process
+
+
+def _faster_processor(type_: Any, dialect: Dialect) -> _Processor:
+    """A faster equivalent of a column type's bind processor, where there is one."""
+    if dialect.name != "sqlite" or not isinstance(type_, UTCDateTime):
+        return None
+    impl = type_.impl_instance.dialect_impl(dialect)
+    if getattr(impl, "_storage_format", None) != _SQLITE_DATETIME_FORMAT:
+        return None  # pragma: no cover - a DATETIME told to write another format
+    bind = type_.dialect_impl(dialect).bind_processor(dialect)
+    return None if bind is None else _sqlite_utc_datetime(bind)
+
+
 def _is_hex_uuid(type_: Any, dialect: Dialect) -> bool:
     """A ``Uuid(as_uuid=True)`` stored as text (SQLite): its bind processor is ``value.hex``."""
     return (
@@ -108,19 +161,37 @@ def _row_function(
     """``row -> tuple of DBAPI values``, one expression compiled for a statement: each
     parameter is ``row.get(column)`` through its bind processor (a UUID stored as text is
     read as ``.hex`` in place, which is all its processor does). A rebuild writes every row
-    of a read model through this, so it is written out rather than looped over."""
+    of a read model through this, so it is written out rather than looped over, and the
+    columns are taken with one ``itemgetter`` (``.get`` only for a row missing some)."""
     namespace: dict[str, Any] = {}
     items = []
-    for i, (column, process, hex_uuid) in enumerate(parameters):
-        get = f"g({column!r})"
+    for i, (_column, process, hex_uuid) in enumerate(parameters):
         if hex_uuid:
-            items.append(f"(None if (v{i} := {get}) is None else v{i}.hex)")
+            items.append(f"(None if (x{i} := v[{i}]) is None else x{i}.hex)")
         elif process is not None:
             namespace[f"p{i}"] = process
-            items.append(f"p{i}({get})")
+            items.append(f"p{i}(v[{i}])")
         else:
-            items.append(get)
-    source = f"def row_values(row):\n    g = row.get\n    return ({', '.join(items)},)\n"
+            items.append(f"v[{i}]")
+    columns = [column for column, _, _ in parameters]
+    if len(columns) > 1:
+        # A row with every column (the usual case) is read in one C call; a row leaving
+        # some out reads those as None.
+        namespace["every"] = itemgetter(*columns)
+        gets = ", ".join(f"g({column!r})" for column in columns)
+        source = (
+            "def row_values(row):\n"
+            "    try:\n"
+            "        v = every(row)\n"
+            "    except KeyError:\n"
+            "        g = row.get\n"
+            f"        v = ({gets},)\n"
+            f"    return ({', '.join(items)},)\n"
+        )
+    else:
+        source = (
+            f"def row_values(row):\n    v = (row.get({columns[0]!r}),)\n    return ({items[0]},)\n"
+        )
     exec(source, namespace)  # built from the table's own column names
     function: Callable[[dict[str, Any]], tuple[Any, ...]] = namespace["row_values"]
     return function
@@ -175,7 +246,26 @@ def execute_many(session: Session, table: Table, kind: str, rows: Sequence[dict[
         finally:
             cursor.close()
         return
-    connection.exec_driver_sql(stmt.sql, stmt.params(rows))
+    params = stmt.params(rows)
+    if stmt.key_order is not None and len(params) >= KEY_ORDER_MIN_ROWS:
+        _in_key_order(params, stmt.key_order)
+    connection.exec_driver_sql(stmt.sql, params)
+
+
+#: Rows from which an INSERT on SQLite sends them in primary-key order.
+KEY_ORDER_MIN_ROWS = 1_000
+
+
+def _in_key_order(params: list[Any], key: Callable[[tuple[Any, ...]], Any]) -> None:
+    """Sort an INSERT's rows by primary key (as DBAPI values: text, numbers), in place.
+
+    SQLite adds rows to the primary key's B-tree (a table's own, or the index of a text
+    key) one at a time: in key order each lands on the page the one before it did, rather
+    than on a random page of a tree larger than the page cache. A rebuild's tables, written
+    at once, take about a quarter less time so. Values that do not compare (none should: a
+    key is never NULL) leave the rows as they were."""
+    with suppress(TypeError):  # a NULL in a primary key: the INSERT refuses it anyway
+        params.sort(key=key)
 
 
 class RowCache:

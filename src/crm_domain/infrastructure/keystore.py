@@ -85,6 +85,11 @@ class MemoryKeyStore:
                 found = self._keys[subject] = SubjectKey(subject, new_key())
             return found
 
+    def all_keys(self) -> dict[UUID, bytes | None]:
+        """Every subject's key (None where destroyed): see :meth:`SQLKeyStore.all_keys`."""
+        with self._lock:
+            return {subject: found.key for subject, found in self._keys.items()}
+
     def destroy(self, subject: UUID) -> None:
         """See :meth:`KeyStore.destroy`."""
         with self._lock:
@@ -142,6 +147,19 @@ class SQLKeyStore:
         """See :meth:`KeyStore.get`."""
         with self.datastore.transaction(commit=False) as c:
             return self._row(c, subject)
+
+    def all_keys(self) -> dict[UUID, bytes | None]:
+        """Every subject's key (None where destroyed), in one query: a reader of the whole
+        log (a rebuild) asks once rather than once per customer. Not part of
+        :class:`KeyStore` (a KMS need not list its keys); readers check for it."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT subject, key FROM {self.qualified}")
+            rows = c.fetchall()
+        found: dict[UUID, bytes | None] = {}
+        for row in rows:
+            subject, key = (row["subject"], row["key"]) if isinstance(row, dict) else row
+            found[UUID(subject)] = bytes(key) if key is not None else None
+        return found
 
     def create(self, subject: UUID) -> SubjectKey:
         """See :meth:`KeyStore.create`."""

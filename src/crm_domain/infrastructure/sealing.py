@@ -26,6 +26,7 @@ process that already holds a key forgets it on destroying it, on reading the sub
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import threading
 import time
@@ -73,6 +74,11 @@ class PersonalDataSealer:
         self._pending: dict[UUID, bytes] = {}
         #: The same cache by the id's text, as stored JSON holds it (reading needs no UUID).
         self._by_text: dict[str, tuple[AESGCM | None, float]] = {}
+        #: Every subject's cipher (None: key destroyed) while a reader of the whole log
+        #: holds them (:meth:`hold_all_keys`), by the id's text; None otherwise.
+        self._held: dict[str, AESGCM | None] | None = None
+        self._held_until = 0.0
+        self._snapshots: dict[type[Any], bool] = {}
 
     # ----- keys ---------------------------------------------------------------------
     def _cipher(self, subject: UUID, *, create: bool, new: bool = False) -> AESGCM | None:
@@ -130,6 +136,34 @@ class PersonalDataSealer:
         self._cache.pop(subject, None)
         self._by_text.pop(str(subject), None)
 
+    def hold_all_keys(self) -> bool:
+        """Read every subject's key in one query and hold it until :meth:`release_keys`
+        (a rebuild reads the whole log: one query, not one per customer, and one cipher
+        per key). False (nothing held) if the key store cannot list its keys.
+
+        Held keys obey the cache's rules: after ``cache_seconds`` they are read again (one
+        query), so a key destroyed by another process is let go of as soon as a cached one
+        would be; reading a ``PersonalDataErased`` drops the subject's held key at once
+        (:meth:`saw`), and later events of that subject ask the key store again."""
+        load = getattr(self.keys, "all_keys", None)
+        if load is None:
+            return False
+        found: dict[UUID, bytes | None] = load()
+        # A subject's key never changes (it is only destroyed): read again, a held cipher
+        # is kept rather than built anew.
+        before = self._held or {}
+        self._held = {
+            text: (before.get(text) or AESGCM(key)) if key is not None else None
+            for subject, key in found.items()
+            if (text := str(subject))
+        }
+        self._held_until = time.monotonic() + self.cache_seconds
+        return True
+
+    def release_keys(self) -> None:
+        """Forget the keys :meth:`hold_all_keys` read (the cache works as before)."""
+        self._held = None
+
     def is_forgotten(self, subject: UUID) -> bool:
         """True when the subject's key was destroyed (asks the key store, not the cache)."""
         found = self.keys.get(subject)
@@ -184,7 +218,9 @@ class PersonalDataSealer:
     def open(self, cls: type[Any], state: dict[str, Any]) -> dict[str, Any]:
         """Decrypt the sealed personal fields of a stored ``state`` of class ``cls`` over
         their redacted form (in place); without the key they stay redacted."""
-        snapshot = isinstance(cls, type) and issubclass(cls, Snapshot)
+        snapshot = self._snapshots.get(cls)
+        if snapshot is None:
+            snapshot = self._snapshots[cls] = isinstance(cls, type) and issubclass(cls, Snapshot)
         target = state.get("state") if snapshot else state
         if not isinstance(target, dict):
             return state
@@ -192,17 +228,24 @@ class PersonalDataSealer:
         if not isinstance(sealed, str):
             return state
         subject = str(state["originator_id"])
-        cached = self._by_text.get(subject)
-        if cached is not None and cached[1] > time.monotonic():
-            cipher = cached[0]
+        held = self._held
+        if held is not None and time.monotonic() > self._held_until:
+            self.hold_all_keys()  # expired as a cached key would: read them all again
+            held = self._held
+        if held is not None and subject in held:
+            cipher = held[subject]
         else:
-            cipher = self._cipher(UUID(subject), create=False)
-            found = self._cache.get(UUID(subject))
-            if found is not None:
-                self._by_text[subject] = found
+            cached = self._by_text.get(subject)
+            if cached is not None and cached[1] > time.monotonic():
+                cipher = cached[0]
+            else:
+                cipher = self._cipher(UUID(subject), create=False)
+                found = self._cache.get(UUID(subject))
+                if found is not None:
+                    self._by_text[subject] = found
         if cipher is None:
             return state
-        raw = base64.b64decode(sealed.removeprefix(_VERSION))
+        raw = binascii.a2b_base64(sealed[3:] if sealed.startswith(_VERSION) else sealed)
         aad = _aad(subject, state["originator_version"], snapshot=snapshot)
         # Over the fields the stored JSON has (a field missing there stays missing).
         for name, value in orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], aad)).items():
@@ -214,6 +257,8 @@ class PersonalDataSealer:
         """Called for every event read: an erasure read forgets the subject's cached key."""
         if cls is Customer.PersonalDataErased and isinstance(originator_id, UUID):
             self.evict(originator_id)
+            if self._held is not None:
+                self._held.pop(str(originator_id), None)
 
 
 def _aad(originator_id: UUID | str, version: int, *, snapshot: bool) -> bytes:

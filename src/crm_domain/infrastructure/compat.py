@@ -134,6 +134,39 @@ def before_inserting_events(recorder: Any, step: Callable[[Any, Sequence[Any]], 
     return True
 
 
+#: Per event class: its ``@event`` method and parameter names, or None (see event_method).
+_EVENT_METHODS: dict[type[Any], tuple[Callable[..., None], tuple[str, ...]] | None] = {}
+
+
+def event_method(event_class: type[Any]) -> tuple[Callable[..., None], tuple[str, ...]] | None:
+    """The method an ``@event``-decorated event class applies, and the names of its
+    parameters after ``self``; None for a class the library applies otherwise (no
+    decorated method, or an ``apply`` of its own in between).
+
+    eventsourcing applies such an event (``DecoratedFuncCaller.apply``) by looking up the
+    method in its private registry ``decorated_funcs`` and filtering every field of the
+    event against the method's signature, each time; :class:`~crm_domain.eventmodel.
+    Aggregate.Event` does the same with the names looked up once per class.
+    """
+    try:
+        return _EVENT_METHODS[event_class]
+    except KeyError:
+        pass
+    import inspect
+    from types import FunctionType
+
+    from eventsourcing.domain import CanMutateAggregate, DecoratedFuncCaller, decorated_funcs
+
+    found: tuple[Callable[..., None], tuple[str, ...]] | None = None
+    method = decorated_funcs.get(event_class)
+    appliers = [c for c in event_class.__mro__ if "apply" in vars(c)]
+    if isinstance(method, FunctionType) and appliers == [DecoratedFuncCaller, CanMutateAggregate]:
+        names = tuple(inspect.signature(method).parameters)[1:]
+        found = (method, names)
+    _EVENT_METHODS[event_class] = found
+    return found
+
+
 #: Statements an SQLite connection of the store keeps prepared (Python's own default).
 SQLITE_CACHED_STATEMENTS = 128
 

@@ -25,8 +25,10 @@ come from ERP through the inbound Kafka consumer.
 from __future__ import annotations
 
 import csv
+import gc
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -292,12 +294,13 @@ def import_orders(
     for batch in _batches(by_customer, batch_size):
         before = recorder.max_notification_id() or 0
         todo = batch
-        try:  # first as if every customer were new: the rules check each code anyway
-            orders = _import_batch(crm, naming, todo)
-        except DuplicateCustomerCodeError:  # imported before (nothing of the batch stored)
-            todo = [(c, r) for c, r in batch if not _imported(crm, naming.code.format(ref=c))]
-            # a code taken now is the file's own (two references, one code): name the row
-            orders = _import_batch(crm, naming, todo, retried=True) if todo else 0
+        with _collector_paused():
+            try:  # first as if every customer were new: the rules check each code anyway
+                orders = _import_batch(crm, naming, todo)
+            except DuplicateCustomerCodeError:  # imported before (nothing of the batch stored)
+                todo = [(c, r) for c, r in batch if not _imported(crm, naming.code.format(ref=c))]
+                # a code taken now is the file's own (two references, one code): name the row
+                orders = _import_batch(crm, naming, todo, retried=True) if todo else 0
         progress.skipped += len(batch) - len(todo)
         summary.skipped += len(batch) - len(todo)
         if todo:
@@ -315,6 +318,24 @@ def import_orders(
             on_progress(progress, total)
     summary.seconds = time.monotonic() - progress.started
     return summary
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one batch, restored after it.
+
+    A batch holds all its aggregates and events (some 16,000 of the latter) until its
+    transaction ends, all alive: the collector's full passes over them found nothing and
+    took about a sixth of the import's CPU time. The batch's objects are freed by their
+    reference counts as before; cyclic garbage made meanwhile waits for the batch's end.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _imported(crm: CRM, code: str) -> bool:

@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from crm_domain.context import current_metadata, current_occurred_at
 from crm_domain.errors import invalid
-from crm_domain.infrastructure.compat import event_method
+from crm_domain.infrastructure.compat import event_method, install_event_methods
 
 #: Pydantic validation context under which stored events and snapshots are read: the
 #: bounds of :mod:`crm_domain.values` apply to what is written now, history is read as it
@@ -76,6 +76,12 @@ class Aggregate(BaseAggregate[UUID]):
     An event whose payload fails validation raises :class:`InvalidCommandError` before it
     touches the aggregate, so a rejected command leaves no trace.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # After eventsourcing has made the class's event classes: its @event methods
+        # trigger them without the library's per-call argument handling.
+        install_event_methods(cls)
 
     @staticmethod
     def create_id(*_: Any, **__: Any) -> UUID:

@@ -132,3 +132,23 @@ def _library_mutate(event: Any, aggregate: Any) -> Any:
 
 def _state(aggregate: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def test_event_methods_called_otherwise_go_the_library_way(demo_crm: CRM) -> None:
+    account_id = demo_crm.app.originators_of(Account.OrderPlaced)[0]
+    account = demo_crm.account(account_id)
+    order = next(iter(account.orders))
+    version = account.version
+    # every parameter by keyword: the fast way; positionally: the library's; same event
+    account._ship(order_id=order, shipment_ref="A")
+    account._ship(order, "B")
+    shipped = account.collect_events()[-2:]
+    assert [type(e) for e in shipped] == [Account.OrderShipped, Account.OrderShipped]
+    assert [(e.order_id, e.shipment_ref) for e in shipped] == [(order, "A"), (order, "B")]
+    assert account.version == version + 2
+    # the library's errors for a missing or an unknown argument
+    with pytest.raises(TypeError, match="missing"):
+        account._ship(order_id=order)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        account._ship(order_id=order, shipment_ref="", colour="red")
+    assert account.version == version + 2

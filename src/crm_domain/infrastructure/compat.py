@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from traceback import format_exc
 from typing import TYPE_CHECKING, Any, TypeVar
 from warnings import warn
@@ -165,6 +166,63 @@ def event_method(event_class: type[Any]) -> tuple[Callable[..., None], tuple[str
         found = (method, names)
     _EVENT_METHODS[event_class] = found
     return found
+
+
+class _EventMethod:
+    """An aggregate's ``@event`` method, called as eventsourcing's bound decorator is
+    (``BoundCommandMethodDecorator.trigger``): the arguments become the event's fields and
+    ``trigger_event`` creates, applies and keeps the event.
+
+    The library builds a bound decorator object per call and coerces and filters the
+    arguments against two signatures each time; a call naming every parameter by keyword
+    (how the CRM's rules call them) is mapped here with the names looked up once. Any other
+    call (positional arguments, defaults to fill, unknown names) goes the library's way,
+    with its errors.
+    """
+
+    def __init__(self, decorator: Any, event_class: type[Any]) -> None:
+        import inspect
+
+        self.decorator = decorator
+        self.event_class = event_class
+        method = decorator.decorated_func
+        self.parameters = frozenset(tuple(inspect.signature(method).parameters)[1:])
+        self.fields = frozenset(inspect.signature(event_class).parameters)
+        self.__doc__ = method.__doc__
+        self.__name__ = method.__name__
+
+    def __get__(self, instance: Any, owner: type[Any]) -> Any:
+        if instance is None:
+            return self.decorator.__get__(instance, owner)
+        return partial(self.trigger, instance)
+
+    def trigger(self, aggregate: Any, /, *args: Any, **kwargs: Any) -> None:
+        if args or kwargs.keys() != self.parameters:
+            self.decorator.__get__(aggregate, type(aggregate))(*args, **kwargs)
+            return
+        fields = self.fields
+        aggregate.trigger_event(
+            self.event_class, **{k: v for k, v in kwargs.items() if k in fields}
+        )
+
+
+def install_event_methods(aggregate_class: type[Any]) -> None:
+    """Replace the ``@event`` methods an aggregate class defines (eventsourcing's
+    ``CommandMethodDecorator`` descriptors, registered in its private
+    ``decorated_func_callers``) by :class:`_EventMethod` ones, which trigger the same event
+    class with the same fields without the library's per-call argument handling. Run
+    after the library has processed the class (``__init_subclass__``); ``__init__``,
+    properties and anything the library did not register are left as they are."""
+    from eventsourcing.domain import CommandMethodDecorator, decorated_func_callers
+
+    for name, value in list(vars(aggregate_class).items()):
+        if not isinstance(value, CommandMethodDecorator) or value.decorated_property:
+            continue
+        if value.decorated_func.__name__ in ("__init__", "_"):
+            continue
+        event_class = decorated_func_callers.get(value)
+        if event_class is not None:
+            setattr(aggregate_class, name, _EventMethod(value, event_class))
 
 
 #: Statements an SQLite connection of the store keeps prepared (Python's own default).

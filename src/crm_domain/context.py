@@ -43,7 +43,15 @@ class CommandContext:
 
     def as_metadata(self) -> dict[str, str]:
         """The metadata stored on each event of the command (actor, source, correlation, causation,
-        command id)."""
+        command id): a new dict each time, made once per context (every event of a command,
+        and of an import's order, takes it)."""
+        made: dict[str, str] | None = self.__dict__.get("_metadata")
+        if made is None:
+            made = self._metadata()
+            object.__setattr__(self, "_metadata", made)
+        return dict(made)
+
+    def _metadata(self) -> dict[str, str]:
         metadata = {
             "actor": self.actor,
             "source_system": self.source_system,

@@ -34,7 +34,6 @@ from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import (
-    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
 )
@@ -54,6 +53,10 @@ from crm_domain.infrastructure.hashchain import (
     predecessors,
     stored_event_hash,
 )
+
+
+def _as_uuid(originator_id: UUID | str) -> UUID:
+    return originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
 
 
 class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
@@ -104,8 +107,16 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
         ).format(schema=schema, table=table)
         self._insert_links = SQL(
             "INSERT INTO {schema}.{table} SELECT * FROM unnest("
-            "%s::bigint[], %s::uuid[], %s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[])"
+            "%b::bigint[], %b::uuid[], %b::bigint[], %b::bytea[], %b::bytea[], %b::bytea[])"
         ).format(schema=schema, table=table)
+        # The library's INSERT of the events (an array of its composite type, which psycopg
+        # writes as text: every state's bytes hex-escaped inside a quoted record), as four
+        # arrays sent in binary. Same rows, same order (unnest's), same RETURNING.
+        self._insert_events_binary = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=schema, table=Identifier(events_table_name))
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
         """eventsourcing's ``PostgresApplicationRecorder.insert_events`` (pipeline mode,
@@ -177,7 +188,15 @@ class FlushingPostgresApplicationRecorder(PostgresApplicationRecorder):
             links_curs.execute(
                 self._select_links, ([UUID(k[0]) for k in keys], [k[1] for k in keys])
             )
-        PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events, **kwargs)
+        curs.execute(
+            self._insert_events_binary,
+            (
+                [_as_uuid(e.originator_id) for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )
         # Outside pipeline mode the buffer is already empty and this returns at once.
         conn = curs.connection
         conn.wait(send(conn.pgconn))

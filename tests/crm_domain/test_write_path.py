@@ -20,6 +20,7 @@ from eventsourcing.domain import CanMutateAggregate, OriginatorVersionError
 from adapters.demo import run_demo
 from crm_domain import CRM, Money, OrderLine
 from crm_domain.account import Account
+from crm_domain.errors import DuplicateCustomerCodeError
 from crm_domain.eventmodel import Aggregate
 from crm_domain.infrastructure.compat import event_method
 
@@ -152,3 +153,37 @@ def test_event_methods_called_otherwise_go_the_library_way(demo_crm: CRM) -> Non
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         account._ship(order_id=order, shipment_ref="", colour="red")
     assert account.version == version + 2
+
+
+def test_codes_looked_up_at_once_answer_the_registrations_of_a_bulk(store_url: str) -> None:
+    crm = CRM(store_url)
+    try:
+        with crm.context(actor="li.wei"):
+            crm.register_customer(kind="individual", name="Old", code="OLD-1")
+            with crm.bulk():
+                assert crm.look_up_codes(["OLD-1", "NEW-1", "NEW-2"]) == {"OLD-1"}
+                looked_up = crm._has_events
+                crm._has_events = None  # type: ignore[assignment,method-assign]
+                try:  # answered by the look-up: no query of their own
+                    crm.register_customer(kind="individual", name="N1", code="NEW-1")
+                    with pytest.raises(DuplicateCustomerCodeError):
+                        crm.register_customer(kind="individual", name="O", code="OLD-1")
+                    with pytest.raises(DuplicateCustomerCodeError):  # taken in this block
+                        crm.register_customer(kind="individual", name="N", code="NEW-1")
+                finally:
+                    crm._has_events = looked_up  # type: ignore[method-assign]
+                crm.register_customer(kind="individual", name="N3", code="NEW-3")  # queried
+        assert crm.customer_by_code("NEW-1").name == "N1"
+        assert crm.look_up_codes(["NEW-1", "NEW-2", "NEW-3", "OLD-1"]) == {
+            "NEW-1",
+            "NEW-3",
+            "OLD-1",
+        }
+        many = [f"X-{i}" for i in range(1200)]  # more than one page of ids
+        assert crm.look_up_codes([*many, "OLD-1"]) == {"OLD-1"}
+    finally:
+        crm.close()
+
+
+def test_codes_are_looked_up_in_memory_too(demo_crm: CRM) -> None:
+    assert demo_crm.look_up_codes(["U-1", "NOT-THERE"]) == {"U-1"}

@@ -9,13 +9,14 @@ to domain events) and ``events`` / ``repository``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import EventStore, Notification, Recording
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import EnvType, get_topic, resolve_topic, strtobool
 
 from crm_domain.account import Account
@@ -178,6 +179,44 @@ class CRMEventStore(Application[UUID]):
         """The aggregates that stored an event of these classes, in order of the first one."""
         found = self.notifications_of(*event_classes, page=page)
         return list(dict.fromkeys(UUID(str(n.originator_id)) for n in found))
+
+    def stored_originators(self, originator_ids: Iterable[UUID], *, page: int = 500) -> set[UUID]:
+        """Which of these aggregates have stored events: one query per ``page`` ids on SQLite
+        and PostgreSQL (a query each on another recorder). For checks of many ids at once,
+        e.g. the customer codes of an import's batch (``CRM.look_up_codes``)."""
+        ids = list(dict.fromkeys(originator_ids))
+        recorder = self.recorder
+        found: set[UUID] = set()
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(ids), page):
+                    chunk = ids[start : start + page]
+                    cursor.execute(
+                        f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} "
+                        f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+                        [i.hex for i in chunk],
+                    )
+                    found.update(UUID(row[0]) for row in cursor.fetchall())
+        elif self.store is not None and self.store.backend == "postgres":
+            # Imported here: psycopg is an optional dependency (the postgres extra).
+            from eventsourcing.postgres import PostgresAggregateRecorder
+            from psycopg.sql import SQL, Identifier
+
+            assert isinstance(recorder, PostgresAggregateRecorder)
+            statement = SQL(
+                "SELECT DISTINCT originator_id FROM {schema}.{table} "
+                "WHERE originator_id = ANY(%b::uuid[])"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                table=Identifier(recorder.events_table_name),
+            )
+            with recorder.datastore.transaction(commit=False) as curs:
+                for start in range(0, len(ids), page):
+                    curs.execute(statement, (ids[start : start + page],))
+                    found.update(row["originator_id"] for row in curs.fetchall())
+        else:
+            found = {i for i in ids if recorder.select_events(i, limit=1)}
+        return found
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots through :class:`CurrentSnapshots` (eventsourcing's store otherwise)."""

@@ -227,7 +227,7 @@ def test_the_garbage_collector_is_back_on_after_an_import_and_after_a_failed_one
         import_orders(crm, _rows(_file(tmp_path)), batch_size=2)
         assert gc.isenabled()
         bad = CSV.replace("C", "D").replace("D4,2024-02-02,4,8.00", "D4,2024-02-02,4,1e15")
-        with pytest.raises(MalformedRowError, match="bad.csv:7"):
+        with pytest.raises(MalformedRowError, match=r"bad\.csv:7"):
             import_orders(crm, _rows(_file(tmp_path, bad, "bad.csv")), batch_size=2)
         assert gc.isenabled()
     finally:

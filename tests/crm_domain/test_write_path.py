@@ -187,3 +187,33 @@ def test_codes_looked_up_at_once_answer_the_registrations_of_a_bulk(store_url: s
 
 def test_codes_are_looked_up_in_memory_too(demo_crm: CRM) -> None:
     assert demo_crm.look_up_codes(["U-1", "NOT-THERE"]) == {"U-1"}
+
+
+def test_a_batch_is_stored_at_consecutive_positions_and_chained(store_url: str) -> None:
+    from crm_domain.audit.verify import verify_log
+
+    crm = CRM(store_url)
+    try:
+        with crm.context(actor="li.wei", source_system="erp"):
+            crm.register_customer(kind="individual", name="Single", code="S-1")
+            with crm.bulk():
+                for i in range(30):
+                    cid = crm.register_customer(kind="individual", name=f"N{i}", code=f"B-{i}")
+                    aid = crm.open_account(customer_id=cid, name=f"A{i}")
+                    crm.place_order(
+                        aid,
+                        lines=[
+                            OrderLine(
+                                sku="I", quantity=1, unit_price=Money(amount=1, currency="EUR")
+                            )
+                        ],
+                    )
+        notifications = crm.app.recorder.select_notifications(1, 10_000)
+        assert [n.id for n in notifications] == list(range(1, len(notifications) + 1))
+        assert len(notifications) == 2 + 30 * 4  # customer and claim; + account and order
+        # each position holds the event the chain hashed for it
+        report = verify_log(crm)
+        assert report.finding.value == "intact", report.detail
+        assert report.events == len(notifications)
+    finally:
+        crm.close()

@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from functools import cache
 from typing import Any, ClassVar, TypeVar, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.domain import (
     BaseAggregate,
@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from crm_domain.context import current_metadata, current_occurred_at
 from crm_domain.errors import invalid
-from crm_domain.infrastructure.compat import event_method, install_event_methods
+from crm_domain.infrastructure.compat import event_method, install_event_methods, random_uuid
 
 #: Pydantic validation context under which stored events and snapshots are read: the
 #: bounds of :mod:`crm_domain.values` apply to what is written now, history is read as it
@@ -61,7 +61,7 @@ class DomainEvent(Immutable):
     originator_version: int
     timestamp: AwareDatetime = Field(default_factory=datetime_now_with_tzinfo)
     metadata: dict[str, str] = Field(default_factory=current_metadata)
-    event_id: UUID = Field(default_factory=uuid4)
+    event_id: UUID = Field(default_factory=random_uuid)
     #: Business time: when it happened (``timestamp`` is when it was recorded).
     occurred_at: AwareDatetime = Field(default_factory=current_occurred_at)
 
@@ -85,7 +85,7 @@ class Aggregate(BaseAggregate[UUID]):
 
     @staticmethod
     def create_id(*_: Any, **__: Any) -> UUID:
-        return uuid4()
+        return random_uuid()
 
     @classmethod
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:

@@ -13,6 +13,7 @@ import kafka-python.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import weakref
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from traceback import format_exc
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID, SafeUUID
 from warnings import warn
 
 if TYPE_CHECKING:
@@ -275,6 +277,52 @@ def cache_sqlite_statements(datastore: Any, size: int = SQLITE_CACHED_STATEMENTS
 
     pool._create_connection = _create_connection  # type: ignore[method-assign]
     return True
+
+
+# ----- the standard library ----------------------------------------------------------
+class _RandomBytes:
+    """Bytes from ``os.urandom``, read 4 KiB at a time and handed out 16 at a time; thread
+    safe, and emptied in a forked child (which must not repeat its parent's ids)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data = b""
+        self._at = 0
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._data, self._at = b"", 0
+
+    def next_int(self) -> int:
+        with self._lock:
+            at = self._at
+            if at >= len(self._data):
+                self._data, at = os.urandom(4096), 0
+            self._at = at + 16
+            return int.from_bytes(self._data[at : at + 16])
+
+
+_RANDOM = _RandomBytes()
+os.register_at_fork(after_in_child=_RANDOM.reset)
+#: The version (4) and variant (RFC 4122) bits of a random UUID, and the mask clearing them.
+_UUID4_BITS = (4 << 76) | (0x8000 << 48)
+_UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def random_uuid() -> UUID:
+    """A random UUID (version 4), as ``uuid.uuid4()`` makes: 122 bits from ``os.urandom``.
+
+    About twice as fast, for the ids made with every event (``event_id``) and many
+    entities: the random bytes are read from the OS in 4 KiB blocks, not 16 bytes per
+    call, and the UUID is made as ``UUID.__init__`` itself finishes (its ``int`` and
+    ``is_safe`` slots set with ``object.__setattr__``; CPython 3.8 to 3.13), without the
+    argument checks of its five input forms.
+    """
+    value = _RANDOM.next_int() & _UUID4_MASK | _UUID4_BITS
+    made = object.__new__(UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", SafeUUID.unknown)
+    return made
 
 
 # ----- kafka-python -------------------------------------------------------------------

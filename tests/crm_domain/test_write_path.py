@@ -217,3 +217,37 @@ def test_a_batch_is_stored_at_consecutive_positions_and_chained(store_url: str) 
         assert report.events == len(notifications)
     finally:
         crm.close()
+
+
+def test_new_keys_are_stored_together_and_a_different_stored_key_is_refused(
+    store_url: str,
+) -> None:
+    from uuid import uuid4
+
+    from eventsourcing.persistence import IntegrityError
+
+    from crm_domain.infrastructure.keystore import SQLKeyStore
+
+    crm = CRM(store_url)
+    try:
+        assert crm.app.sealer is not None
+        keys = crm.app.sealer.keys
+        assert isinstance(keys, SQLKeyStore)
+        new = {uuid4(): i.to_bytes(2) * 16 for i in range(700)}  # more than one read-back
+        with keys.datastore.transaction(commit=True) as cursor:
+            keys.insert_keys(cursor, new)
+        with keys.datastore.transaction(commit=True) as cursor:
+            keys.insert_keys(cursor, new)  # again is harmless
+        subject = next(iter(new))
+        found = keys.get(subject)
+        assert found is not None
+        assert found.key == new[subject]
+        other = {uuid4(): b"n" * 32, subject: b"x" * 32}
+        with (
+            pytest.raises(IntegrityError, match=str(subject)),
+            keys.datastore.transaction(commit=True) as cursor,
+        ):
+            keys.insert_keys(cursor, other)
+        assert all(keys.get(s) is None for s in other if s != subject)  # rolled back
+    finally:
+        crm.close()

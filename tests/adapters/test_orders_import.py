@@ -232,3 +232,19 @@ def test_the_garbage_collector_is_back_on_after_an_import_and_after_a_failed_one
         assert gc.isenabled()
     finally:
         crm.close()
+
+
+def test_an_import_and_its_re_run_on_each_backend(store_url: str, tmp_path: Path) -> None:
+    crm = CRM(store_url)
+    try:
+        first = import_orders(crm, _rows(_file(tmp_path)), batch_size=1)  # prepared
+        assert (first.customers, first.orders, first.skipped) == (5, 6, 0)
+        head = _head(crm)
+        again = import_orders(crm, _rows(_file(tmp_path)), batch_size=1)
+        assert (again.customers, again.skipped, _head(crm)) == (0, 5, head)
+        from crm_domain.audit.verify import verify_log
+
+        assert verify_log(crm).finding.value == "intact"
+        assert crm.customer_by_code("ERP-C2").name == "Customer C2"  # sealed, read back
+    finally:
+        crm.close()

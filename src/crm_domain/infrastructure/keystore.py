@@ -173,19 +173,31 @@ class SQLKeyStore:
         p = self._param
         now: Any = datetime.now(UTC) if self.postgres else datetime.now(UTC).isoformat()
         rows = [(str(subject), key, now) for subject, key in keys.items()]
-        cursor.executemany(
-            f"INSERT INTO {self.qualified} (subject, key, created_at) "
-            f"VALUES ({p}, {p}, {p}) ON CONFLICT (subject) DO NOTHING",
-            rows,
-        )
+        insert = f"INSERT INTO {self.qualified} (subject, key, created_at) "
+        conflict = " ON CONFLICT (subject) DO NOTHING"
+        if self.postgres:
+            # One statement of arrays: the recorder's cursor is in pipeline mode, where a
+            # read after an executemany gets the INSERT's (empty) result.
+            cursor.execute(
+                insert
+                + "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::timestamptz[])"
+                + conflict,
+                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+            )
+        else:
+            cursor.executemany(insert + f"VALUES ({p}, {p}, {p})" + conflict, rows)
         stored: dict[str, bytes | None] = {}
         for first in range(0, len(rows), _KEYS_PER_QUERY):
             subjects = [row[0] for row in rows[first : first + _KEYS_PER_QUERY]]
-            cursor.execute(
-                f"SELECT subject, key FROM {self.qualified} "
-                f"WHERE subject IN ({', '.join([p] * len(subjects))})",
-                subjects,
-            )
+            if self.postgres:
+                select = f"SELECT subject, key FROM {self.qualified} WHERE subject = ANY(%s)"
+                cursor.execute(select, (subjects,))
+            else:
+                cursor.execute(
+                    f"SELECT subject, key FROM {self.qualified} "
+                    f"WHERE subject IN ({', '.join('?' * len(subjects))})",
+                    subjects,
+                )
             for row in cursor.fetchall():
                 subject, key = (row["subject"], row["key"]) if isinstance(row, dict) else row
                 stored[subject] = bytes(key) if key is not None else None

@@ -248,3 +248,20 @@ def test_an_import_and_its_re_run_on_each_backend(store_url: str, tmp_path: Path
         assert crm.customer_by_code("ERP-C2").name == "Customer C2"  # sealed, read back
     finally:
         crm.close()
+
+
+@pytest.mark.postgres
+def test_a_batch_of_hundreds_of_new_customers_on_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Their keys are stored by the event recorder's cursor in psycopg's pipeline mode:
+    # past 500 (two reads back) an executemany there broke the read.
+    lines = [f"P{i},2024-01-05,1,2.00," for i in range(600)]
+    path = _file(tmp_path, "cust,when,qty,total,ref\n" + "\n".join(lines) + "\n")
+    crm = CRM(postgres_url)
+    try:
+        summary = import_orders(crm, _rows(path), batch_size=1000)
+        assert (summary.customers, summary.orders) == (600, 600)
+        assert crm.customer_by_code("ERP-P599").name == "Customer P599"
+    finally:
+        crm.close()

@@ -221,6 +221,16 @@ class CRMEventStore(Application[UUID]):
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots through :class:`CurrentSnapshots` (eventsourcing's store otherwise)."""
         recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        if self.store is not None and self.store.backend == "postgres":
+            # Imported here: psycopg is an optional dependency (the postgres extra).
+            from crm_domain.infrastructure.postgres_recorder import (
+                BinaryPostgresAggregateRecorder,
+            )
+
+            recorder = BinaryPostgresAggregateRecorder(
+                recorder.datastore,  # type: ignore[attr-defined]
+                events_table_name=recorder.events_table_name,  # type: ignore[attr-defined]
+            )
         return CurrentSnapshots(mapper=self.mapper, recorder=recorder)
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:

@@ -68,6 +68,9 @@ class CRMEventStore(Application[UUID]):
         "MAPPER_TOPIC": get_topic(PydanticMapper),
     }
     snapshot_class = Snapshot
+    #: Where the events live; None in a subclass that skips ``__init__`` (a projection
+    #: runner's application sharing an open store's recorder).
+    store: StoreURL | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Keep the store's name in subclasses (e.g. a runner's) unless they name another.

@@ -211,3 +211,30 @@ def test_a_step_before_inserting_events_runs_in_their_transaction(tmp_path: Path
         c.execute("SELECT COUNT(*) FROM marks")
         assert c.fetchone()[0] == 1
     assert not before_inserting_events(CRM("memory://").app.recorder, step)
+
+
+def test_random_uuids_are_uuid4s_as_the_standard_library_makes_them() -> None:
+    import os
+    import pickle
+    import uuid
+
+    from crm_domain.infrastructure.compat import random_uuid
+
+    made = [random_uuid() for _ in range(1000)]  # more than one 4 KiB block
+    assert len(set(made)) == 1000
+    for value in made[:5] + made[-5:]:
+        same = uuid.UUID(str(value))
+        assert value == same
+        assert hash(value) == hash(same)
+        assert (value.version, value.variant, value.is_safe) == (4, uuid.RFC_4122, same.is_safe)
+        assert pickle.loads(pickle.dumps(value)) == value
+        assert value.hex == same.hex
+    # a forked child draws its own ids, not the rest of its parent's block
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, random_uuid().bytes)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = uuid.UUID(bytes=os.read(read, 16))
+    assert child != random_uuid()

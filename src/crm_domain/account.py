@@ -12,7 +12,7 @@ from collections.abc import Collection
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.domain import event
 from pydantic import AwareDatetime, Field
@@ -43,6 +43,7 @@ from crm_domain.errors import (
     UnresolvedQuoteError,
 )
 from crm_domain.eventmodel import Aggregate, Entity, SnapshotState
+from crm_domain.infrastructure.compat import random_uuid
 from crm_domain.pipeline import DEFAULT_PIPELINE, Pipeline
 from crm_domain.quoting import DEFAULT_QUOTE_SETTINGS, QuoteSettings
 from crm_domain.values import (
@@ -746,7 +747,7 @@ class Account(Aggregate):
         probability."""
         self._require_active()
         first = pipeline.first
-        opportunity_id = uuid4()
+        opportunity_id = random_uuid()
         self._open_opp(
             opportunity_id=opportunity_id,
             name=name,
@@ -1099,7 +1100,7 @@ class Account(Aggregate):
     ) -> UUID:
         discount = to_decimal(discount_pct, "discount_pct")
         threshold = policy.threshold_for(self.tier)
-        quote_id = uuid4()
+        quote_id = random_uuid()
         self._issue_quote(
             quote_id=quote_id,
             opportunity_id=opportunity_id,
@@ -1303,7 +1304,7 @@ class Account(Aggregate):
         if quote_id is not None and self._quote(quote_id).status is not QuoteStatus.ACCEPTED:
             raise QuoteStateError(f"quote {quote_id} is not accepted")
         total = Money(amount=sum((ln.total for ln in lines), Decimal(0)), currency=currencies.pop())
-        order_id = uuid4()
+        order_id = random_uuid()
         self._place_order(
             order_id=order_id,
             lines=lines,
@@ -1548,7 +1549,7 @@ class Account(Aggregate):
         """Record an invoice (usually ERP's); ``invoice_id`` keeps ERP's identity if given."""
         if order_id is not None:
             self.order(order_id)
-        invoice_id = invoice_id or uuid4()
+        invoice_id = invoice_id or random_uuid()
         if invoice_id in self.invoices:
             raise RuleViolationError(f"invoice {invoice_id} is already recorded")
         self._invoice(
@@ -1584,7 +1585,7 @@ class Account(Aggregate):
                 raise InvalidCommandError(
                     f"payment in {amount.currency} for an invoice in {invoice.amount.currency}"
                 )
-        payment_id = uuid4()
+        payment_id = random_uuid()
         self._pay(payment_id=payment_id, amount=amount, invoice_id=invoice_id, reference=reference)
         return payment_id
 
@@ -1620,7 +1621,7 @@ class Account(Aggregate):
                 amount,
                 Money(amount=invoice.creditable, currency=amount.currency),
             )
-        credit_note_id = credit_note_id or uuid4()
+        credit_note_id = credit_note_id or random_uuid()
         if credit_note_id in self.credit_notes:
             raise RuleViolationError(f"credit note {credit_note_id} is already recorded")
         self._credit(
@@ -1660,7 +1661,7 @@ class Account(Aggregate):
                 amount,
                 Money(amount=invoice.refundable, currency=amount.currency),
             )
-        refund_id = uuid4()
+        refund_id = random_uuid()
         self._refund(
             refund_id=refund_id,
             invoice_id=invoice_id,

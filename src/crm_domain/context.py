@@ -7,7 +7,7 @@ every event created inside it copies it into ``event.metadata``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -43,7 +43,15 @@ class CommandContext:
 
     def as_metadata(self) -> dict[str, str]:
         """The metadata stored on each event of the command (actor, source, correlation, causation,
-        command id)."""
+        command id): a new dict each time, made once per context (every event of a command,
+        and of an import's order, takes it)."""
+        made: dict[str, str] | None = self.__dict__.get("_metadata")
+        if made is None:
+            made = self._metadata()
+            object.__setattr__(self, "_metadata", made)
+        return dict(made)
+
+    def _metadata(self) -> dict[str, str]:
         metadata = {
             "actor": self.actor,
             "source_system": self.source_system,
@@ -68,9 +76,16 @@ def _check_context(ctx: CommandContext) -> None:
     for role in ctx.roles:
         _check_text("role", role)
     if ctx.occurred_at is not None:
-        from crm_domain.values import business_time
+        _business_time()(ctx.occurred_at, "occurred_at")
 
-        business_time(ctx.occurred_at, "occurred_at")
+
+@lru_cache(maxsize=1)
+def _business_time() -> Callable[[datetime, str], datetime]:
+    """``crm_domain.values.business_time``, imported once (not at the top: crm_domain.values
+    builds on the event model, which builds on this), not with every context."""
+    from crm_domain.values import business_time
+
+    return business_time
 
 
 def _check_text(what: str, value: object) -> None:

@@ -153,6 +153,8 @@ NonEmptyStr = ShortText
 #: calendar to add working time without overflowing.
 EARLIEST_BUSINESS_TIME = datetime(1000, 1, 1, tzinfo=UTC)
 LATEST_BUSINESS_TIME = datetime(9990, 1, 1, tzinfo=UTC)
+_EARLIEST_LOCAL = EARLIEST_BUSINESS_TIME.replace(tzinfo=None)
+_LATEST_LOCAL = LATEST_BUSINESS_TIME.replace(tzinfo=None)
 
 
 def check_business_time(value: datetime) -> datetime:
@@ -165,8 +167,7 @@ def check_business_time(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is not timezone-aware: give an offset (e.g. +00:00)")
     # Compare the local value first: converting an extreme one to UTC would overflow.
     local = value.replace(tzinfo=None)
-    earliest = EARLIEST_BUSINESS_TIME.replace(tzinfo=None)
-    latest = LATEST_BUSINESS_TIME.replace(tzinfo=None)
+    earliest, latest = _EARLIEST_LOCAL, _LATEST_LOCAL
     if not earliest <= local < latest or not earliest <= local - offset < latest:
         raise ValueError(
             f"{value.isoformat()} is out of range: business times lie between "

@@ -9,13 +9,14 @@ to domain events) and ``events`` / ``repository``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
 from eventsourcing.persistence import EventStore, Notification, Recording
+from eventsourcing.sqlite import SQLiteAggregateRecorder
 from eventsourcing.utils import EnvType, get_topic, resolve_topic, strtobool
 
 from crm_domain.account import Account
@@ -67,6 +68,9 @@ class CRMEventStore(Application[UUID]):
         "MAPPER_TOPIC": get_topic(PydanticMapper),
     }
     snapshot_class = Snapshot
+    #: Where the events live; None in a subclass that skips ``__init__`` (a projection
+    #: runner's application sharing an open store's recorder).
+    store: StoreURL | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Keep the store's name in subclasses (e.g. a runner's) unless they name another.
@@ -179,9 +183,57 @@ class CRMEventStore(Application[UUID]):
         found = self.notifications_of(*event_classes, page=page)
         return list(dict.fromkeys(UUID(str(n.originator_id)) for n in found))
 
+    def stored_originators(self, originator_ids: Iterable[UUID], *, page: int = 500) -> set[UUID]:
+        """Which of these aggregates have stored events: one query per ``page`` ids on SQLite
+        and PostgreSQL (a query each on another recorder). For checks of many ids at once,
+        e.g. the customer codes of an import's batch (``CRM.look_up_codes``)."""
+        ids = list(dict.fromkeys(originator_ids))
+        recorder = self.recorder
+        found: set[UUID] = set()
+        if isinstance(recorder, SQLiteAggregateRecorder):
+            with recorder.datastore.transaction(commit=False) as cursor:
+                for start in range(0, len(ids), page):
+                    chunk = ids[start : start + page]
+                    cursor.execute(
+                        f"SELECT DISTINCT originator_id FROM {recorder.events_table_name} "
+                        f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+                        [i.hex for i in chunk],
+                    )
+                    found.update(UUID(row[0]) for row in cursor.fetchall())
+        elif self.store is not None and self.store.backend == "postgres":
+            # Imported here: psycopg is an optional dependency (the postgres extra).
+            from eventsourcing.postgres import PostgresAggregateRecorder
+            from psycopg.sql import SQL, Identifier
+
+            assert isinstance(recorder, PostgresAggregateRecorder)
+            statement = SQL(
+                "SELECT DISTINCT originator_id FROM {schema}.{table} "
+                "WHERE originator_id = ANY(%b::uuid[])"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                table=Identifier(recorder.events_table_name),
+            )
+            with recorder.datastore.transaction(commit=False) as curs:
+                for start in range(0, len(ids), page):
+                    curs.execute(statement, (ids[start : start + page],))
+                    found.update(row["originator_id"] for row in curs.fetchall())
+        else:
+            found = {i for i in ids if recorder.select_events(i, limit=1)}
+        return found
+
     def construct_snapshot_store(self) -> EventStore[UUID]:
         """Snapshots through :class:`CurrentSnapshots` (eventsourcing's store otherwise)."""
         recorder = self.factory.aggregate_recorder(purpose="snapshots")
+        if self.store is not None and self.store.backend == "postgres":
+            # Imported here: psycopg is an optional dependency (the postgres extra).
+            from crm_domain.infrastructure.postgres_recorder import (
+                BinaryPostgresAggregateRecorder,
+            )
+
+            recorder = BinaryPostgresAggregateRecorder(
+                recorder.datastore,  # type: ignore[attr-defined]
+                events_table_name=recorder.events_table_name,  # type: ignore[attr-defined]
+            )
         return CurrentSnapshots(mapper=self.mapper, recorder=recorder)
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:

@@ -98,6 +98,10 @@ class MemoryKeyStore:
                 self._keys[subject] = SubjectKey(subject, None, datetime.now(UTC))
 
 
+#: Keys read back per query (older SQLite builds take at most 999 parameters).
+_KEYS_PER_QUERY = 500
+
+
 class SQLKeyStore:
     """Keys in a table of the event store's own database (SQLite or PostgreSQL).
 
@@ -180,17 +184,43 @@ class SQLKeyStore:
         """Store new keys with ``cursor``, in the transaction of their subjects' first
         sealed events (again is harmless). A different key another process stored first
         for the same subject fails the transaction with an ``IntegrityError``: the write
-        is retried, and the retry uses that key."""
+        is retried, and the retry uses that key.
+
+        Two statements, whatever the number of keys (an import's batch brings thousands):
+        on PostgreSQL a read per key was a round trip per key."""
         p = self._param
         now: Any = datetime.now(UTC) if self.postgres else datetime.now(UTC).isoformat()
-        for subject, key in keys.items():
+        rows = [(str(subject), key, now) for subject, key in keys.items()]
+        insert = f"INSERT INTO {self.qualified} (subject, key, created_at) "
+        conflict = " ON CONFLICT (subject) DO NOTHING"
+        if self.postgres:
+            # One statement of arrays: the recorder's cursor is in pipeline mode, where a
+            # read after an executemany gets the INSERT's (empty) result.
             cursor.execute(
-                f"INSERT INTO {self.qualified} (subject, key, created_at) "
-                f"VALUES ({p}, {p}, {p}) ON CONFLICT (subject) DO NOTHING",
-                (str(subject), key, now),
+                insert
+                + "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::timestamptz[])"
+                + conflict,
+                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
             )
-            found = self._row(cursor, subject)
-            if found is None or found.key != key:
+        else:
+            cursor.executemany(insert + f"VALUES ({p}, {p}, {p})" + conflict, rows)
+        stored: dict[str, bytes | None] = {}
+        for first in range(0, len(rows), _KEYS_PER_QUERY):
+            subjects = [row[0] for row in rows[first : first + _KEYS_PER_QUERY]]
+            if self.postgres:
+                select = f"SELECT subject, key FROM {self.qualified} WHERE subject = ANY(%s)"
+                cursor.execute(select, (subjects,))
+            else:
+                cursor.execute(
+                    f"SELECT subject, key FROM {self.qualified} "
+                    f"WHERE subject IN ({', '.join('?' * len(subjects))})",
+                    subjects,
+                )
+            for row in cursor.fetchall():
+                subject, key = (row["subject"], row["key"]) if isinstance(row, dict) else row
+                stored[subject] = bytes(key) if key is not None else None
+        for subject, key in keys.items():
+            if stored.get(str(subject)) != key:
                 raise IntegrityError(f"another process stored the key of subject {subject}")
 
     def destroy(self, subject: UUID) -> None:

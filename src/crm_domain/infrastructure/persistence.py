@@ -62,17 +62,30 @@ class PydanticMapper(Mapper[Any]):
     sealer: PersonalDataSealer | None = None
 
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
-        topic = get_topic(domain_event.__class__)
-        state = cast(BaseModel, domain_event).model_dump(mode="json")
-        class_version = getattr(type(domain_event), "class_version", 1)
-        if class_version > 1:
-            state["class_version"] = class_version
-        stored_state = self.transcoder.encode(state)
-        # The limit applies to the event as written (what Kafka carries), before its
-        # personal fields are sealed (which takes them about 1.4 times the room).
-        self._check_size(domain_event, stored_state)
-        if self.sealer is not None and self.sealer.seal(domain_event, state):
+        cls = type(domain_event)
+        topic = get_topic(cls)
+        class_version = getattr(cls, "class_version", 1)
+        sealer = self.sealer
+        if (
+            class_version == 1
+            and (sealer is None or not sealer.may_seal(domain_event))
+            and isinstance(self.transcoder, OrjsonTranscoder)
+        ):
+            # Nothing to add or seal: pydantic writes the JSON itself, the same bytes as
+            # orjson of ``model_dump(mode="json")`` in one pass instead of two.
+            model = cast(BaseModel, domain_event)
+            stored_state = model.__pydantic_serializer__.to_json(model)
+            self._check_size(domain_event, stored_state)
+        else:
+            state = cast(BaseModel, domain_event).model_dump(mode="json")
+            if class_version > 1:
+                state["class_version"] = class_version
             stored_state = self.transcoder.encode(state)
+            # The limit applies to the event as written (what Kafka carries), before its
+            # personal fields are sealed (which takes them about 1.4 times the room).
+            self._check_size(domain_event, stored_state)
+            if sealer is not None and sealer.seal(domain_event, state):
+                stored_state = self.transcoder.encode(state)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
         if self.cipher:

@@ -181,6 +181,11 @@ class PersonalDataSealer:
             self._plans[cls] = fields
         return fields
 
+    def may_seal(self, event: Any) -> bool:
+        """Whether :meth:`seal` may change this event's state: a customer's snapshot, or an
+        event of a class with personal fields (False: written as it is, read fast)."""
+        return isinstance(event, Snapshot) or bool(self._fields(type(event)))
+
     def seal(self, event: Any, state: dict[str, Any]) -> bool:
         """Seal the personal fields of ``state`` (``event`` as JSON) in place; False when
         there was nothing to seal (``state`` unchanged)."""

@@ -44,23 +44,26 @@ class ReadModelStatus:
         return self.lag == 0 and self.parked is None and self.rebuilding_since is None
 
     @property
+    def rebuild_advice(self) -> str:
+        """What to do about the rebuild holding it ("" if none does)."""
+        if self.rebuilding_since is None:
+            return ""
+        if self.interrupted:
+            return (
+                "killed: `crm projections run` (or a report) releases it and carries on "
+                f"from position {self.position or 0:,}; or rebuild it again"
+            )
+        if self.rebuilt_by is not None and self.rebuilt_by.known:
+            return "running: wait for it (a live runner catches up afterwards)"
+        return "holder unknown (an older version's claim): if no rebuild runs, rebuild again"
+
+    @property
     def rebuild_note(self) -> str:
         """Who holds the rebuild's claim, since when, and what to do ("" if none does)."""
         if self.rebuilding_since is None:
             return ""
         since = self.rebuilding_since.isoformat(timespec="seconds")
-        if self.interrupted:
-            return (
-                f"rebuild by {self.rebuilt_by} since {since} was killed; "
-                f"`crm projections run` (or a report) releases it and carries on from "
-                f"position {self.position or 0:,}, or rebuild it again"
-            )
-        if self.rebuilt_by is not None and self.rebuilt_by.known:
-            return f"rebuild by {self.rebuilt_by} since {since}"
-        return (
-            f"rebuild since {since} (holder unknown: a claim from an older version); "
-            "if no rebuild runs any more, rebuild it again"
-        )
+        return f"rebuild by {self.rebuilt_by} since {since}: {self.rebuild_advice}"
 
     @property
     def state(self) -> str:

@@ -130,7 +130,8 @@ def test_a_killed_rebuild_is_released_and_carried_on(
     assert all(s.position is None or s.position < head for s in states)
     if mode == "runner":  # what the killed batches committed, rows and positions together
         assert any(0 < (s.position or 0) < head for s in states)
-    assert "releases it and carries on" in states[0].rebuild_note
+    assert f"rebuild by process {pid}" in states[0].rebuild_note
+    assert "releases it and carries on" in states[0].rebuild_advice
     assert main(["projections", "status", "--store", store_url, "-f", "json"]) == 0
     sections = {s["title"]: s["rows"] for s in json.loads(capsys.readouterr().out)}
     held = {r["read_model"]: r for r in sections["Rebuilds"]}

@@ -180,7 +180,7 @@ def status(store: Store = None, views: Views = None, fmt: Format = OutputFormat.
                 s.state,
                 s.rebuilding_since.isoformat(timespec="seconds"),
                 str(s.rebuilt_by),
-                s.rebuild_note,
+                s.rebuild_advice,
             )
     render([table, *(t for t in (parked, rebuilds) if t.rows)], fmt)
 

@@ -17,6 +17,9 @@ Each read model has one row in ``read_model_control`` (in the read models' datab
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -86,6 +89,84 @@ class Parked:
     parked_at: datetime
 
 
+#: Characters of the host name kept in a claim token (the token column is String(64)).
+HOST_TAG_LENGTH = 20
+
+
+@dataclass(frozen=True)
+class ClaimHolder:
+    """Who holds a rebuild's claim: host tag and process id (both None for a token from
+    before holders were recorded: holder unknown)."""
+
+    host: str | None
+    pid: int | None
+
+    @property
+    def known(self) -> bool:
+        """Whether the token named its holder."""
+        return self.host is not None and self.pid is not None
+
+    @property
+    def on_this_host(self) -> bool:
+        """Whether the holder ran on this host (only then can its process be checked)."""
+        return self.host is not None and self.host == host_tag()
+
+    def __str__(self) -> str:
+        return f"process {self.pid} on {self.host}" if self.known else "holder unknown"
+
+
+def host_tag(host: str | None = None) -> str:
+    """This host's name as kept in a claim: whole if short, else its start and a hash of
+    the whole name (two hosts whose names share a prefix are never taken for one)."""
+    name = socket.gethostname() if host is None else host
+    if len(name) <= HOST_TAG_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: HOST_TAG_LENGTH - 9]}~{digest}"
+
+
+def new_claim_token() -> str:
+    """A claim token naming this process: ``<32 hex>@<host tag>:<pid>`` (at most 61 chars)."""
+    return f"{uuid.uuid4().hex}@{host_tag()}:{os.getpid()}"
+
+
+def claim_holder(token: str) -> ClaimHolder:
+    """Who holds the claim ``token`` (holder unknown for a plain token)."""
+    _, at, holder = token.partition("@")
+    host, colon, pid = holder.rpartition(":")
+    if not at or not colon or not host or not pid.isdigit():
+        return ClaimHolder(None, None)
+    return ClaimHolder(host, int(pid))
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs on this host (a zombie, killed and not yet reaped
+    by its parent, counts as gone: it writes nothing more)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[:1] == ["Z"]
+    except OSError:
+        return False  # no /proc (not Linux), or it just went: checked again next time
+
+
+def claim_is_stale(token: str) -> bool:
+    """Whether the claim's holder was on this host and its process no longer exists.
+
+    Conservative: a holder on another host, an unknown holder (an old plain token) or a
+    process still running keeps its claim.
+    """
+    holder = claim_holder(token)
+    return holder.on_this_host and holder.pid is not None and process_gone(holder.pid)
+
+
 @dataclass(frozen=True)
 class ControlState:
     """A read model's generation, the rebuild holding it (if any) and its parked event."""
@@ -100,6 +181,17 @@ class ControlState:
     def rebuilding(self) -> bool:
         """True while a rebuild holds the read model."""
         return self.rebuild_token is not None
+
+    @property
+    def holder(self) -> ClaimHolder | None:
+        """Who holds the rebuild's claim (None: no rebuild holds it)."""
+        return None if self.rebuild_token is None else claim_holder(self.rebuild_token)
+
+    @property
+    def interrupted(self) -> bool:
+        """True when the rebuild holding it was killed: its process is gone from this host
+        (see :func:`claim_is_stale`); a live runner may release the claim."""
+        return self.rebuild_token is not None and claim_is_stale(self.rebuild_token)
 
     def writable_by(self, token: str | None) -> bool:
         """Whether a runner (``token`` None) or the rebuild with ``token`` may write it."""
@@ -287,7 +379,7 @@ def claim_for_rebuild(engine: Engine, names: Collection[str]) -> str:
     every live runner's next write sees it (and a batch in flight finishes first: the
     claim waits for its lock). A second rebuild takes them over; the first one's writes
     are then refused."""
-    token = uuid.uuid4().hex
+    token = new_claim_token()
     with Session(engine) as session, session.begin():
         _ensure_rows(session, names)
         lock_states(session, names)
@@ -316,3 +408,27 @@ def release_from_rebuild(engine: Engine, names: Collection[str], token: str) -> 
             .where(control.c.read_model.in_(list(names)), control.c.rebuild_token == token)
             .values(rebuild_token=None, rebuild_started_at=None)
         )
+
+
+def release_stale_claims(session: Session, names: Collection[str]) -> list[str]:
+    """Release the named read models whose rebuild was killed (its claim is stale), in
+    ``session``'s transaction; returns their names.
+
+    Under the control locks a claim takes (:func:`lock_states`), and only where the token
+    is still the stale one, so a rebuild claiming meanwhile keeps its claim. Safe because
+    a rebuild writes rows and positions only in a transaction that checks its claim under
+    these locks: what a killed rebuild committed is consistent (its fast fold commits all
+    or nothing, its runner path a batch with its positions), and nothing of it writes
+    again. The positions stored stand; the live runner carries on from them.
+    """
+    released = []
+    for name, state in lock_states(session, names).items():
+        if state.rebuild_token is None or not claim_is_stale(state.rebuild_token):
+            continue
+        session.execute(
+            update(control)
+            .where(control.c.read_model == name, control.c.rebuild_token == state.rebuild_token)
+            .values(rebuild_token=None, rebuild_started_at=None)
+        )
+        released.append(name)
+    return released

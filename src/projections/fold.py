@@ -244,6 +244,7 @@ def catch_up(
     app = crm_application_class(store_url)()
     try:
         head = int(app.recorder.max_notification_id() or 0)
+        view.release_stale_claims()  # a killed rebuild's: its positions stand
         positions = view.positions(app.name)
         states = view.control_states()
         groups: dict[int, list[type[ReadModel]]] = {}

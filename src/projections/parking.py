@@ -49,7 +49,7 @@ def retry(
     try:
         with view.transaction(commit=True) as session:
             state = control.lock_states(session, [name])[name]
-            _check_parked(name, state.parked, state.rebuilding)
+            _check_parked(name, state.parked, state.rebuilding, state.interrupted)
             control.unpark(session, name)
     finally:
         view.engine.dispose()
@@ -87,7 +87,7 @@ def skip(
     try:
         with view.transaction(commit=True) as session:
             state = control.lock_states(session, [name])[name]
-            parked = _check_parked(name, state.parked, state.rebuilding)
+            parked = _check_parked(name, state.parked, state.rebuilding, state.interrupted)
             if parked.position != position:
                 raise ReadModelParkedError(
                     f"read model {name!r} is parked at position {parked.position}, "
@@ -141,7 +141,14 @@ def catch_up(
     return found
 
 
-def _check_parked(name: str, parked: Parked | None, rebuilding: bool) -> Parked:
+def _check_parked(
+    name: str, parked: Parked | None, rebuilding: bool, interrupted: bool = False
+) -> Parked:
+    if interrupted:
+        raise ReadModelParkedError(
+            f"read model {name!r} is held by a rebuild that was killed (not parked): "
+            "`crm projections run` releases it and carries on, nothing changed"
+        )
     if rebuilding:
         raise ReadModelParkedError(f"read model {name!r} is being rebuilt: nothing changed")
     if parked is None:

@@ -12,8 +12,10 @@ ordinary runner catches up from the first notification instead, one batch per tr
 Live runners may keep running: the rebuild first claims its read models (a new generation,
 see :mod:`projections.control`), which live runners check under a lock before every write,
 so they leave those read models alone until the rebuild hands them back, then catch them
-up from where the rebuild stopped. A rebuild killed before handing them back leaves them
-marked as being rebuilt (``status`` shows it): rebuild them again.
+up from where the rebuild stopped. A rebuild killed before handing them back (SIGKILL, out
+of memory) leaves its claim, which names its process: ``status`` shows it ``interrupted``,
+and a live runner or a report's catch-up on that host releases it and carries on from the
+positions stored (see :func:`projections.control.release_stale_claims`).
 """
 
 from __future__ import annotations

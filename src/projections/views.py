@@ -12,7 +12,9 @@ A read model that cannot apply an event is *parked* (its position kept; the even
 error and the time recorded in :mod:`projections.control`) and the others go on. A read
 model held by a rebuild is left alone until the rebuild hands it back; a read model whose
 position is behind what the runner has been fed (rebuilt, retried, or skipped meanwhile) is
-first caught up from the log, so no event is ever left out.
+first caught up from the log, so no event is ever left out. A rebuild that was killed (its
+process gone from this host) holds nothing any more: a live runner releases its claim
+(:func:`~projections.control.release_stale_claims`) and carries on from the position stored.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ CATCH_UP_BATCH = 1000
 
 class _ControlChangedError(Exception):
     """A read model was parked, unparked or claimed by a rebuild while a batch was applied."""
+
+
+class _StaleClaimError(Exception):
+    """Read models are held by a rebuild that was killed: release them, then apply."""
 
 
 class ReadModelView(SQLAlchemyTrackingRecorder):
@@ -214,6 +220,17 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         with self.transaction(commit=False) as session:
             return read_states(session, self.names)
 
+    def release_stale_claims(self) -> list[str]:
+        """Release the read models held by a killed rebuild (see
+        :func:`~projections.control.release_stale_claims`); returns their names. Only a
+        live view does this (a rebuild's view keeps to its own claim)."""
+        if self.rebuild_token is not None:
+            return []
+        if not any(s.interrupted for s in self.control_states().values()):
+            return []  # the usual case: read without taking the control locks
+        with self.transaction(commit=True) as session:
+            return control.release_stale_claims(session, self.names)
+
     def max_tracking_id(self, application_name: str) -> int | None:
         """The position every read model here that it may write has reached (the least).
 
@@ -222,6 +239,8 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         read models and those a rebuild holds do not hold the others back: they are
         caught up from the log when they are writable again.
         """
+        if not self._subscribed:  # a runner starting: take back what a killed rebuild held
+            self.release_stale_claims()
         positions = self.positions(application_name)
         states = self.control_states()
         writable = [positions[n] for n in self.names if states[n].writable_by(self.rebuild_token)]
@@ -320,6 +339,9 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                 behind = self._record(application_name, batch, since, only)
             except _ControlChangedError:
                 continue  # read the new state; the claimed or parked read model is left out
+            except _StaleClaimError:
+                self.release_stale_claims()
+                continue  # the released read models are caught up from their positions
             except Exception as exc:
                 full = _full_database_error(exc)
                 if full is not None:
@@ -405,7 +427,9 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         unpark in between rolls the batch back (``_ControlChangedError``) to be applied again.
         Read models parked, held by a rebuild (other than this view's), or behind
         ``since`` (the last position fed before this batch) are left out; the latter are
-        returned with their positions, to be caught up from the log.
+        returned with their positions, to be caught up from the log. A read model held by a
+        killed rebuild stops a live view's batch before anything is written
+        (``_StaleClaimError``): it is released, then the batch applied again.
         """
         last = Tracking(application_name, batch[-1].position)
         batch_topics = {e.topic for e in batch}
@@ -418,6 +442,8 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
                 if only is not None and name not in only:
                     continue
                 if not states[name].writable_by(self.rebuild_token):
+                    if self.rebuild_token is None and states[name].interrupted:
+                        raise _StaleClaimError  # nothing written yet: rolled back
                     if self.rebuild_token is not None:
                         raise ProjectionError(
                             f"read model {name!r} was taken over by another rebuild "

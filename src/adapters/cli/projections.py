@@ -148,7 +148,9 @@ def status(store: Store = None, views: Views = None, fmt: Format = OutputFormat.
 
     A read model that could not apply an event is ``parked`` there (the others go on):
     the table below names the event and the error; ``crm projections retry`` or ``skip``
-    resumes it.
+    resumes it. A read model held by a rebuild is ``rebuilding`` (the rebuilds table says
+    by which process, on which host, since when), or ``interrupted`` when that rebuild
+    was killed: ``crm projections run`` (or a report) releases it and carries on.
     """
     from projections.status import status as read_model_status
 
@@ -159,6 +161,7 @@ def status(store: Store = None, views: Views = None, fmt: Format = OutputFormat.
         "Parked read models",
         ("read model", "position", "event", "customer or account", "error", "parked at"),
     )
+    rebuilds = Section("Rebuilds", ("read model", "state", "since", "held by", "what to do"))
     for s in read_model_status(settings.store_url, views_url=views):
         table.add(s.name, s.state, s.position or 0, s.head, s.lag, s.description)
         if s.parked is not None:
@@ -171,7 +174,15 @@ def status(store: Store = None, views: Views = None, fmt: Format = OutputFormat.
                 p.error,
                 p.parked_at.isoformat(timespec="seconds"),
             )
-    render([table, parked] if parked.rows else [table], fmt)
+        if s.rebuilding_since is not None:
+            rebuilds.add(
+                s.name,
+                s.state,
+                s.rebuilding_since.isoformat(timespec="seconds"),
+                str(s.rebuilt_by),
+                s.rebuild_advice,
+            )
+    render([table, *(t for t in (parked, rebuilds) if t.rows)], fmt)
 
 
 ParkedName = Annotated[

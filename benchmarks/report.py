@@ -113,6 +113,8 @@ def main() -> int:
         "at 1M events on both backends).",
         "Every figure stands beside its bare baseline, measured in the same run; the machine is",
         "shared, so compare ratios, not absolute rates, and mind the load average noted.",
+        "Where the time goes, and why the part that remains is there:",
+        "[where-the-time-goes.md](where-the-time-goes.md).",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {os.cpu_count()} cores, {platform.machine()}, Python "

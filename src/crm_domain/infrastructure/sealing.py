@@ -21,6 +21,10 @@ they load as stored. Only events written with sealing on are erasable by destroy
 Keys are cached per subject for ``cache_seconds`` (the write path must stay cheap). A
 process that already holds a key forgets it on destroying it, on reading the subject's
 ``PersonalDataErased`` event, or when the cache entry expires, whichever comes first.
+The cache holds at most :data:`CACHED_CIPHERS` subjects' ciphers (the oldest go first): a
+cipher costs about 2 KB (its key schedule and GCM tables), so a process that touches every
+customer, such as a long-running projection runner or an import, would otherwise grow by
+that much per customer.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ _NONCE = 12
 _EMPTY: tuple[Any, ...] = (None, "", [], {})
 _CUSTOMER_TOPIC = get_topic(Customer)
 _CUSTOMER_STATE_FIELDS = payload_personal_fields(CustomerState, frozenset())
+#: Subjects whose ciphers a sealer caches at most (about 2 KB each); beyond it the oldest
+#: entry is dropped and built again from its key when next needed (about 2 µs).
+CACHED_CIPHERS = 4096
 
 
 def _is_customer_event(cls: type[Any]) -> bool:
@@ -60,12 +67,17 @@ def _is_customer_event(cls: type[Any]) -> bool:
 class PersonalDataSealer:
     """Encrypts (writing) and decrypts or redacts (reading) customers' personal fields."""
 
-    def __init__(self, keys: KeyStore, *, cache_seconds: float = 60.0) -> None:
+    def __init__(
+        self, keys: KeyStore, *, cache_seconds: float = 60.0, cached_ciphers: int = CACHED_CIPHERS
+    ) -> None:
+        if cached_ciphers < 1:
+            raise ValueError(f"cached_ciphers must be at least 1, not {cached_ciphers}")
         #: Where the subjects' keys are kept.
         self.keys = keys
         #: How long a key (or its absence) is cached in this process.
         self.cache_seconds = cache_seconds
         self._cache: dict[UUID, tuple[AESGCM | None, float]] = {}
+        self._cache_limit = cached_ciphers
         self._plans: dict[type[Any], frozenset[str]] = {}
         self._lock = threading.Lock()
         #: True when the event store writes new keys in the events' transaction
@@ -74,9 +86,13 @@ class PersonalDataSealer:
         self._pending: dict[UUID, bytes] = {}
         #: The same cache by the id's text, as stored JSON holds it (reading needs no UUID).
         self._by_text: dict[str, tuple[AESGCM | None, float]] = {}
-        #: Every subject's cipher (None: key destroyed) while a reader of the whole log
-        #: holds them (:meth:`hold_all_keys`), by the id's text; None otherwise.
-        self._held: dict[str, AESGCM | None] | None = None
+        #: Every subject's key (None: destroyed) while a reader of the whole log holds
+        #: them (:meth:`hold_all_keys`), by the id's text; None otherwise. Raw keys (32
+        #: bytes each): the ciphers made from them are cached in ``_held_ciphers``, at most
+        #: ``_cache_limit`` at a time, so holding every key stays small at any number of
+        #: customers.
+        self._held: dict[str, bytes | None] | None = None
+        self._held_ciphers: dict[str, AESGCM] = {}
         self._held_until = 0.0
         self._snapshots: dict[type[Any], bool] = {}
 
@@ -98,14 +114,24 @@ class PersonalDataSealer:
                 with self._lock:
                     self._pending[subject] = key
                 cipher: AESGCM | None = AESGCM(key)
-                self._cache[subject] = (cipher, now + self.cache_seconds)
+                self._remember(subject, (cipher, now + self.cache_seconds))
                 return cipher
         else:
             found = self.keys.create(subject) if create else self.keys.get(subject)
         cipher = AESGCM(found.key) if found is not None and found.key is not None else None
         if found is not None or create:
-            self._cache[subject] = (cipher, now + self.cache_seconds)
+            self._remember(subject, (cipher, now + self.cache_seconds))
         return cipher
+
+    def _remember(self, subject: UUID, entry: tuple[AESGCM | None, float]) -> None:
+        """Cache a subject's cipher (or its absence), dropping the oldest entry when the
+        cache is full (see :data:`CACHED_CIPHERS`)."""
+        cache = self._cache
+        if subject not in cache and len(cache) >= self._cache_limit:
+            oldest = next(iter(cache))
+            del cache[oldest]
+            self._by_text.pop(str(oldest), None)
+        cache[subject] = entry
 
     def pending_keys(self, subjects: set[UUID]) -> dict[UUID, bytes]:
         """Keys made for these subjects and not yet stored (to store with their events)."""
@@ -135,6 +161,7 @@ class PersonalDataSealer:
         """Drop the subject's cached key (it was destroyed, perhaps by another process)."""
         self._cache.pop(subject, None)
         self._by_text.pop(str(subject), None)
+        self._held_ciphers.pop(str(subject), None)
 
     def hold_all_keys(self) -> bool:
         """Read every subject's key in one query and hold it until :meth:`release_keys`
@@ -144,25 +171,41 @@ class PersonalDataSealer:
         Held keys obey the cache's rules: after ``cache_seconds`` they are read again (one
         query), so a key destroyed by another process is let go of as soon as a cached one
         would be; reading a ``PersonalDataErased`` drops the subject's held key at once
-        (:meth:`saw`), and later events of that subject ask the key store again."""
+        (:meth:`saw`), and later events of that subject ask the key store again.
+
+        The keys are held as bytes (about 100 bytes a customer with the dictionary's
+        entry); a cipher is built from one when its subject's event is read, and at most
+        :data:`CACHED_CIPHERS` of them are kept."""
         load = getattr(self.keys, "all_keys", None)
         if load is None:
             return False
         found: dict[UUID, bytes | None] = load()
-        # A subject's key never changes (it is only destroyed): read again, a held cipher
-        # is kept rather than built anew.
-        before = self._held or {}
-        self._held = {
-            text: (before.get(text) or AESGCM(key)) if key is not None else None
-            for subject, key in found.items()
-            if (text := str(subject))
-        }
+        self._held = {str(subject): key for subject, key in found.items()}
+        # A subject's key never changes (it is only destroyed): a cipher built from it
+        # stays good unless the key is gone now.
+        ciphers = self._held_ciphers
+        for text in [t for t in ciphers if self._held.get(t) is None]:
+            del ciphers[text]
         self._held_until = time.monotonic() + self.cache_seconds
         return True
 
     def release_keys(self) -> None:
         """Forget the keys :meth:`hold_all_keys` read (the cache works as before)."""
         self._held = None
+        self._held_ciphers.clear()
+
+    def _held_cipher(self, subject: str, key: bytes | None) -> AESGCM | None:
+        """The cipher of a held key, built on first use and kept among the newest
+        :data:`CACHED_CIPHERS`."""
+        if key is None:
+            return None
+        ciphers = self._held_ciphers
+        cipher = ciphers.get(subject)
+        if cipher is None:
+            if len(ciphers) >= self._cache_limit:
+                del ciphers[next(iter(ciphers))]
+            cipher = ciphers[subject] = AESGCM(key)
+        return cipher
 
     def is_forgotten(self, subject: UUID) -> bool:
         """True when the subject's key was destroyed (asks the key store, not the cache)."""
@@ -238,7 +281,7 @@ class PersonalDataSealer:
             self.hold_all_keys()  # expired as a cached key would: read them all again
             held = self._held
         if held is not None and subject in held:
-            cipher = held[subject]
+            cipher = self._held_cipher(subject, held[subject])
         else:
             cached = self._by_text.get(subject)
             if cached is not None and cached[1] > time.monotonic():
@@ -264,6 +307,7 @@ class PersonalDataSealer:
             self.evict(originator_id)
             if self._held is not None:
                 self._held.pop(str(originator_id), None)
+            self._held_ciphers.pop(str(originator_id), None)
 
 
 def _aad(originator_id: UUID | str, version: int, *, snapshot: bool) -> bytes:

@@ -51,6 +51,7 @@ class _Precompiled:
         "key_order",
         "names",
         "positional",
+        "row_key_order",
         "row_values",
         "sql",
     )
@@ -94,9 +95,12 @@ class _Precompiled:
         self.copy: str | None = None
         #: SQLite: an INSERT's rows are sent in primary-key order (see :func:`execute_many`).
         self.key_order: Callable[[tuple[Any, ...]], Any] | None = None
+        #: The same order read from the rows themselves (before they become parameters).
+        self.row_key_order: Callable[[dict[str, Any]], Any] | None = None
         if isinstance(stmt, Insert) and dialect.name == "sqlite" and self.positional:
             keys = [c.name for c in cast(Table, stmt.table).primary_key.columns]
             self.key_order = itemgetter(*(self.columns.index(k) for k in keys))
+            self.row_key_order = itemgetter(*keys)
         if isinstance(stmt, Insert) and (dialect.name, dialect.driver) == ("postgresql", "psycopg"):
             quote = dialect.identifier_preparer.quote
             names = ", ".join(quote(column) for column in self.columns)
@@ -246,14 +250,38 @@ def execute_many(session: Session, table: Table, kind: str, rows: Sequence[dict[
         finally:
             cursor.close()
         return
-    params = stmt.params(rows)
-    if stmt.key_order is not None and len(params) >= KEY_ORDER_MIN_ROWS:
-        _in_key_order(params, stmt.key_order)
-    connection.exec_driver_sql(stmt.sql, params)
+    if len(rows) <= ROWS_PER_EXECUTE:
+        params = stmt.params(rows)
+        if stmt.key_order is not None and len(params) >= KEY_ORDER_MIN_ROWS:
+            _in_key_order(params, stmt.key_order)
+        connection.exec_driver_sql(stmt.sql, params)
+        return
+    # Many rows (a rebuild writing a table): their parameters are made and sent a slice
+    # at a time, so the rows are not held twice over (as dicts and as tuples) at the peak.
+    if stmt.row_key_order is not None:
+        rows = _rows_in_key_order(rows, stmt.row_key_order)
+    for start in range(0, len(rows), ROWS_PER_EXECUTE):
+        connection.exec_driver_sql(stmt.sql, stmt.params(rows[start : start + ROWS_PER_EXECUTE]))
 
 
 #: Rows from which an INSERT on SQLite sends them in primary-key order.
 KEY_ORDER_MIN_ROWS = 1_000
+#: Rows made into parameters and sent per ``executemany`` at most: a rebuild writes a
+#: chunk of several hundred thousand rows, and their parameters (a tuple of values each)
+#: would cost about as much memory again as the rows, all at once.
+ROWS_PER_EXECUTE = 10_000
+
+
+def _rows_in_key_order(
+    rows: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> Sequence[dict[str, Any]]:
+    """The rows sorted by primary key as Python values (for the key types the read models
+    use, text, integers, UUIDs and UTC times, the order their stored forms sort in), or as
+    they were if the keys do not compare or a row lacks one (the INSERT refuses it then)."""
+    try:
+        return sorted(rows, key=key)
+    except (TypeError, KeyError):
+        return rows
 
 
 def _in_key_order(params: list[Any], key: Callable[[tuple[Any, ...]], Any]) -> None:

@@ -244,3 +244,63 @@ def test_held_keys_expire_as_cached_keys_do(
     finally:
         reader.close()
         writer.close()
+
+
+def test_many_rows_are_sent_a_slice_at_a_time_in_key_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebuild's chunk of rows becomes parameters a slice at a time (not all rows twice
+    over at once); the slices go in primary-key order, and updates and deletes of that many
+    rows reach every row."""
+    import uuid
+
+    from sqlalchemy import create_engine, event, select
+    from sqlalchemy.orm import Session
+
+    from projections import rows as rows_module
+    from projections.handover import commitments, metadata
+    from projections.rows import execute_many
+
+    monkeypatch.setattr(rows_module, "ROWS_PER_EXECUTE", 100)
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    sent: list[int] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def count(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if many:
+            sent.append(len(params))
+
+    customer = uuid.uuid4()
+    rows = [
+        {
+            "contact_id": uuid.uuid4(),
+            "seq": seq,
+            "position": i,
+            "customer_id": customer,
+            "description": f"promise {i}",
+            "owner": "li.wei",
+            "logged_by": "desk",
+            "logged_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+        }
+        for i in range(1_005)
+        for seq in (1, 0)
+    ]
+    with Session(engine) as session:
+        execute_many(session, commitments, "insert", rows)
+        assert sent == [100] * 20 + [10]
+        stored = [
+            tuple(r)
+            for r in session.connection().exec_driver_sql("SELECT * FROM " + commitments.name)
+        ]
+        keys = [(r[0], r[1]) for r in stored]  # in insertion (rowid) order
+        assert keys == sorted(keys)
+        assert len(keys) == len(rows)
+        changed = [r | {"owner": "wang.fang"} for r in rows]
+        execute_many(session, commitments, "update", changed)
+        owners = {r.owner for r in session.execute(select(commitments.c.owner))}
+        assert owners == {"wang.fang"}
+        gone = [{"contact_id": r["contact_id"], "seq": r["seq"]} for r in rows[:1_501]]
+        execute_many(session, commitments, "delete", gone)
+        left = session.execute(select(commitments.c.contact_id, commitments.c.seq)).all()
+        assert {tuple(r) for r in left} == {(r["contact_id"], r["seq"]) for r in rows[1_501:]}

@@ -262,7 +262,7 @@ def main() -> int:
         "",
         "## Run log",
         "",
-        *(f"- {line}" for line in log),
+        *(f"  - {line.strip()}" if line.startswith(" ") else f"- {line}" for line in log),
         "",
     ]
     args.doc.write_text("\n".join(lines))

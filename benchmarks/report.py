@@ -162,8 +162,9 @@ def main() -> int:
         "workers = one process per core (on PostgreSQL; SQLite folds in one process whatever",
         "the number of workers, so its workers figure is the fold's). Each size is measured on",
         "one history per backend grown from 10k to 100k to 1M events (the same customers and",
-        "events as a history written straight to that size).",
-        "Target: fold >= 1/3 of bare.",
+        "events as a history written straight to that size); load = the 1-minute load average",
+        "after that size's measurements, which still counts the history's writers (one per",
+        "core) just before them. Target: fold >= 1/3 of bare.",
         "",
         "| backend | events | bare/s | decode/s | runner/s | fold/s | fold/bare | workers/s "
         "| fold RSS MB | load |",

@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -530,6 +531,8 @@ def _measure_all(args: argparse.Namespace, fresh: Fresh) -> list[dict[str, Any]]
                         args.json.write_text(json.dumps(rows, indent=1))
         finally:
             _drop(store)
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
 

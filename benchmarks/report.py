@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,6 +268,7 @@ def main() -> int:
         "",
     ]
     args.doc.write_text("\n".join(lines))
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.doc} in {total / 60:.1f} min", flush=True)
     return 0
 

@@ -40,9 +40,10 @@ from projections.views import ReadModelView
 #: Notifications read from the log per query.
 FOLD_PAGE_SIZE = 10_000
 #: Read-model rows held in memory before they are written (in the rebuild's transaction).
-#: About 1 KB each: the default keeps a rebuild's peak memory within a few hundred MB at
-#: any size of history (the timeline holds one row per event).
-DEFAULT_ROW_BUDGET = 250_000
+#: About 1.3 KB each with their values: the default keeps a one-process rebuild within
+#: about 400 MB at any size of history (the timeline holds one row per event; a history of
+#: 100,000 events fits in one chunk). Measured: docs/where-the-time-goes.md.
+DEFAULT_ROW_BUDGET = 200_000
 
 Progress_ = Callable[[int, int], None]
 

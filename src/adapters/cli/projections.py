@@ -16,6 +16,7 @@ from adapters.cli.options import Format, OutputFormat, Store, Views, load_settin
 from adapters.cli.progress import progress
 from adapters.cli.render import Section, render
 from crm_domain.errors import ReadModelParkedError
+from projections.fold import DEFAULT_ROW_BUDGET
 from projections.projection import DEFAULT_BATCH_SIZE
 from projections.registry import all_read_models
 from projections.status import ReadModelStatus
@@ -114,6 +115,16 @@ def rebuild(
             show_default=False,
         ),
     ] = None,
+    row_budget: Annotated[
+        int,
+        typer.Option(
+            "--row-budget",
+            metavar="ROWS",
+            min=1,
+            help="read-model rows a rebuild holds in memory before it writes them "
+            "(about 1.3 KB each)",
+        ),
+    ] = DEFAULT_ROW_BUDGET,
     store: Store = None,
     views: Views = None,
 ) -> None:
@@ -134,6 +145,7 @@ def rebuild(
             views_url=views,
             on_progress=show,
             workers=workers or default_workers(),
+            row_budget=row_budget,
         )
     Console().print(
         f"rebuilt {', '.join(result.read_models)} from {result.events:,} events "

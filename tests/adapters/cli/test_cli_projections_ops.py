@@ -91,3 +91,48 @@ def test_skip_needs_the_parked_position_and_a_reason(
     )
     assert code == 0, err
     assert "current" in out
+
+
+def test_rebuild_takes_a_row_budget_and_refuses_a_useless_one(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--row-budget`` reaches the rebuild (a tiny budget writes in chunks, same rows)."""
+    import projections.rebuild as rebuild_module
+
+    crm = CRM(sqlite_url)
+    for i in range(4):
+        customer = crm.register_customer(kind="individual", name=f"P{i}", code=f"P{i}")
+        crm.log_contact(customer, channel="sms", direction="inbound", summary="hi")
+    crm.close()
+    budgets: list[int] = []
+    real = rebuild_module.rebuild
+
+    def recording(*args: object, **kwargs: object) -> rebuild_module.RebuildResult:
+        budgets.append(kwargs["row_budget"])  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rebuild_module, "rebuild", recording)
+
+    def rows() -> list[tuple[object, ...]]:
+        view = open_view(sqlite_url, read_models=["customer360"])
+        try:
+            with view.engine.connect() as conn:
+                return sorted(tuple(r) for r in conn.execute(customers.select()))
+        finally:
+            view.engine.dispose()
+
+    code, _, err = run(["projections", "rebuild", "--all", "--store", sqlite_url], capsys)
+    assert code == 0, err
+    whole = rows()
+    code, _, err = run(
+        ["projections", "rebuild", "--all", "--row-budget", "3", "--store", sqlite_url], capsys
+    )
+    assert code == 0, err
+    assert rows() == whole
+    assert len(whole) == 4
+    assert budgets == [rebuild_module.DEFAULT_ROW_BUDGET, 3]
+    code, _, err = run(
+        ["projections", "rebuild", "--all", "--row-budget", "0", "--store", sqlite_url], capsys
+    )
+    assert code == 2
+    assert "--row-budget" in err

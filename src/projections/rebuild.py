@@ -162,18 +162,20 @@ def rebuild(
     """
     models = select_read_models(read_models)
     names = [m.name for m in models]
+    one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
+    groups = plan_workers(models, 1 if one else workers)
+    folds_here = fast and len(groups) == 1
     view = open_view(store_url, read_models=models, views_url=views_url, creates_indexes=False)
     token = claim_for_rebuild(view.engine, names)
     try:
-        for model in models:
-            view.drop_read_model(model.name, defer_indexes=True)
+        if not folds_here:  # the fold here replaces the tables in its own transaction
+            for model in models:
+                view.drop_read_model(model.name, defer_indexes=True)
         view.engine.dispose()  # hold no connection while the read models load
         app_name, head = log_head(store_url)
-        one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
-        groups = plan_workers(models, 1 if one else workers)
         started = time.perf_counter()
         with fewer_gc_passes() if tune_gc else nullcontext():
-            if len(groups) == 1 and fast:
+            if folds_here:
                 _fold_store(
                     view,
                     store_url,
@@ -182,6 +184,7 @@ def rebuild(
                     on_progress=on_progress,
                     budget=row_budget,
                     page_size=batch_size,
+                    replace_tables=True,
                 )
             elif len(groups) == 1:
                 with follow(
@@ -230,8 +233,10 @@ def _fold_store(
     on_progress: Progress_ | None,
     budget: int,
     page_size: int = FOLD_PAGE_SIZE,
+    replace_tables: bool = False,
 ) -> None:
-    """Fold the store's log up to ``head`` into the view's read models (one transaction)."""
+    """Fold the store's log up to ``head`` into the view's read models (one transaction;
+    with ``replace_tables``, their tables are dropped and created empty in it)."""
     app = crm_application_class(store_url)()
     try:
         fold_log(
@@ -244,6 +249,7 @@ def _fold_store(
             page_size=page_size,
             row_budget=budget,
             on_progress=on_progress,
+            replace_tables=replace_tables,
         )
     finally:
         app.close()

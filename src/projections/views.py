@@ -148,22 +148,35 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
     def drop_read_model(self, name: str, *, defer_indexes: bool = False) -> None:
         """Drop one read model's tables and its tracking, then create them empty.
 
-        Both happen in one transaction where the database allows DDL in transactions
-        (PostgreSQL, SQLite), so a failed drop leaves the old read model in place. With
-        ``defer_indexes``, secondary indexes (not unique ones) are left out until
-        :meth:`create_indexes`: building an index once over the loaded rows is cheaper
-        than keeping it up to date row by row, which is how databases bulk-load.
+        Both happen in one transaction (see :meth:`replace_tables`), so a failed drop
+        leaves the old read model in place. With ``defer_indexes``, secondary indexes (not
+        unique ones) are left out until :meth:`create_indexes`: building an index once
+        over the loaded rows is cheaper than keeping it up to date row by row, which is
+        how databases bulk-load.
         """
+        with self.engine.begin() as conn:
+            self.replace_tables(conn, name, defer_indexes=defer_indexes)
+
+    def replace_tables(self, conn: Connection, name: str, *, defer_indexes: bool = False) -> None:
+        """Drop one read model's tables and tracking and create them empty, in ``conn``'s
+        transaction: nothing of it is seen by others, or kept, unless that commits.
+
+        On SQLite, Python's ``sqlite3`` begins a transaction only before an ``INSERT``,
+        ``UPDATE``, ``DELETE`` or ``REPLACE``, so a ``DROP`` run first would commit on its
+        own: an explicit ``BEGIN`` is sent first (:func:`begin_for_ddl`). On PostgreSQL
+        the dropped tables stay locked (``ACCESS EXCLUSIVE``) until the transaction ends;
+        readers keep off them by the read model's control row (a rebuild holds it).
+        """
+        begin_for_ddl(conn)
         model = self._model(name)
         tables = (*model.tables, self.tracking_tables[name])
-        with self.engine.begin() as conn:
-            for table in reversed(tables):
-                table.drop(conn, checkfirst=True)
-            for table in tables:
-                conn.execute(CreateTable(table))
-                for index in table.indexes:
-                    if index.unique or not defer_indexes:
-                        index.create(conn)
+        for table in reversed(tables):
+            table.drop(conn, checkfirst=True)
+        for table in tables:
+            conn.execute(CreateTable(table))
+            for index in table.indexes:
+                if index.unique or not defer_indexes:
+                    index.create(conn)
 
     def create_indexes(self, name: str) -> None:
         """Create the named read model's missing indexes (after a rebuild deferred them)."""
@@ -538,6 +551,22 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             originator_id=logged.originator_id,
             reason=reason,
         )
+
+
+def begin_for_ddl(conn: Connection) -> None:
+    """Make the DDL that follows part of ``conn``'s transaction on SQLite.
+
+    Python's ``sqlite3`` (its legacy transaction control, which SQLAlchemy's pysqlite
+    dialect keeps) sends ``BEGIN`` only before ``INSERT``, ``UPDATE``, ``DELETE`` or
+    ``REPLACE``: a ``DROP TABLE`` or ``CREATE TABLE`` run with no transaction open would
+    commit by itself. An explicit ``BEGIN`` opens one (``sqlite3`` then sees it open and
+    commits or rolls it back with the connection). Other databases: nothing to do.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    dbapi: Any = conn.connection.dbapi_connection
+    if not dbapi.in_transaction:
+        conn.exec_driver_sql("BEGIN")
 
 
 def _is_database_outage(exc: BaseException) -> bool:

@@ -3,8 +3,10 @@
 Its token names its process, so the claim is seen to be stale once that process is gone
 from this host: ``status`` says ``interrupted`` (by whom, since when), and a live runner or
 a report's catch-up releases it and carries on from the positions the killed rebuild left,
-which are consistent with the rows on both rebuild paths. A claim whose holder lives, is on
-another host, or is unknown (a token from before holders were recorded) is respected.
+which are consistent with the rows on both rebuild paths. The fast path (the fold) drops and
+recreates the tables in its own transaction, so a kill leaves the old rows and positions as
+they were. A claim whose holder lives, is on another host, or is unknown (a token from
+before holders were recorded) is respected.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 
 import pytest
 from projection_history import read_model_rows
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from adapters.cli import main
 from adapters.cli.reports import current_read_models
 from adapters.demo import run_demo
 from crm_domain.application import CRM
+from crm_domain.infrastructure.storage import StoreURL
 from projections import control
 from projections.control import (
     claim_for_rebuild,
@@ -44,12 +47,22 @@ from projections.views import ReadModelView
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 #: A child process that rebuilds every read model of the store (argv[1]) in one process,
-#: fast (the fold) or with the runner in small batches (argv[2] == "runner").
+#: fast (the fold) or with the runner in small batches (argv[2] == "runner"). The fold
+#: writes its rows in chunks (a small row budget: the tables are replaced at the first)
+#: and, half-way, says so on stdout and waits there, in its transaction, to be killed.
 REBUILD = """
-import sys
+import sys, time
 from projections.rebuild import rebuild
-fast = sys.argv[2] == "fast"
-rebuild(sys.argv[1], workers=1, fast=fast, batch_size=10_000 if fast else 100)
+
+def halfway(done, total):
+    if done >= total // 2:
+        print("folding", flush=True)
+        time.sleep(600)
+
+if sys.argv[2] == "fast":
+    rebuild(sys.argv[1], workers=1, batch_size=200, row_budget=500, on_progress=halfway)
+else:
+    rebuild(sys.argv[1], workers=1, fast=False, batch_size=100)
 """
 
 
@@ -73,34 +86,27 @@ def _claims(view: ReadModelView, app_name: str) -> dict[str, tuple[str | None, i
 def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) -> int:
     """Start a real rebuild in a child process and SIGKILL it mid-way; returns its pid.
 
-    The fold: killed once the claim is committed and the tables dropped (the fold's one
-    transaction is under way). The runner path: once some batches are committed (a read
-    model part way, none done).
+    The fold: killed half-way, its tables replaced and chunks of rows written in its one
+    transaction (seen by its lock on the database). The runner path: once some batches
+    are committed (a read model part way, none done).
     """
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-c", REBUILD, store_url, mode],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
     view = open_view(store_url)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the rebuild ended before it could be killed"
-            try:
-                rows = _claims(view, app_name)
-            except Exception:  # a table being dropped and created again: look again
-                continue
-            claimed = [p for t, p in rows.values() if t is not None]
-            if mode == "fast" and claimed and all(p == 0 for p in claimed):
-                break  # claimed, tables dropped: folding
-            if mode == "runner" and claimed and 0 < max(claimed) < head:
-                break  # batches committed, the rebuild not done
-            time.sleep(0.002)
+        if mode == "fast":
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "folding\n", f"the rebuild ended first: {proc.communicate()}"
+            assert _holds_write_locks(store_url, proc.pid)
         else:
-            pytest.fail("the rebuild never got under way")
+            _wait_for_committed_batches(view, app_name, head, proc)
         proc.send_signal(signal.SIGKILL)
     finally:
         view.engine.dispose()
@@ -110,11 +116,59 @@ def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) ->
     return proc.pid
 
 
+def _wait_for_committed_batches(
+    view: ReadModelView, app_name: str, head: int, proc: subprocess.Popen[str]
+) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the rebuild ended before it could be killed"
+        try:
+            rows = _claims(view, app_name)
+        except Exception:  # a table being dropped and created again: look again
+            continue
+        claimed = [p for t, p in rows.values() if t is not None]
+        if claimed and 0 < max(claimed) < head:
+            return  # batches committed, the rebuild not done
+        time.sleep(0.002)
+    pytest.fail("the rebuild never got under way")
+
+
+def _holds_write_locks(store_url: str, pid: int) -> bool:
+    """Whether the rebuild in process ``pid`` has written in its open transaction: on
+    PostgreSQL it holds the replaced tables' ACCESS EXCLUSIVE locks, on SQLite the
+    database's write lock (a ``BEGIN IMMEDIATE`` elsewhere is refused at once)."""
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(StoreURL.parse(store_url).sqlite_path, timeout=0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc)
+        finally:
+            conn.close()
+        return False
+    view = open_view(store_url)
+    try:
+        with view.engine.connect() as conn:
+            locked = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'timeline_entries' AND l.mode = 'AccessExclusiveLock' "
+                    "AND l.granted AND l.pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        view.engine.dispose()
+    return bool(locked)
+
+
 @pytest.mark.parametrize("mode", ["fast", "runner"])
 def test_a_killed_rebuild_is_released_and_carried_on(
     store_url: str, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app_name, head = _store(store_url)
+    before = read_model_rows(store_url)
     pid = _kill_rebuild_midway(store_url, app_name, mode, head)
 
     # The killed rebuild's claim stays (no finally ran): every read model is held.
@@ -127,8 +181,11 @@ def test_a_killed_rebuild_is_released_and_carried_on(
     states = status(store_url)
     assert {s.state for s in states} == {"interrupted"}
     assert all(str(s.rebuilt_by) == f"process {pid} on {host_tag()}" for s in states)
-    assert all(s.position is None or s.position < head for s in states)
-    if mode == "runner":  # what the killed batches committed, rows and positions together
+    if mode == "fast":  # the fold's transaction rolled back: the old rows and positions
+        assert all(s.position == head for s in states), states
+        assert read_model_rows(store_url) == before
+    else:  # what the killed batches committed, rows and positions together
+        assert all(s.position is None or s.position < head for s in states)
         assert any(0 < (s.position or 0) < head for s in states)
     assert f"rebuild by process {pid}" in states[0].rebuild_note
     assert "releases it and carries on" in states[0].rebuild_advice

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -345,3 +346,38 @@ def test_a_killed_unreaped_process_counts_as_gone() -> None:
         child.wait()
     assert process_gone(child.pid)
     assert not process_gone(os.getpid())
+
+
+def test_verify_releases_a_killed_rebuilds_claim_and_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``crm projections verify`` releases a stale claim as a runner or a report would
+    (its positions stand), then verifies the read model; a live claim is left alone."""
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    app = CRM(store)
+    run_demo(app, customers=3, seed=6)
+    app.close()
+    with follow(store) as runner:
+        runner.wait_until_current(timeout=60)
+    _claim_as_dead_process(store, ["timeline", "pipeline"])
+    view = open_view(store, read_models=["handover"])
+    try:
+        live = claim_for_rebuild(view.engine, ["handover"])  # this process: alive
+    finally:
+        view.engine.dispose()
+    assert {s.name: s.state for s in status(store)}["timeline"] == "interrupted"
+
+    assert main(["projections", "verify", "timeline", "handover", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "timeline: released the claim of a killed rebuild" in out
+    assert re.search(r"^timeline at position \d+: ok$", out, re.MULTILINE), out
+    assert "handover: not verified (a rebuild holds it)" in out
+    states = {s.name: s for s in status(store)}
+    assert states["timeline"].state == "current"
+    assert states["pipeline"].state == "interrupted"  # not asked for: left to a runner
+    assert states["handover"].state == "rebuilding"
+    view = open_view(store, read_models=["handover"])
+    try:
+        assert view.control_states()["handover"].rebuild_token == live
+    finally:
+        view.engine.dispose()

@@ -204,9 +204,46 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             return self._read_position(session, table, application_name)
 
     def positions(self, application_name: str) -> dict[str, int | None]:
-        """Each read model's position (None where it has applied nothing)."""
+        """Each read model's position (None where it has applied nothing).
+
+        Never waits for a rebuild: the tracking table of a read model another rebuild
+        holds is read only if it is not locked (PostgreSQL: ``LOCK TABLE ... NOWAIT``; a
+        fast rebuild holds its replaced tables locked until it commits), else its
+        position reads as None (its control row says a rebuild holds it). SQLite's
+        readers never wait for its writer.
+        """
+        held: set[str] = set()
+        if self.engine.dialect.name == "postgresql":
+            held = {
+                name
+                for name, state in self.control_states().items()
+                if state.rebuilding and state.rebuild_token != self.rebuild_token
+            }
         with self.transaction(commit=False) as session:
-            return self._read_positions(session, application_name)
+            found = self._read_positions(
+                session, application_name, [n for n in self.names if n not in held]
+            )
+        for name in held:
+            found[name] = self._position_unless_locked(name, application_name)
+        return {name: found[name] for name in self.names}
+
+    def _position_unless_locked(self, name: str, application_name: str) -> int | None:
+        """The read model's position, or None if its tracking table is locked (PostgreSQL)."""
+        import sqlalchemy.exc
+
+        table = self.tracking_tables[name]
+        with self.engine.connect() as conn, conn.begin():
+            quoted = conn.dialect.identifier_preparer.format_table(table)
+            try:
+                conn.exec_driver_sql(f"LOCK TABLE {quoted} IN ACCESS SHARE MODE NOWAIT")
+            except sqlalchemy.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                    return None
+                raise
+            value = conn.execute(
+                select(table.c.notification_id).where(table.c.application_name == application_name)
+            ).scalar()
+        return int(value) if value is not None else None
 
     def _read_positions(
         self, session: Session, application_name: str, names: Collection[str] | None = None
@@ -232,6 +269,18 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         """Each read model's generation, rebuild claim and parked event."""
         with self.transaction(commit=False) as session:
             return read_states(session, self.names)
+
+    def rebuilding(self) -> dict[str, ControlState]:
+        """The read models held by a rebuild that is running (or may be: its holder is on
+        another host, or unknown), other than this view's own: readers keep off their
+        tables (a fast rebuild on PostgreSQL holds them locked until it commits)."""
+        return {
+            name: state
+            for name, state in self.control_states().items()
+            if state.rebuilding
+            and state.rebuild_token != self.rebuild_token
+            and not state.interrupted
+        }
 
     def release_stale_claims(self) -> list[str]:
         """Release the read models held by a killed rebuild (see

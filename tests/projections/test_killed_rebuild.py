@@ -84,13 +84,10 @@ def _claims(view: ReadModelView, app_name: str) -> dict[str, tuple[str | None, i
     return {n: (s.rebuild_token, positions[n] or 0) for n, s in view.control_states().items()}
 
 
-def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) -> int:
-    """Start a real rebuild in a child process and SIGKILL it mid-way; returns its pid.
-
-    The fold: killed half-way, its tables replaced and chunks of rows written in its one
-    transaction (seen by its lock on the database). The runner path: once some batches
-    are committed (a read model part way, none done).
-    """
+def _start_rebuild(store_url: str, mode: str) -> subprocess.Popen[str]:
+    """A real rebuild in a child process (see :data:`REBUILD`); a fast one is returned
+    once it waits half-way, its tables replaced and chunks of rows written in its one
+    transaction (seen by its lock on the database)."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-c", REBUILD, store_url, mode],
@@ -99,14 +96,30 @@ def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) ->
         stderr=subprocess.PIPE,
         text=True,
     )
-    view = open_view(store_url)
-    try:
-        if mode == "fast":
+    if mode == "fast":
+        try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert line == "folding\n", f"the rebuild ended first: {proc.communicate()}"
             assert _holds_write_locks(store_url, proc.pid)
-        else:
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise
+    return proc
+
+
+def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) -> int:
+    """Start a real rebuild in a child process and SIGKILL it mid-way; returns its pid.
+
+    The fold: killed half-way, its tables replaced and chunks of rows written in its one
+    transaction. The runner path: once some batches are committed (a read model part way,
+    none done).
+    """
+    proc = _start_rebuild(store_url, mode)
+    view = open_view(store_url)
+    try:
+        if mode == "runner":
             _wait_for_committed_batches(view, app_name, head, proc)
         proc.send_signal(signal.SIGKILL)
     finally:
@@ -207,6 +220,46 @@ def test_a_killed_rebuild_is_released_and_carried_on(
     rebuild(store_url, views_url=clean)
     assert recovered == read_model_rows(store_url, views_url=clean)
     assert sum(len(r) for r in recovered.values()) > head
+
+
+def test_readers_do_not_wait_for_a_fast_rebuild(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While a fast rebuild folds (on PostgreSQL its replaced tables are locked until it
+    commits), status, a starting runner, verify and reports answer at once: from the
+    control rows (a report whose read models are held says they are being rebuilt, exit
+    code 3), never by waiting on the rebuild's tables."""
+    _, head = _store(store_url)
+    # a reader that did touch a locked table would fail here, rather than wait
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=20s")
+    proc = _start_rebuild(store_url, "fast")
+    try:
+        states = status(store_url)
+        assert {s.state for s in states} == {"rebuilding"}
+        # SQLite's readers see the committed rows (and positions); PostgreSQL's do not
+        # read the locked tracking tables
+        expected = {head} if store_url.startswith("sqlite") else {None}
+        assert {s.position for s in states} == expected
+        assert main(["projections", "status", "--store", store_url]) == 0
+        with follow(store_url) as runner:  # starts, feeds what no rebuild holds
+            runner.run_forever(timeout=0.1)
+            assert set(runner.positions.values()) == expected
+        assert catch_up(store_url, "timeline", timeout=30).state == "rebuilding"
+        assert main(["projections", "verify", "pipeline", "--store", store_url]) == 0
+        capsys.readouterr()
+        for catching_up in ([], ["--no-catch-up"]):
+            code = main(["report", "pipeline", "--store", store_url, *catching_up])
+            assert code == 3
+            err = capsys.readouterr().err
+            assert "being rebuilt: read model 'pipeline'" in err
+            assert f"by process {proc.pid}" in err
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    monkeypatch.delenv("PGOPTIONS")
+    with current_read_models(store_url, None, timeout=120):
+        pass  # releases the killed rebuild's claim
+    assert {s.state for s in status(store_url)} == {"current"}
 
 
 def test_a_live_runner_releases_a_killed_rebuilds_claim_and_goes_on(store_url: str) -> None:

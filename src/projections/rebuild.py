@@ -1,13 +1,20 @@
 """Drop read models and build them again from the whole history.
 
-The tables (and the tracking) are dropped and recreated empty, then the whole log is
-folded into them by :func:`projections.fold.fold_log` (the fast path, by default): the
-read models' own handlers (the code the live runner calls, so a rebuild cannot disagree
-with an incrementally built read model) applied in memory, each table written once, every
-position set at the end in the same transaction: all or nothing. With ``fast=False`` the
-ordinary runner catches up from the first notification instead, one batch per transaction
-(interrupting it is safe: what was committed is consistent with its position, and
-``crm projections run`` or another rebuild carries on from there).
+The fast path (the default) folds the whole log with :func:`projections.fold.fold_log`:
+the read models' own handlers (the code the live runner calls, so a rebuild cannot
+disagree with an incrementally built read model) applied in memory, each table written
+once. In one process (one group of read models: always on SQLite) the tables and tracking
+are dropped and recreated empty *in the fold's transaction*, which sets every position at
+the end: all or nothing. A fold that fails, or is killed, leaves the old rows and
+positions exactly as they were.
+
+The other paths commit the drop first, by design: with worker processes (``workers``
+above 1, not on SQLite) the tables are dropped and recreated empty in their own
+transaction per read model, then each worker folds its group in one transaction; with
+``fast=False`` the ordinary runner catches up from the first notification, one batch per
+transaction. Interrupting them leaves empty read models (a worker killed before its
+commit) or a consistent prefix (a batch commits rows and position together), and
+``crm projections run`` or another rebuild carries on from there.
 
 Live runners may keep running: the rebuild first claims its read models (a new generation,
 see :mod:`projections.control`), which live runners check under a lock before every write,
@@ -147,6 +154,18 @@ def rebuild(
     ``batch_size``. A fast rebuild of read models in SQLite runs in one process whatever
     ``workers`` says: SQLite has one writer at a time, so folding workers would only
     queue for its write lock (and time out behind a chunked fold, which holds it).
+
+    All or nothing holds for a fast rebuild in one process (one group): the tables are
+    dropped and recreated in the fold's own transaction, so an error (say an
+    :class:`~crm_domain.errors.UnhandledEventError`) or a kill leaves the old rows and
+    positions. With worker processes, and with ``fast=False``, the tables are dropped and
+    recreated first, in a transaction of their own, and filled by one transaction per
+    group (workers) or per batch (``fast=False``), by design: interrupted, they are left
+    empty or part-built (consistent with their positions) until a runner or rebuild
+    carries on. On PostgreSQL a fast rebuild in one process keeps the replaced tables
+    locked until it commits; readers keep off them by the control rows (see
+    :meth:`~projections.views.ReadModelView.positions`, and reports'
+    :class:`~crm_domain.errors.ReadModelRebuildingError`).
 
     ``on_progress(done, total)`` is called as notifications are applied. With ``workers``
     above 1, the read models are split into that many groups (see :func:`plan_workers`),

@@ -42,14 +42,14 @@ def generate(store_url: str, events: int, seed: int = 1) -> int:
     import random
 
     from crm_domain.application import CRM
+    from crm_domain.infrastructure.collector import fewer_gc_passes
     from crm_domain.values import Money
-    from projections.rebuild import fewer_gc_passes
 
     rng = random.Random(seed)
     app = CRM(store_url, snapshot_interval=None)
     n = 0
     try:
-        # Writing the history is not measured: the rebuild's collector setting spares each
+        # Writing the history is not measured: the bulk collector setting spares each
         # bulk call's live aggregates passes that find nothing (they die by refcount).
         with fewer_gc_passes():
             while (app.app.recorder.max_notification_id() or 0) < events:

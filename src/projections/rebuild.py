@@ -27,14 +27,13 @@ positions stored (see :func:`projections.control.release_stale_claims`).
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -42,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crm_domain.errors import ProjectionError, ProjectionLagError
+from crm_domain.infrastructure.collector import BULK_GC_THRESHOLD, fewer_gc_passes
 from crm_domain.infrastructure.storage import StoreURL
 from projections.control import claim_for_rebuild, release_from_rebuild
 from projections.fold import DEFAULT_ROW_BUDGET, FOLD_PAGE_SIZE, fold_log
@@ -65,12 +65,8 @@ POLL_INTERVAL = 0.1
 #: Seconds between lines of the plain (non-terminal) progress log.
 LOG_INTERVAL = 5.0
 #: Allocations between the garbage collector's youngest-generation passes while a rebuild
-#: runs (Python's default is 700). A rebuild makes millions of short-lived objects and
-#: almost no cycles; at the default, collection passes take a fifth of its time. Above a
-#: page of the log's objects (10,000 events' states and lazy events), most objects are
-#: freed by their reference counts before a pass would scan them: at 50,000, passes still
-#: took a tenth of a rebuild (each scanning the page being applied), at 1,000,000 under 3%.
-REBUILD_GC_THRESHOLD = 1_000_000
+#: runs (Python's default is 700): see :mod:`crm_domain.infrastructure.collector`.
+REBUILD_GC_THRESHOLD = BULK_GC_THRESHOLD
 
 Progress_ = Callable[[int, int], None]
 
@@ -115,21 +111,6 @@ def plan_workers(models: Sequence[type[ReadModel]], workers: int) -> list[list[t
         loads[least] += model.rebuild_weight
     order = {model: i for i, model in enumerate(models)}
     return [sorted(group, key=order.__getitem__) for group in groups]
-
-
-@contextmanager
-def fewer_gc_passes(threshold: int = REBUILD_GC_THRESHOLD) -> Iterator[None]:
-    """Raise the garbage collector's first threshold for a bulk job, then restore it.
-
-    Process-wide while it lasts: a host embedding a rebuild sees fewer, longer collection
-    passes meanwhile (pass ``tune_gc=False`` to :func:`rebuild` to keep its setting).
-    """
-    old = gc.get_threshold()
-    gc.set_threshold(max(threshold, old[0]), *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
 
 
 def rebuild(
@@ -193,7 +174,7 @@ def rebuild(
         view.engine.dispose()  # hold no connection while the read models load
         app_name, head = log_head(store_url)
         started = time.perf_counter()
-        with fewer_gc_passes() if tune_gc else nullcontext():
+        with fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext():
             if folds_here:
                 _fold_store(
                     view,
@@ -337,7 +318,7 @@ def _worker(
                 creates_tables=False,
             )
             try:
-                with fewer_gc_passes() if tune_gc else nullcontext():
+                with fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext():
                     _fold_store(
                         view, store_url, head, token=token, on_progress=None, budget=row_budget
                     )
@@ -346,7 +327,7 @@ def _worker(
             results.put((index, None))
             return
         with (
-            fewer_gc_passes() if tune_gc else nullcontext(),
+            fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext(),
             follow(
                 store_url,
                 read_models=read_models,

@@ -163,7 +163,7 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
 
         On SQLite, Python's ``sqlite3`` begins a transaction only before an ``INSERT``,
         ``UPDATE``, ``DELETE`` or ``REPLACE``, so a ``DROP`` run first would commit on its
-        own: an explicit ``BEGIN`` is sent first (:func:`begin_for_ddl`). On PostgreSQL
+        own: an explicit ``BEGIN IMMEDIATE`` is sent first (:func:`begin_for_ddl`). On PostgreSQL
         the dropped tables stay locked (``ACCESS EXCLUSIVE``) until the transaction ends;
         readers keep off them by the read model's control row (a rebuild holds it).
         """
@@ -608,14 +608,18 @@ def begin_for_ddl(conn: Connection) -> None:
     Python's ``sqlite3`` (its legacy transaction control, which SQLAlchemy's pysqlite
     dialect keeps) sends ``BEGIN`` only before ``INSERT``, ``UPDATE``, ``DELETE`` or
     ``REPLACE``: a ``DROP TABLE`` or ``CREATE TABLE`` run with no transaction open would
-    commit by itself. An explicit ``BEGIN`` opens one (``sqlite3`` then sees it open and
-    commits or rolls it back with the connection). Other databases: nothing to do.
+    commit by itself. So a transaction is opened explicitly (``sqlite3`` then sees it
+    open, and commits or rolls it back with the connection), and ``IMMEDIATE``: it takes
+    the write lock at once, waiting for other writers as any write does. A deferred one
+    would first read (the drops' existence checks) and then fail at once to write, with
+    "database is locked", had another connection committed in between (WAL mode cannot
+    upgrade a stale read snapshot). Other databases: nothing to do.
     """
     if conn.dialect.name != "sqlite":
         return
     dbapi: Any = conn.connection.dbapi_connection
     if not dbapi.in_transaction:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _is_database_outage(exc: BaseException) -> bool:

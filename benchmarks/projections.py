@@ -122,11 +122,11 @@ def _writer(conn: Any, seed: int) -> None:
     import traceback
 
     from crm_domain.application import CRM
-    from projections.rebuild import fewer_gc_passes
+    from crm_domain.infrastructure.collector import fewer_gc_passes
 
     app: Any = None
     store = ""
-    # Writing the history is not measured: the rebuild's collector setting spares each
+    # Writing the history is not measured: the bulk collector setting spares each
     # bulk call's live aggregates passes that find nothing (they die by refcount).
     with fewer_gc_passes():
         while True:

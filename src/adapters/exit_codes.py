@@ -1,7 +1,8 @@
 """The ``crm`` command line's exit codes: the one place errors become process statuses.
 
 0 ok, 1 the CRM said no, 2 usage or configuration, 3 a service stayed unreachable (or
-its database is full: free space and run again). A
+its database is full: free space and run again; or a report's read models are being
+rebuilt: run it again when the rebuild is done). A
 supervisor can so tell "fix the request" from "fix the configuration" from "retry later".
 
 ``crm audit verify`` says what it found with a code of its own (a monitor alerts on each):
@@ -16,6 +17,7 @@ from crm_domain.errors import (
     AuditEvidenceError,
     BrokerUnavailableError,
     ConfigurationError,
+    ReadModelRebuildingError,
     StoreFullError,
     StoreNotFoundError,
     StoreUnavailableError,
@@ -47,7 +49,10 @@ def exit_code_for(exc: BaseException) -> int:
         return UNCHAINED
     if isinstance(exc, AuditEvidenceError):
         return EVIDENCE_INVALID
-    if isinstance(exc, StoreUnavailableError | StoreFullError | BrokerUnavailableError):
+    if isinstance(
+        exc,
+        StoreUnavailableError | StoreFullError | BrokerUnavailableError | ReadModelRebuildingError,
+    ):
         return UNAVAILABLE
     if isinstance(exc, ConfigurationError | StoreNotFoundError):
         return USAGE

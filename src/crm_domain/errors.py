@@ -64,6 +64,7 @@ class, so they can be shown to a user as they are::
             ├── UnknownReadModelError    (also a ConfigurationError)
             ├── UnhandledEventError      a read model cannot apply an event
             ├── ReadModelParkedError     retry/skip asked of a read model in the wrong state
+            ├── ReadModelRebuildingError a report asked for read models a rebuild holds
             └── ProjectionLagError       read models did not catch up in time
 
 :func:`invalid` is the one place where pydantic's ``ValidationError`` becomes an
@@ -829,6 +830,11 @@ def _unhandled_event_error(
 class ReadModelParkedError(ProjectionError):
     """``retry`` or ``skip`` was asked of a read model that is not parked (or not parked
     at the position given): nothing was changed."""
+
+
+class ReadModelRebuildingError(ProjectionError):
+    """Read models a report reads are being rebuilt (a running rebuild holds them): try
+    again once it has finished; nothing was read from them."""
 
 
 class ProjectionLagError(ProjectionError, TimeoutError):

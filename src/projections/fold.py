@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Mapper, Tracking
+from sqlalchemy import Connection, event
+from sqlalchemy.orm import Session
 
 from crm_domain.errors import ProjectionError, UnhandledEventError
 from crm_domain.infrastructure.sealing import PersonalDataSealer
@@ -73,13 +75,18 @@ def fold_log(
     page_size: int = FOLD_PAGE_SIZE,
     row_budget: int = DEFAULT_ROW_BUDGET,
     on_progress: Progress_ | None = None,
+    replace_tables: bool = False,
 ) -> int:
     """Apply notifications ``after + 1`` to ``head`` of ``recorder``'s log to the view's
     read models and move each one's position from ``after`` to ``head``, in one
     transaction; returns the number of notifications read.
 
-    With ``after`` 0 the read models' tables must be empty with no position (a rebuild
-    has just dropped them, or nothing was ever projected): rows are held in memory. With
+    With ``after`` 0 the read models' tables must be empty with no position (nothing was
+    ever projected, or a rebuild has dropped them), or ``replace_tables`` given: then
+    the fold drops and creates them empty (their tracking too, secondary indexes left
+    out) in its own transaction, when it first uses the database (its first chunk of
+    rows, or its commit; it reads nothing before), so a fold that fails or is killed
+    leaves the old rows and positions as they were. Rows are held in memory. With
     ``after`` above 0 (catching up read models that are all at that position), the rows
     each page touches are prefetched as a live runner does. The read models must be held
     by the rebuild with ``token`` (or, with ``token`` None, be neither claimed nor
@@ -90,11 +97,15 @@ def fold_log(
     """
     if row_budget < 1:
         raise ValueError(f"row_budget must be at least 1, not {row_budget}")
+    if replace_tables and after:
+        raise ValueError("replace_tables folds the whole log: after must be 0")
     done = 0
     sealer: PersonalDataSealer | None = getattr(mapper, "sealer", None)
     holds_keys = sealer is not None and sealer.hold_all_keys()
     try:
         with view.transaction(commit=True) as session:
+            if replace_tables:
+                _replace_tables_first(view, session)
             done = _fold(
                 view,
                 session,
@@ -112,6 +123,23 @@ def fold_log(
         if sealer is not None and holds_keys:
             sealer.release_keys()
     return done
+
+
+def _replace_tables_first(view: ReadModelView, session: Session) -> None:
+    """Drop and create the view's read models' tables empty in ``session``'s transaction,
+    as it begins on the database (whatever statement comes first: a chunk's rows, an
+    erasure's update, the commit's control locks).
+
+    Not at the start of the fold: it reads nothing from those tables (every row is held
+    in memory), so until it first writes, the old rows stay as they were for readers
+    (and on SQLite the database's write lock stays free for the application's commands,
+    as before: a fold that writes no chunk takes it only to commit)."""
+
+    def replace(session: Session, transaction: Any, connection: Connection) -> None:
+        for name in view.names:
+            view.replace_tables(connection, name, defer_indexes=True)
+
+    event.listen(session, "after_begin", replace, once=True)
 
 
 def _fold(

@@ -128,8 +128,9 @@ def catch_up(
         head = runner.head()
         deadline = time.monotonic() + timeout
         while True:
-            position = runner.view.position(name, runner.app_name) or 0
             state = runner.view.control_states()[name]
+            # positions(): never waits for a rebuild's locked tables
+            position = runner.view.positions(runner.app_name)[name] or 0
             if position >= head or state.parked is not None or state.rebuilding:
                 break
             runner.run_forever(timeout=0.05)  # re-raises the runner's error, if any

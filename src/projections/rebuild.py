@@ -1,13 +1,20 @@
 """Drop read models and build them again from the whole history.
 
-The tables (and the tracking) are dropped and recreated empty, then the whole log is
-folded into them by :func:`projections.fold.fold_log` (the fast path, by default): the
-read models' own handlers (the code the live runner calls, so a rebuild cannot disagree
-with an incrementally built read model) applied in memory, each table written once, every
-position set at the end in the same transaction: all or nothing. With ``fast=False`` the
-ordinary runner catches up from the first notification instead, one batch per transaction
-(interrupting it is safe: what was committed is consistent with its position, and
-``crm projections run`` or another rebuild carries on from there).
+The fast path (the default) folds the whole log with :func:`projections.fold.fold_log`:
+the read models' own handlers (the code the live runner calls, so a rebuild cannot
+disagree with an incrementally built read model) applied in memory, each table written
+once. In one process (one group of read models: always on SQLite) the tables and tracking
+are dropped and recreated empty *in the fold's transaction*, which sets every position at
+the end: all or nothing. A fold that fails, or is killed, leaves the old rows and
+positions exactly as they were.
+
+The other paths commit the drop first, by design: with worker processes (``workers``
+above 1, not on SQLite) the tables are dropped and recreated empty in their own
+transaction per read model, then each worker folds its group in one transaction; with
+``fast=False`` the ordinary runner catches up from the first notification, one batch per
+transaction. Interrupting them leaves empty read models (a worker killed before its
+commit) or a consistent prefix (a batch commits rows and position together), and
+``crm projections run`` or another rebuild carries on from there.
 
 Live runners may keep running: the rebuild first claims its read models (a new generation,
 see :mod:`projections.control`), which live runners check under a lock before every write,
@@ -20,14 +27,13 @@ positions stored (see :func:`projections.control.release_stale_claims`).
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -35,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from crm_domain.errors import ProjectionError, ProjectionLagError
+from crm_domain.infrastructure.collector import BULK_GC_THRESHOLD, fewer_gc_passes
 from crm_domain.infrastructure.storage import StoreURL
 from projections.control import claim_for_rebuild, release_from_rebuild
 from projections.fold import DEFAULT_ROW_BUDGET, FOLD_PAGE_SIZE, fold_log
@@ -58,12 +65,8 @@ POLL_INTERVAL = 0.1
 #: Seconds between lines of the plain (non-terminal) progress log.
 LOG_INTERVAL = 5.0
 #: Allocations between the garbage collector's youngest-generation passes while a rebuild
-#: runs (Python's default is 700). A rebuild makes millions of short-lived objects and
-#: almost no cycles; at the default, collection passes take a fifth of its time. Above a
-#: page of the log's objects (10,000 events' states and lazy events), most objects are
-#: freed by their reference counts before a pass would scan them: at 50,000, passes still
-#: took a tenth of a rebuild (each scanning the page being applied), at 1,000,000 under 3%.
-REBUILD_GC_THRESHOLD = 1_000_000
+#: runs (Python's default is 700): see :mod:`crm_domain.infrastructure.collector`.
+REBUILD_GC_THRESHOLD = BULK_GC_THRESHOLD
 
 Progress_ = Callable[[int, int], None]
 
@@ -110,21 +113,6 @@ def plan_workers(models: Sequence[type[ReadModel]], workers: int) -> list[list[t
     return [sorted(group, key=order.__getitem__) for group in groups]
 
 
-@contextmanager
-def fewer_gc_passes(threshold: int = REBUILD_GC_THRESHOLD) -> Iterator[None]:
-    """Raise the garbage collector's first threshold for a bulk job, then restore it.
-
-    Process-wide while it lasts: a host embedding a rebuild sees fewer, longer collection
-    passes meanwhile (pass ``tune_gc=False`` to :func:`rebuild` to keep its setting).
-    """
-    old = gc.get_threshold()
-    gc.set_threshold(max(threshold, old[0]), *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-
-
 def rebuild(
     store_url: str,
     *,
@@ -148,6 +136,18 @@ def rebuild(
     ``workers`` says: SQLite has one writer at a time, so folding workers would only
     queue for its write lock (and time out behind a chunked fold, which holds it).
 
+    All or nothing holds for a fast rebuild in one process (one group): the tables are
+    dropped and recreated in the fold's own transaction, so an error (say an
+    :class:`~crm_domain.errors.UnhandledEventError`) or a kill leaves the old rows and
+    positions. With worker processes, and with ``fast=False``, the tables are dropped and
+    recreated first, in a transaction of their own, and filled by one transaction per
+    group (workers) or per batch (``fast=False``), by design: interrupted, they are left
+    empty or part-built (consistent with their positions) until a runner or rebuild
+    carries on. On PostgreSQL a fast rebuild in one process keeps the replaced tables
+    locked until it commits; readers keep off them by the control rows (see
+    :meth:`~projections.views.ReadModelView.positions`, and reports'
+    :class:`~crm_domain.errors.ReadModelRebuildingError`).
+
     ``on_progress(done, total)`` is called as notifications are applied. With ``workers``
     above 1, the read models are split into that many groups (see :func:`plan_workers`),
     each rebuilt by its own process following the log on its own; every read model has
@@ -162,18 +162,20 @@ def rebuild(
     """
     models = select_read_models(read_models)
     names = [m.name for m in models]
+    one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
+    groups = plan_workers(models, 1 if one else workers)
+    folds_here = fast and len(groups) == 1
     view = open_view(store_url, read_models=models, views_url=views_url, creates_indexes=False)
     token = claim_for_rebuild(view.engine, names)
     try:
-        for model in models:
-            view.drop_read_model(model.name, defer_indexes=True)
+        if not folds_here:  # the fold here replaces the tables in its own transaction
+            for model in models:
+                view.drop_read_model(model.name, defer_indexes=True)
         view.engine.dispose()  # hold no connection while the read models load
         app_name, head = log_head(store_url)
-        one = _in_memory(store_url, views_url) or (fast and _sqlite_views(store_url, views_url))
-        groups = plan_workers(models, 1 if one else workers)
         started = time.perf_counter()
-        with fewer_gc_passes() if tune_gc else nullcontext():
-            if len(groups) == 1 and fast:
+        with fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext():
+            if folds_here:
                 _fold_store(
                     view,
                     store_url,
@@ -182,6 +184,7 @@ def rebuild(
                     on_progress=on_progress,
                     budget=row_budget,
                     page_size=batch_size,
+                    replace_tables=True,
                 )
             elif len(groups) == 1:
                 with follow(
@@ -230,8 +233,10 @@ def _fold_store(
     on_progress: Progress_ | None,
     budget: int,
     page_size: int = FOLD_PAGE_SIZE,
+    replace_tables: bool = False,
 ) -> None:
-    """Fold the store's log up to ``head`` into the view's read models (one transaction)."""
+    """Fold the store's log up to ``head`` into the view's read models (one transaction;
+    with ``replace_tables``, their tables are dropped and created empty in it)."""
     app = crm_application_class(store_url)()
     try:
         fold_log(
@@ -244,6 +249,7 @@ def _fold_store(
             page_size=page_size,
             row_budget=budget,
             on_progress=on_progress,
+            replace_tables=replace_tables,
         )
     finally:
         app.close()
@@ -312,7 +318,7 @@ def _worker(
                 creates_tables=False,
             )
             try:
-                with fewer_gc_passes() if tune_gc else nullcontext():
+                with fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext():
                     _fold_store(
                         view, store_url, head, token=token, on_progress=None, budget=row_budget
                     )
@@ -321,7 +327,7 @@ def _worker(
             results.put((index, None))
             return
         with (
-            fewer_gc_passes() if tune_gc else nullcontext(),
+            fewer_gc_passes(REBUILD_GC_THRESHOLD) if tune_gc else nullcontext(),
             follow(
                 store_url,
                 read_models=read_models,

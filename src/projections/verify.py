@@ -67,6 +67,9 @@ class ReadModelDrift:
     repaired: bool = False
     #: Why it was not verified (e.g. a rebuild holds it), or None.
     skipped: str | None = None
+    #: Whether a killed rebuild's claim on it was released first (see
+    #: :func:`~projections.control.release_stale_claims`).
+    released_claim: bool = False
 
     @property
     def ok(self) -> bool:
@@ -99,6 +102,11 @@ class VerifyReport:
         """A line per read model and per differing table, for a terminal."""
         out: list[str] = []
         for m in self.read_models:
+            if m.released_claim:
+                out.append(
+                    f"{m.name}: released the claim of a killed rebuild "
+                    f"(carried on from position {m.position or 0})"
+                )
             if m.skipped:
                 out.append(f"{m.name}: not verified ({m.skipped})")
                 continue
@@ -126,8 +134,10 @@ def verify(
     Each read model is rebuilt into a scratch SQLite database (deleted afterwards) up to
     the position it has reached, and its tables compared row by row. ``repair=True``
     rewrites the rows that differ from the rebuild (missing inserted, extra deleted,
-    changed overwritten) while checking that the position did not move. A read model a
-    rebuild holds is reported as not verified.
+    changed overwritten) while checking that the position did not move. A read model held
+    by a rebuild that was killed is released first, as a live runner or a report's
+    catch-up does (:func:`~projections.control.release_stale_claims`: its positions
+    stand), then verified; one a rebuild still holds is reported as not verified.
     """
     models = select_read_models(names)
     app = crm_application_class(store_url)()
@@ -156,6 +166,7 @@ def _verify_one(
     scratch_url = f"sqlite:///{scratch_dir / f'{name}.sqlite'}"
     scratch = open_view(store_url, read_models=[model], views_url=scratch_url)
     try:
+        released = bool(live.release_stale_claims())
         skipped = {s.position for s in control.skips_of(live.engine, name)}
         read = log_reader(app.recorder, app.mapper)
         for _ in range(ATTEMPTS):
@@ -170,9 +181,9 @@ def _verify_one(
                 tables = [_compare(t, conn, scratch.engine) for t in model.tables]
             drift = [t for t in tables if not t.ok]
             if not drift or not repair:
-                return ReadModelDrift(name, position, drift)
+                return ReadModelDrift(name, position, drift, released_claim=released)
             if _repair(live, scratch, model, app.name, position, drift):
-                return ReadModelDrift(name, position, drift, repaired=True)
+                return ReadModelDrift(name, position, drift, repaired=True, released_claim=released)
         raise ProjectionError(
             f"read model {name!r} kept moving; verify it again (or stop its runner)"
         )

@@ -148,22 +148,35 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
     def drop_read_model(self, name: str, *, defer_indexes: bool = False) -> None:
         """Drop one read model's tables and its tracking, then create them empty.
 
-        Both happen in one transaction where the database allows DDL in transactions
-        (PostgreSQL, SQLite), so a failed drop leaves the old read model in place. With
-        ``defer_indexes``, secondary indexes (not unique ones) are left out until
-        :meth:`create_indexes`: building an index once over the loaded rows is cheaper
-        than keeping it up to date row by row, which is how databases bulk-load.
+        Both happen in one transaction (see :meth:`replace_tables`), so a failed drop
+        leaves the old read model in place. With ``defer_indexes``, secondary indexes (not
+        unique ones) are left out until :meth:`create_indexes`: building an index once
+        over the loaded rows is cheaper than keeping it up to date row by row, which is
+        how databases bulk-load.
         """
+        with self.engine.begin() as conn:
+            self.replace_tables(conn, name, defer_indexes=defer_indexes)
+
+    def replace_tables(self, conn: Connection, name: str, *, defer_indexes: bool = False) -> None:
+        """Drop one read model's tables and tracking and create them empty, in ``conn``'s
+        transaction: nothing of it is seen by others, or kept, unless that commits.
+
+        On SQLite, Python's ``sqlite3`` begins a transaction only before an ``INSERT``,
+        ``UPDATE``, ``DELETE`` or ``REPLACE``, so a ``DROP`` run first would commit on its
+        own: an explicit ``BEGIN IMMEDIATE`` is sent first (:func:`begin_for_ddl`). On PostgreSQL
+        the dropped tables stay locked (``ACCESS EXCLUSIVE``) until the transaction ends;
+        readers keep off them by the read model's control row (a rebuild holds it).
+        """
+        begin_for_ddl(conn)
         model = self._model(name)
         tables = (*model.tables, self.tracking_tables[name])
-        with self.engine.begin() as conn:
-            for table in reversed(tables):
-                table.drop(conn, checkfirst=True)
-            for table in tables:
-                conn.execute(CreateTable(table))
-                for index in table.indexes:
-                    if index.unique or not defer_indexes:
-                        index.create(conn)
+        for table in reversed(tables):
+            table.drop(conn, checkfirst=True)
+        for table in tables:
+            conn.execute(CreateTable(table))
+            for index in table.indexes:
+                if index.unique or not defer_indexes:
+                    index.create(conn)
 
     def create_indexes(self, name: str) -> None:
         """Create the named read model's missing indexes (after a rebuild deferred them)."""
@@ -191,9 +204,46 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             return self._read_position(session, table, application_name)
 
     def positions(self, application_name: str) -> dict[str, int | None]:
-        """Each read model's position (None where it has applied nothing)."""
+        """Each read model's position (None where it has applied nothing).
+
+        Never waits for a rebuild: the tracking table of a read model another rebuild
+        holds is read only if it is not locked (PostgreSQL: ``LOCK TABLE ... NOWAIT``; a
+        fast rebuild holds its replaced tables locked until it commits), else its
+        position reads as None (its control row says a rebuild holds it). SQLite's
+        readers never wait for its writer.
+        """
+        held: set[str] = set()
+        if self.engine.dialect.name == "postgresql":
+            held = {
+                name
+                for name, state in self.control_states().items()
+                if state.rebuilding and state.rebuild_token != self.rebuild_token
+            }
         with self.transaction(commit=False) as session:
-            return self._read_positions(session, application_name)
+            found = self._read_positions(
+                session, application_name, [n for n in self.names if n not in held]
+            )
+        for name in held:
+            found[name] = self._position_unless_locked(name, application_name)
+        return {name: found[name] for name in self.names}
+
+    def _position_unless_locked(self, name: str, application_name: str) -> int | None:
+        """The read model's position, or None if its tracking table is locked (PostgreSQL)."""
+        import sqlalchemy.exc
+
+        table = self.tracking_tables[name]
+        with self.engine.connect() as conn, conn.begin():
+            quoted = conn.dialect.identifier_preparer.format_table(table)
+            try:
+                conn.exec_driver_sql(f"LOCK TABLE {quoted} IN ACCESS SHARE MODE NOWAIT")
+            except sqlalchemy.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                    return None
+                raise
+            value = conn.execute(
+                select(table.c.notification_id).where(table.c.application_name == application_name)
+            ).scalar()
+        return int(value) if value is not None else None
 
     def _read_positions(
         self, session: Session, application_name: str, names: Collection[str] | None = None
@@ -219,6 +269,18 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
         """Each read model's generation, rebuild claim and parked event."""
         with self.transaction(commit=False) as session:
             return read_states(session, self.names)
+
+    def rebuilding(self) -> dict[str, ControlState]:
+        """The read models held by a rebuild that is running (or may be: its holder is on
+        another host, or unknown), other than this view's own: readers keep off their
+        tables (a fast rebuild on PostgreSQL holds them locked until it commits)."""
+        return {
+            name: state
+            for name, state in self.control_states().items()
+            if state.rebuilding
+            and state.rebuild_token != self.rebuild_token
+            and not state.interrupted
+        }
 
     def release_stale_claims(self) -> list[str]:
         """Release the read models held by a killed rebuild (see
@@ -538,6 +600,26 @@ class ReadModelView(SQLAlchemyTrackingRecorder):
             originator_id=logged.originator_id,
             reason=reason,
         )
+
+
+def begin_for_ddl(conn: Connection) -> None:
+    """Make the DDL that follows part of ``conn``'s transaction on SQLite.
+
+    Python's ``sqlite3`` (its legacy transaction control, which SQLAlchemy's pysqlite
+    dialect keeps) sends ``BEGIN`` only before ``INSERT``, ``UPDATE``, ``DELETE`` or
+    ``REPLACE``: a ``DROP TABLE`` or ``CREATE TABLE`` run with no transaction open would
+    commit by itself. So a transaction is opened explicitly (``sqlite3`` then sees it
+    open, and commits or rolls it back with the connection), and ``IMMEDIATE``: it takes
+    the write lock at once, waiting for other writers as any write does. A deferred one
+    would first read (the drops' existence checks) and then fail at once to write, with
+    "database is locked", had another connection committed in between (WAL mode cannot
+    upgrade a stale read snapshot). Other databases: nothing to do.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    dbapi: Any = conn.connection.dbapi_connection
+    if not dbapi.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _is_database_outage(exc: BaseException) -> bool:

@@ -3,14 +3,17 @@
 Its token names its process, so the claim is seen to be stale once that process is gone
 from this host: ``status`` says ``interrupted`` (by whom, since when), and a live runner or
 a report's catch-up releases it and carries on from the positions the killed rebuild left,
-which are consistent with the rows on both rebuild paths. A claim whose holder lives, is on
-another host, or is unknown (a token from before holders were recorded) is respected.
+which are consistent with the rows on both rebuild paths. The fast path (the fold) drops and
+recreates the tables in its own transaction, so a kill leaves the old rows and positions as
+they were. A claim whose holder lives, is on another host, or is unknown (a token from
+before holders were recorded) is respected.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,12 +22,13 @@ from pathlib import Path
 
 import pytest
 from projection_history import read_model_rows
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from adapters.cli import main
 from adapters.cli.reports import current_read_models
 from adapters.demo import run_demo
 from crm_domain.application import CRM
+from crm_domain.infrastructure.storage import StoreURL
 from projections import control
 from projections.control import (
     claim_for_rebuild,
@@ -44,12 +48,22 @@ from projections.views import ReadModelView
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 #: A child process that rebuilds every read model of the store (argv[1]) in one process,
-#: fast (the fold) or with the runner in small batches (argv[2] == "runner").
+#: fast (the fold) or with the runner in small batches (argv[2] == "runner"). The fold
+#: writes its rows in chunks (a small row budget: the tables are replaced at the first)
+#: and, half-way, says so on stdout and waits there, in its transaction, to be killed.
 REBUILD = """
-import sys
+import sys, time
 from projections.rebuild import rebuild
-fast = sys.argv[2] == "fast"
-rebuild(sys.argv[1], workers=1, fast=fast, batch_size=10_000 if fast else 100)
+
+def halfway(done, total):
+    if done >= total // 2:
+        print("folding", flush=True)
+        time.sleep(600)
+
+if sys.argv[2] == "fast":
+    rebuild(sys.argv[1], workers=1, batch_size=200, row_budget=500, on_progress=halfway)
+else:
+    rebuild(sys.argv[1], workers=1, fast=False, batch_size=100)
 """
 
 
@@ -70,37 +84,43 @@ def _claims(view: ReadModelView, app_name: str) -> dict[str, tuple[str | None, i
     return {n: (s.rebuild_token, positions[n] or 0) for n, s in view.control_states().items()}
 
 
-def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) -> int:
-    """Start a real rebuild in a child process and SIGKILL it mid-way; returns its pid.
-
-    The fold: killed once the claim is committed and the tables dropped (the fold's one
-    transaction is under way). The runner path: once some batches are committed (a read
-    model part way, none done).
-    """
+def _start_rebuild(store_url: str, mode: str) -> subprocess.Popen[str]:
+    """A real rebuild in a child process (see :data:`REBUILD`); a fast one is returned
+    once it waits half-way, its tables replaced and chunks of rows written in its one
+    transaction (seen by its lock on the database)."""
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-c", REBUILD, store_url, mode],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
     )
+    if mode == "fast":
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "folding\n", f"the rebuild ended first: {proc.communicate()}"
+            assert _holds_write_locks(store_url, proc.pid)
+        except BaseException:
+            proc.kill()
+            proc.wait(timeout=30)
+            raise
+    return proc
+
+
+def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) -> int:
+    """Start a real rebuild in a child process and SIGKILL it mid-way; returns its pid.
+
+    The fold: killed half-way, its tables replaced and chunks of rows written in its one
+    transaction. The runner path: once some batches are committed (a read model part way,
+    none done).
+    """
+    proc = _start_rebuild(store_url, mode)
     view = open_view(store_url)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the rebuild ended before it could be killed"
-            try:
-                rows = _claims(view, app_name)
-            except Exception:  # a table being dropped and created again: look again
-                continue
-            claimed = [p for t, p in rows.values() if t is not None]
-            if mode == "fast" and claimed and all(p == 0 for p in claimed):
-                break  # claimed, tables dropped: folding
-            if mode == "runner" and claimed and 0 < max(claimed) < head:
-                break  # batches committed, the rebuild not done
-            time.sleep(0.002)
-        else:
-            pytest.fail("the rebuild never got under way")
+        if mode == "runner":
+            _wait_for_committed_batches(view, app_name, head, proc)
         proc.send_signal(signal.SIGKILL)
     finally:
         view.engine.dispose()
@@ -110,11 +130,59 @@ def _kill_rebuild_midway(store_url: str, app_name: str, mode: str, head: int) ->
     return proc.pid
 
 
+def _wait_for_committed_batches(
+    view: ReadModelView, app_name: str, head: int, proc: subprocess.Popen[str]
+) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the rebuild ended before it could be killed"
+        try:
+            rows = _claims(view, app_name)
+        except Exception:  # a table being dropped and created again: look again
+            continue
+        claimed = [p for t, p in rows.values() if t is not None]
+        if claimed and 0 < max(claimed) < head:
+            return  # batches committed, the rebuild not done
+        time.sleep(0.002)
+    pytest.fail("the rebuild never got under way")
+
+
+def _holds_write_locks(store_url: str, pid: int) -> bool:
+    """Whether the rebuild in process ``pid`` has written in its open transaction: on
+    PostgreSQL it holds the replaced tables' ACCESS EXCLUSIVE locks, on SQLite the
+    database's write lock (a ``BEGIN IMMEDIATE`` elsewhere is refused at once)."""
+    if store_url.startswith("sqlite"):
+        import sqlite3
+
+        conn = sqlite3.connect(StoreURL.parse(store_url).sqlite_path, timeout=0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc)
+        finally:
+            conn.close()
+        return False
+    view = open_view(store_url)
+    try:
+        with view.engine.connect() as conn:
+            locked = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'timeline_entries' AND l.mode = 'AccessExclusiveLock' "
+                    "AND l.granted AND l.pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+    finally:
+        view.engine.dispose()
+    return bool(locked)
+
+
 @pytest.mark.parametrize("mode", ["fast", "runner"])
 def test_a_killed_rebuild_is_released_and_carried_on(
     store_url: str, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app_name, head = _store(store_url)
+    before = read_model_rows(store_url)
     pid = _kill_rebuild_midway(store_url, app_name, mode, head)
 
     # The killed rebuild's claim stays (no finally ran): every read model is held.
@@ -127,8 +195,11 @@ def test_a_killed_rebuild_is_released_and_carried_on(
     states = status(store_url)
     assert {s.state for s in states} == {"interrupted"}
     assert all(str(s.rebuilt_by) == f"process {pid} on {host_tag()}" for s in states)
-    assert all(s.position is None or s.position < head for s in states)
-    if mode == "runner":  # what the killed batches committed, rows and positions together
+    if mode == "fast":  # the fold's transaction rolled back: the old rows and positions
+        assert all(s.position == head for s in states), states
+        assert read_model_rows(store_url) == before
+    else:  # what the killed batches committed, rows and positions together
+        assert all(s.position is None or s.position < head for s in states)
         assert any(0 < (s.position or 0) < head for s in states)
     assert f"rebuild by process {pid}" in states[0].rebuild_note
     assert "releases it and carries on" in states[0].rebuild_advice
@@ -149,6 +220,46 @@ def test_a_killed_rebuild_is_released_and_carried_on(
     rebuild(store_url, views_url=clean)
     assert recovered == read_model_rows(store_url, views_url=clean)
     assert sum(len(r) for r in recovered.values()) > head
+
+
+def test_readers_do_not_wait_for_a_fast_rebuild(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While a fast rebuild folds (on PostgreSQL its replaced tables are locked until it
+    commits), status, a starting runner, verify and reports answer at once: from the
+    control rows (a report whose read models are held says they are being rebuilt, exit
+    code 3), never by waiting on the rebuild's tables."""
+    _, head = _store(store_url)
+    # a reader that did touch a locked table would fail here, rather than wait
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=20s")
+    proc = _start_rebuild(store_url, "fast")
+    try:
+        states = status(store_url)
+        assert {s.state for s in states} == {"rebuilding"}
+        # SQLite's readers see the committed rows (and positions); PostgreSQL's do not
+        # read the locked tracking tables
+        expected = {head} if store_url.startswith("sqlite") else {None}
+        assert {s.position for s in states} == expected
+        assert main(["projections", "status", "--store", store_url]) == 0
+        with follow(store_url) as runner:  # starts, feeds what no rebuild holds
+            runner.run_forever(timeout=0.1)
+            assert set(runner.positions.values()) == expected
+        assert catch_up(store_url, "timeline", timeout=30).state == "rebuilding"
+        assert main(["projections", "verify", "pipeline", "--store", store_url]) == 0
+        capsys.readouterr()
+        for catching_up in ([], ["--no-catch-up"]):
+            code = main(["report", "pipeline", "--store", store_url, *catching_up])
+            assert code == 3
+            err = capsys.readouterr().err
+            assert "being rebuilt: read model 'pipeline'" in err
+            assert f"by process {proc.pid}" in err
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    monkeypatch.delenv("PGOPTIONS")
+    with current_read_models(store_url, None, timeout=120):
+        pass  # releases the killed rebuild's claim
+    assert {s.state for s in status(store_url)} == {"current"}
 
 
 def test_a_live_runner_releases_a_killed_rebuilds_claim_and_goes_on(store_url: str) -> None:
@@ -288,3 +399,38 @@ def test_a_killed_unreaped_process_counts_as_gone() -> None:
         child.wait()
     assert process_gone(child.pid)
     assert not process_gone(os.getpid())
+
+
+def test_verify_releases_a_killed_rebuilds_claim_and_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``crm projections verify`` releases a stale claim as a runner or a report would
+    (its positions stand), then verifies the read model; a live claim is left alone."""
+    store = f"sqlite:///{tmp_path / 'crm.sqlite'}"
+    app = CRM(store)
+    run_demo(app, customers=3, seed=6)
+    app.close()
+    with follow(store) as runner:
+        runner.wait_until_current(timeout=60)
+    _claim_as_dead_process(store, ["timeline", "pipeline"])
+    view = open_view(store, read_models=["handover"])
+    try:
+        live = claim_for_rebuild(view.engine, ["handover"])  # this process: alive
+    finally:
+        view.engine.dispose()
+    assert {s.name: s.state for s in status(store)}["timeline"] == "interrupted"
+
+    assert main(["projections", "verify", "timeline", "handover", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "timeline: released the claim of a killed rebuild" in out
+    assert re.search(r"^timeline at position \d+: ok$", out, re.MULTILINE), out
+    assert "handover: not verified (a rebuild holds it)" in out
+    states = {s.name: s for s in status(store)}
+    assert states["timeline"].state == "current"
+    assert states["pipeline"].state == "interrupted"  # not asked for: left to a runner
+    assert states["handover"].state == "rebuilding"
+    view = open_view(store, read_models=["handover"])
+    try:
+        assert view.control_states()["handover"].rebuild_token == live
+    finally:
+        view.engine.dispose()

@@ -239,3 +239,32 @@ def test_a_rebuild_sees_fewer_gc_passes_and_restores_the_setting(tmp_path: Path)
     with pytest.raises(RuntimeError), fewer_gc_passes():
         raise RuntimeError("the setting is restored on errors too")
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize("row_budget", [250_000, 1], ids=["held", "chunked"])
+def test_a_fast_rebuild_that_fails_leaves_the_read_models_as_they_were(
+    store_url: str, row_budget: int
+) -> None:
+    """The fold replaces the tables in its own transaction: an error on a bad event (here
+    after chunks of rows were written, with a budget of one row) rolls that back."""
+    app = CRM(store_url)
+    run_demo(app, customers=8, seed=3)
+    models: list[str | type[ReadModel]] = ["customer360", "timeline", PickyCustomers]
+    rebuild(store_url, read_models=models)
+    before = read_model_rows(store_url)
+    view = open_view(store_url, read_models=models)
+    try:
+        positions = view.positions(app.app.name)
+        generation = view.control_states()["timeline"].generation
+        app.register_customer(kind="individual", name="Mallory", code="M")
+        with pytest.raises(UnhandledEventError, match="no Mallory here"):
+            rebuild(store_url, read_models=models, row_budget=row_budget, batch_size=50)
+        assert read_model_rows(store_url) == before
+        assert view.positions(app.app.name) == positions
+        states = view.control_states()
+        assert states["timeline"].generation == generation + 1
+        assert not any(s.rebuilding for s in states.values())  # handed back
+    finally:
+        view.engine.dispose()
+        app.close()
+    assert _index_names(store_url) == _declared_indexes()

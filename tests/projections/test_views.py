@@ -161,3 +161,42 @@ def test_the_stock_runner_loop_also_works_one_event_per_transaction(crm: CRM, kn
     ) as runner:
         runner.wait(crm.app.recorder.max_notification_id(), timeout=10)
         assert Customer360Queries(runner.view.engine).get(known.acme).open_tickets == 1
+
+
+def test_replacing_tables_on_sqlite_takes_the_write_lock_before_it_reads(
+    sqlite_url: str,
+) -> None:
+    """The DROP and CREATE run in one transaction (an explicit BEGIN: ``sqlite3`` opens
+    none before DDL), which takes the write lock first: the drops' existence checks read,
+    and a transaction that had read could not write any more (WAL: a stale snapshot, "database
+    is locked" at once) had another connection committed in between, as a live runner or
+    the application's commands do during a rebuild."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from crm_domain.infrastructure.storage import StoreURL
+
+    view = open_view(sqlite_url, read_models=["timeline"])
+    other = sqlite3.connect(StoreURL.parse(sqlite_url).sqlite_path, timeout=0)
+    other.isolation_level = None
+    other.execute("PRAGMA journal_mode=WAL")  # as a CRM store is
+    other.execute("CREATE TABLE elsewhere (x INTEGER)")
+    seen: list[str] = []
+
+    def write_elsewhere(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("DROP TABLE") and not seen:
+            try:
+                other.execute("INSERT INTO elsewhere VALUES (1)")
+                seen.append("committed elsewhere")
+            except sqlite3.OperationalError as exc:
+                seen.append(str(exc))
+
+    event.listen(view.engine, "before_cursor_execute", write_elsewhere)
+    try:
+        view.drop_read_model("timeline")
+    finally:
+        event.remove(view.engine, "before_cursor_execute", write_elsewhere)
+        other.close()
+        view.engine.dispose()
+    assert seen == ["database is locked"]  # the other writer waits for the replacement

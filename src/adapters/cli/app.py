@@ -3,8 +3,8 @@
 Every command raises errors from :mod:`crm_domain.errors` (or a usage error); this module
 alone turns them into a message on stderr and an exit code
 (:func:`adapters.exit_codes.exit_code_for`): 0 ok, 1 the CRM said no, 2 usage or
-configuration, 3 a service stayed unreachable. Nothing an ordinary mistake causes ends in
-a traceback.
+configuration, 3 a service stayed unreachable (or a report's read models are being
+rebuilt). Nothing an ordinary mistake causes ends in a traceback.
 """
 
 from __future__ import annotations

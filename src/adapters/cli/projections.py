@@ -287,7 +287,8 @@ def verify(
 ) -> None:
     """Rebuild read models aside and compare them row by row with the live tables.
 
-    Finds rows deleted, added or edited by hand, which ``status`` cannot see. Exits 1
+    Finds rows deleted, added or edited by hand, which ``status`` cannot see. A killed
+    rebuild's claim (``interrupted``) is released first, as ``run`` and reports do. Exits 1
     when a read model differs and was not repaired.
     """
     from projections.verify import verify as verify_read_models

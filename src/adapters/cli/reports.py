@@ -9,7 +9,7 @@ store, with a progress bar when that takes a while (the first report after a lar
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,11 +25,13 @@ from adapters.cli.options import Format, OutputFormat, Store, Views, load_settin
 from adapters.cli.progress import progress
 from adapters.cli.quotes import AsOf
 from adapters.cli.render import Section, render
-from crm_domain.errors import CustomerNotFoundError, ProjectionLagError
+from crm_domain.errors import CustomerNotFoundError, ProjectionLagError, ReadModelRebuildingError
 from crm_domain.processes import end_of_day
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import CalendarSettings
+from projections.control import ControlState
 from projections.runner import ReadModelRunner
+from projections.views import ReadModelView
 
 #: Lag (events) from which catching up is announced with a progress bar.
 ANNOUNCE_LAG = 2000
@@ -325,6 +327,7 @@ def current_read_models(
     catch_up: bool = True,
     timeout: float = 600.0,
     console: Console | None = None,
+    read_models: Collection[str] | None = None,
 ) -> Iterator[Engine]:
     """The read models' database, first brought up to date with the store.
 
@@ -332,6 +335,12 @@ def current_read_models(
 
     When they are behind by more than :data:`ANNOUNCE_LAG` events (the first report after
     a large import), say so on stderr and show the count, rate and time left.
+
+    ``read_models`` are the ones the report reads (default: all). If a rebuild that is
+    running holds one of them, :class:`~crm_domain.errors.ReadModelRebuildingError` says
+    so at once (also with ``catch_up=False``): its tables are being replaced (on
+    PostgreSQL, locked until the rebuild commits). Read models held by a rebuild that the
+    report does not read are left to it; the others are caught up.
     """
     from projections.runner import follow, open_view
 
@@ -339,6 +348,7 @@ def current_read_models(
         assert isinstance(source, str), "an in-process store is always caught up"
         view = open_view(source, views_url=views_url)
         try:
+            _refuse_rebuilding(view, read_models)
             yield view.engine
         finally:
             view.engine.dispose()
@@ -348,12 +358,32 @@ def current_read_models(
         _fold_if_far_behind(source, views_url, console)
     with follow(source, views_url=views_url) as runner:
         head = runner.head()
-        _wait(runner, head, timeout=timeout, console=console)
+        _wait(runner, head, timeout=timeout, console=console, read_models=read_models)
         engine = runner.view.engine
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+def _refuse_rebuilding(view: ReadModelView, read_models: Collection[str] | None) -> set[str]:
+    """Raise :class:`ReadModelRebuildingError` if a running rebuild holds one of the
+    ``read_models`` (None: any); else the names of the other read models it holds."""
+    held = view.rebuilding()
+    wanted = sorted(n for n in held if read_models is None or n in read_models)
+    if wanted:
+        who = "; ".join(_held_by(n, held[n]) for n in wanted)
+        raise ReadModelRebuildingError(
+            f"being rebuilt: {who}. Run the report again when the rebuild is done "
+            "(`crm projections status` shows it)"
+        )
+    return set(held)
+
+
+def _held_by(name: str, state: ControlState) -> str:
+    since = state.rebuild_started_at
+    when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
+    return f"read model {name!r} by {state.holder}{when}"
 
 
 def _fold_if_far_behind(store_url: str, views_url: str | None, console: Console) -> None:
@@ -381,9 +411,16 @@ def _fold_if_far_behind(store_url: str, views_url: str | None, console: Console)
         catch_up(store_url, views_url=views_url, threshold=FAST_CATCH_UP_LAG, on_progress=report)
 
 
-def _wait(runner: ReadModelRunner, head: int, *, timeout: float, console: Console) -> None:
+def _wait(
+    runner: ReadModelRunner,
+    head: int,
+    *,
+    timeout: float,
+    console: Console,
+    read_models: Collection[str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
-    start = _position(runner)
+    start = _position(runner, _refuse_rebuilding(runner.view, read_models))
     if start >= head:
         return
     behind = head - start
@@ -399,7 +436,7 @@ def _wait(runner: ReadModelRunner, head: int, *, timeout: float, console: Consol
         else nullcontext(None) as show
     ):
         while True:
-            done = _position(runner)
+            done = _position(runner, _refuse_rebuilding(runner.view, read_models))
             if show is not None:
                 show(done - start, behind)
             if done >= head:
@@ -412,8 +449,11 @@ def _wait(runner: ReadModelRunner, head: int, *, timeout: float, console: Consol
             runner.run_forever(timeout=POLL_SECONDS)  # re-raises the runner's error
 
 
-def _position(runner: ReadModelRunner) -> int:
-    return min((p or 0 for p in runner.positions.values()), default=0)
+def _position(runner: ReadModelRunner, rebuilding: Collection[str] = ()) -> int:
+    """The least position of the read models no rebuild holds (the runner catches them up;
+    the rebuild's are its own business)."""
+    positions = runner.positions
+    return min((p or 0 for n, p in positions.items() if n not in rebuilding), default=0)
 
 
 # ----- the command group ------------------------------------------------------------------
@@ -442,12 +482,17 @@ def _report(
     no_catch_up: bool,
     timeout: float,
     build: Callable[[Engine, CRMSettings], list[Section]],
+    read_models: Collection[str],
 ) -> None:
     settings = load_settings(store)
     settings.store.check(must_exist=True)
     replayed = _replayed(views or settings.store_url)
     with current_read_models(
-        settings.store_url, views, catch_up=not (no_catch_up or replayed), timeout=timeout
+        settings.store_url,
+        views,
+        catch_up=not (no_catch_up or replayed),
+        timeout=timeout,
+        read_models=read_models,
     ) as engine:
         sections = build(engine, settings)
     render(sections, fmt)
@@ -489,7 +534,7 @@ def pipeline(
     timeout: Timeout = 600.0,
 ) -> None:
     """Open pipeline, forecast, stage conversion, win rate."""
-    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: pipeline_report(e))
+    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: pipeline_report(e), ["pipeline"])
 
 
 @report_app.command("service")
@@ -509,6 +554,7 @@ def service(
         no_catch_up,
         timeout,
         lambda e, s: service_report(e, now=now, calendar=s.calendar),
+        ["service_desk"],
     )
 
 
@@ -524,7 +570,15 @@ def value(
     """Pareto share and RFM scores per currency; RFM as of the end of --as-of's day (UTC): the
     orders placed by then, recency counted from that day (else now)."""
     when = datetime.now(UTC) if as_of is None else end_of_day(as_of.date())
-    _report(store, views, fmt, no_catch_up, timeout, lambda e, _: value_report(e, as_of=when))
+    _report(
+        store,
+        views,
+        fmt,
+        no_catch_up,
+        timeout,
+        lambda e, _: value_report(e, as_of=when),
+        ["customer_value"],
+    )
 
 
 @report_app.command("customer")
@@ -546,7 +600,9 @@ def customer(
             calendar=settings.calendar,
         )
 
-    _report(store, views, fmt, no_catch_up, timeout, build)
+    _report(
+        store, views, fmt, no_catch_up, timeout, build, ["customer360", "timeline", "service_desk"]
+    )
 
 
 @report_app.command("handover")
@@ -561,5 +617,11 @@ def handover(
     """What a successor needs from a manager: customers, deals, quotes, promises."""
     now = datetime.now(UTC)
     _report(
-        store, views, fmt, no_catch_up, timeout, lambda e, _: handover_report(e, manager, now=now)
+        store,
+        views,
+        fmt,
+        no_catch_up,
+        timeout,
+        lambda e, _: handover_report(e, manager, now=now),
+        ["handover"],
     )

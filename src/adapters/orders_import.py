@@ -63,6 +63,7 @@ from crm_domain.application import CRM
 from crm_domain.bookkeeping import CustomerCodeClaim
 from crm_domain.errors import (
     ConcurrencyConflictError,
+    CustomerNotFoundError,
     InvalidCommandError,
     MalformedRowError,
     RejectedError,
@@ -338,7 +339,7 @@ def import_orders(
     progress = ImportProgress(total_rows=total, total_customers=len(by_customer))
     summary = OrdersImportSummary()
     recorder = crm.app.recorder
-    directory = _Directory(crm, (naming.code.format(ref=c) for c in by_customer))
+    directory = _Directory(crm, [naming.code.format(ref=c) for c in by_customer])
     for batch in _batches(by_customer, batch_size):
         before = recorder.max_notification_id() or 0
         with _collector_paused():
@@ -397,7 +398,8 @@ class _Directory:
 
     def __init__(self, crm: CRM, codes: Iterable[str]) -> None:
         self._crm = crm
-        self._wanted = {CustomerCodeClaim.id_for(code) for code in codes}
+        self._codes = codes
+        self._wanted: set[UUID] | None = None  # the codes' claim ids, on the first read
         #: customer id by code claim id, for the file's codes that are taken
         self._customers: dict[UUID, UUID] = {}
         #: account ids by customer id (oldest first), for those customers
@@ -410,13 +412,15 @@ class _Directory:
         if claim not in self._customers:
             self._catch_up()
         customer = self._customers.get(claim)
-        if customer is None:  # a code outside the file's (not expected): ask the store
-            customer = self._crm.customer_by_code(code).id
+        if customer is None:  # taken, yet no claim in the log: not expected
+            raise CustomerNotFoundError(code)
         return customer, self._accounts.get(customer, [])
 
     def _catch_up(self) -> None:
         mapper = self._crm.app.mapper
         assert isinstance(mapper, PydanticMapper)
+        if self._wanted is None:
+            self._wanted = {CustomerCodeClaim.id_for(code) for code in self._codes}
         found = self._crm.app.notifications_of(
             CustomerCodeClaim.Claimed, Account.Opened, start=self._position + 1
         )

@@ -499,3 +499,26 @@ def test_a_first_import_reads_nothing_more_and_known_customers_one_load_each(
         assert sorted(map(str, loads)) == sorted(map(str, [x, y]))
     finally:
         crm.close()
+
+
+def test_new_orders_of_a_known_customer_go_on_their_open_account_every_rule_on(
+    tmp_path: Path,
+) -> None:
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    try:
+        _import(crm, tmp_path, FILE_A, "a.csv")
+        first = _account_of(crm, "ERP-X").id
+        crm.close_account(first, reason="moved to the key-account team")
+        # a closed account takes no orders: the rule refuses B's first new order of X
+        with pytest.raises(MalformedRowError, match=r"b\.csv:7: .*closed"):
+            _import(crm, tmp_path, FILE_B, "b.csv")
+        # X gets a second account: the new orders go there; A's orders on the closed one
+        # are still found (the identity is per customer, over all their accounts)
+        x = crm.customer_by_code("ERP-X").id
+        second = crm.open_account(customer_id=x, name="X key account")
+        b = _import(crm, tmp_path, FILE_B, "b.csv")
+        assert (b.orders, b.orders_skipped) == (3, 3)
+        assert len(crm.account(first).orders) == 3
+        assert len(crm.account(second).orders) == 2
+    finally:
+        crm.close()

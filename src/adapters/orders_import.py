@@ -443,7 +443,7 @@ _CLAIMED = get_topic(CustomerCodeClaim.Claimed)
 
 
 #: An order line as the import writes it: SKU, description, quantity, unit price, currency.
-LineKey = tuple[str, str, int, Decimal, str]
+_LineKey = tuple[str, str, int, Decimal, str]
 
 
 @dataclass
@@ -452,7 +452,7 @@ class _StoredOrders:
     how many orders of each (day, line) there are among those without one."""
 
     references: set[str] = field(default_factory=set)
-    unreferenced: Counter[tuple[date, LineKey]] = field(default_factory=Counter)
+    unreferenced: Counter[tuple[date, _LineKey]] = field(default_factory=Counter)
 
     @classmethod
     def of(cls, accounts: Iterable[Account]) -> _StoredOrders:
@@ -580,7 +580,7 @@ def _orders(history: list[OrderRow]) -> list[list[OrderRow]]:
     return orders
 
 
-def _line_key(naming: CustomerNaming, row: OrderRow) -> LineKey:
+def _line_key(naming: CustomerNaming, row: OrderRow) -> _LineKey:
     """The order line of a row, as plain values: the quantity at the unit price, or (an
     amount that does not divide into cents) one line of the total, "N units"."""
     unit = row.amount / row.quantity

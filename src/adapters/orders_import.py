@@ -516,7 +516,6 @@ def _import_batch(
                 history = sorted(rows, key=lambda r: r.day)
                 orders = _orders(history)
                 current = history[0]
-                aid: UUID | None = None
                 if code in taken:
                     done.known += 1
                     cid, account_ids = directory.find(code)
@@ -530,6 +529,9 @@ def _import_batch(
                     open_accounts = [a for a in accounts if a.active] or accounts
                     if open_accounts:
                         aid = open_accounts[0].id
+                    else:
+                        with crm.context(occurred_at=current.day):
+                            aid = _open_account(crm, naming, customer, cid)
                 else:
                     done.customers += 1
                     with crm.context(occurred_at=current.day):
@@ -539,21 +541,13 @@ def _import_batch(
                             code=code,
                             source_channel="web",
                         )
-                if aid is None:
-                    with crm.context(occurred_at=current.day):
-                        aid = crm.open_account(
-                            customer_id=cid,
-                            name=naming.account.format(ref=customer),
-                            industry="consumer",
-                            size="micro",
-                        )
+                        aid = _open_account(crm, naming, customer, cid)
                 for lines in orders:
                     current = lines[0]
                     with crm.context(occurred_at=current.day):
-                        _replay(crm, naming, aid, lines)
+                        done.revenue += _replay(crm, naming, aid, lines)
                     done.orders += 1
                     done.rows += len(lines)
-                    done.revenue += sum((r.amount for r in lines), Decimal(0))
     except (RejectedError, ValueError) as exc:  # a rule refused the row (pydantic's too)
         if current is None or isinstance(exc, (MalformedRowError, ConcurrencyConflictError)):
             raise
@@ -562,6 +556,15 @@ def _import_batch(
             reason = problems(exc)
         raise MalformedRowError(current.file, current.line, reason) from exc
     return done
+
+
+def _open_account(crm: CRM, naming: CustomerNaming, customer: str, cid: UUID) -> UUID:
+    return crm.open_account(
+        customer_id=cid,
+        name=naming.account.format(ref=customer),
+        industry="consumer",
+        size="micro",
+    )
 
 
 def _orders(history: list[OrderRow]) -> list[list[OrderRow]]:
@@ -591,15 +594,15 @@ def _line_key(naming: CustomerNaming, row: OrderRow) -> _LineKey:
 
 def _line(naming: CustomerNaming, row: OrderRow) -> OrderLine:
     sku, description, quantity, price, currency = _line_key(naming, row)
-    return OrderLine(
-        sku=sku,
-        description=description,
-        quantity=quantity,
-        unit_price=Money(amount=price, currency=currency),
-    )
+    unit_price = Money(amount=price, currency=currency)
+    if description:  # one line of the total
+        return OrderLine(sku=sku, description=description, quantity=quantity, unit_price=unit_price)
+    return OrderLine(sku=sku, quantity=quantity, unit_price=unit_price)
 
 
-def _replay(crm: CRM, naming: CustomerNaming, aid: UUID, rows: list[OrderRow]) -> None:
+def _replay(crm: CRM, naming: CustomerNaming, aid: UUID, rows: list[OrderRow]) -> Decimal:
+    """Replay one order as ERP confirmed, shipped, delivered, invoiced and was paid for it;
+    returns its total."""
     total = sum((r.amount for r in rows), Decimal(0))
     amount = Money(amount=total, currency=naming.currency)
     order = crm.place_order(aid, lines=[_line(naming, r) for r in rows])
@@ -610,3 +613,4 @@ def _replay(crm: CRM, naming: CustomerNaming, aid: UUID, rows: list[OrderRow]) -
     invoice = crm.issue_invoice(aid, amount=amount, order_id=order)
     if total > 0:
         crm.receive_payment(aid, amount=amount, invoice_id=invoice)
+    return total

@@ -48,13 +48,15 @@ class Purchase:
 
 @dataclass
 class ImportSummary:
-    """What an import did: customers imported, customers skipped (imported before), purchases,
-    revenue."""
+    """What an import did: customers registered, customers already there (imported
+    before), purchases stored and their revenue, purchases already there (not stored
+    again)."""
 
     customers: int = 0
     skipped: int = 0
     purchases: int = 0
     revenue: Decimal = Decimal(0)
+    purchases_skipped: int = 0
 
 
 #: How CDNOW customers are coded and named in the CRM.
@@ -87,9 +89,10 @@ def import_purchases(
     (only the file's first ``max_customers`` customers, if given): the order import
     (:func:`adapters.orders_import.import_orders`) with CDNOW's naming.
 
-    ``on_progress(done, total)`` is called with customers handled (imported or skipped)
-    after each batch. Customers are imported whole, many per transaction; a re-run skips the
-    customers already there, so an interrupted import can simply be started again.
+    ``on_progress(done, total)`` is called with customers handled (new or known) after
+    each batch. Many customers per transaction; a re-run stores only the purchases not
+    there yet (each purchase is an order: the same customer, day, CDs and value, counted
+    by occurrence), so an interrupted import can simply be started again.
     """
     rows = (OrderRow(p.customer, p.day, p.cds, p.value, None, p.file, p.line) for p in purchases)
 
@@ -106,5 +109,9 @@ def import_purchases(
         on_progress=show,
     )
     return ImportSummary(
-        customers=done.customers, skipped=done.skipped, purchases=done.rows, revenue=done.revenue
+        customers=done.customers,
+        skipped=done.skipped,
+        purchases=done.rows,
+        revenue=done.revenue,
+        purchases_skipped=done.orders_skipped,
     )

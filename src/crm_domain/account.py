@@ -143,6 +143,9 @@ class Order(Entity):
     opportunity_id: UUID | None = None
     quote_id: UUID | None = None
     placed_at: AwareDatetime
+    #: ERP's reference for the order, from its confirmation ("" until then, or if ERP gave
+    #: none): how an order import knows ERP's order is already there.
+    erp_reference: str = ""
 
 
 class Invoice(Entity):
@@ -1472,7 +1475,10 @@ class Account(Aggregate):
 
     @event(OrderConfirmed)
     def _confirm(self, order_id: UUID, erp_reference: str) -> None:
-        self.orders[order_id].status = OrderStatus.CONFIRMED
+        order = self.orders[order_id]
+        order.status = OrderStatus.CONFIRMED
+        if erp_reference:
+            order.erp_reference = erp_reference
 
     def reject_order(
         self,

@@ -70,7 +70,8 @@ def test_imported_history_gives_revenue_rfm_and_pareto(sample: Path, tmp_path: P
     expected = revenue_by_customer(sample, 120)
     assert summary.customers == 120
     assert summary.revenue == sum(expected.values())
-    assert (again.customers, again.skipped) == (0, 120)
+    assert (again.customers, again.skipped, again.purchases) == (0, 120, 0)
+    assert again.purchases_skipped == summary.purchases  # every purchase was already there
 
     with follow(store, read_models=["customer_value"]) as runner:
         runner.wait_until_current(timeout=60)

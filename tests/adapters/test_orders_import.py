@@ -12,11 +12,13 @@ from adapters.cli import main
 from adapters.orders_import import (
     CustomerNaming,
     ImportProgress,
+    OrdersImportSummary,
     import_orders,
     parse_map,
     read_csv,
     read_rows,
 )
+from crm_domain.account import Account
 from crm_domain.application import CRM
 from crm_domain.errors import CustomerNotFoundError, InvalidCommandError, MalformedRowError
 
@@ -151,7 +153,15 @@ def test_the_command_maps_columns_reports_and_exits_on_a_bad_row(
     assert "imported 5 customers, 6 orders from 7 rows" in out.out
     assert "importing orders.csv: 7/7 rows" in out.err
     assert main([*args, *maps]) == 0
-    assert "5 customers were already there" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported 0 customers, 0 orders from 0 rows" in out
+    assert "5 customers were already there, 6 orders were already imported" in out
+    # a later file: a new order of C1 (known) and a new customer C6
+    later = _file(tmp_path, CSV + "C1,2024-03-01,1,4.00,\nC6,2024-03-02,1,2.00,\n", "later.csv")
+    assert main(["import", "orders", str(later), "--store", store, *maps]) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 customers, 2 orders from 2 rows" in out
+    assert "5 customers were already there, 6 orders were already imported" in out
     assert main(args) == 1  # no --map: the columns are not there
     err = capsys.readouterr().err
     assert f"{path}:1: no column for customer" in err
@@ -183,7 +193,7 @@ def test_two_references_with_one_code_name_the_row(tmp_path: Path) -> None:
         crm.close()
 
 
-def test_a_code_claimed_by_another_writer_during_a_batch_is_skipped_on_its_retry(
+def test_a_code_claimed_by_another_writer_during_a_batch_is_known_on_its_retry(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'crm.sqlite'}"
@@ -203,8 +213,12 @@ def test_a_code_claimed_by_another_writer_during_a_batch_is_skipped_on_its_retry
     try:
         summary = import_orders(crm, _rows(_file(tmp_path)), batch_size=100)
         assert len(calls) == 2  # the batch was stored on its second try, nothing twice
-        assert (summary.customers, summary.skipped) == (4, 1)
+        assert (summary.customers, summary.skipped, summary.orders) == (4, 1, 6)
         assert crm.customer_by_code("ERP-C3").name == "Else"
+        # C3 had no account: the import opened one for its order
+        assert [o.total.amount for o in _account_of(crm, "ERP-C3").orders.values()] == [
+            Decimal("1.00")
+        ]
         assert {crm.customer_by_code(f"ERP-C{i}").name for i in (1, 2, 4, 5)} == {
             "Customer C1",
             "Customer C2",
@@ -263,5 +277,248 @@ def test_a_batch_of_hundreds_of_new_customers_on_postgresql(
         summary = import_orders(crm, _rows(path), batch_size=1000)
         assert (summary.customers, summary.orders) == (600, 600)
         assert crm.customer_by_code("ERP-P599").name == "Customer P599"
+    finally:
+        crm.close()
+
+
+# ----- idempotent per order: a second file, new orders of customers imported before ---------
+
+# File A: X buys twice the same thing on one day (two orders, no reference) and places order
+# R-1 of two lines; Y buys once.
+FILE_A = """customer,date,quantity,amount,order
+X,2024-01-05,1,10.00,
+X,2024-01-05,1,10.00,
+X,2024-01-07,2,6.00,R-1
+X,2024-01-07,1,4.00,R-1
+Y,2024-01-08,3,9.00,
+"""
+# File B (next month, overlapping A by a few days as ERP exports often do): X's R-1 again
+# (already imported, even with another line: the reference is the order), X's two same-day
+# purchases again, a new purchase of X, X's new order R-2, and a new customer Z.
+FILE_B = """customer,date,quantity,amount,order
+X,2024-01-05,1,10.00,
+X,2024-01-05,1,10.00,
+X,2024-01-07,2,6.00,R-1
+X,2024-01-07,1,4.00,R-1
+X,2024-01-07,5,1.00,R-1
+X,2024-02-03,1,10.00,
+X,2024-02-04,4,8.00,R-2
+Z,2024-02-05,1,7.50,
+"""
+
+
+def _import(
+    crm: CRM, tmp_path: Path, text: str, name: str, batch_size: int = 100
+) -> OrdersImportSummary:
+    return import_orders(crm, read_csv(_file(tmp_path, text, name)), batch_size=batch_size)
+
+
+def _account_of(crm: CRM, code: str) -> Account:
+    """The one account of a customer (found from the log: the import opened it)."""
+    customer = crm.customer_by_code(code).id
+    log = crm.app.recorder.select_notifications(start=1, limit=100_000)
+    events = (crm.app.mapper.to_domain_event(n) for n in log)
+    accounts = [
+        e.originator_id
+        for e in events
+        if type(e).__name__ == "Opened" and getattr(e, "customer_id", None) == customer
+    ]
+    assert len(accounts) == 1
+    return crm.account(accounts[0])
+
+
+def test_a_second_file_adds_the_new_orders_of_customers_imported_before(
+    store_url: str, tmp_path: Path
+) -> None:
+    crm = CRM(store_url)
+    try:
+        a = _import(crm, tmp_path, FILE_A, "a.csv")
+        assert (a.customers, a.skipped, a.orders, a.orders_skipped) == (2, 0, 4, 0)
+        x = _account_of(crm, "ERP-X")
+        assert len(x.orders) == 3
+        head = _head(crm)
+
+        b = _import(crm, tmp_path, FILE_B, "b.csv")
+        # Z is new; X is known: its purchase of 3 Feb and R-2 are stored, on its account
+        assert (b.customers, b.skipped) == (1, 1)
+        assert (b.orders, b.orders_skipped, b.rows) == (3, 3, 3)
+        assert b.revenue == Decimal("25.50")
+        assert _head(crm) > head
+        after = _account_of(crm, "ERP-X")
+        assert after.id == x.id
+        totals = sorted(
+            (o.placed_at.date().isoformat(), o.erp_reference, o.total.amount)
+            for o in after.orders.values()
+        )
+        assert totals == [
+            ("2024-01-05", "", Decimal("10.00")),
+            ("2024-01-05", "", Decimal("10.00")),
+            ("2024-01-07", "R-1", Decimal("10.00")),  # as first imported: two lines
+            ("2024-02-03", "", Decimal("10.00")),
+            ("2024-02-04", "R-2", Decimal("8.00")),
+        ]
+        assert len(_account_of(crm, "ERP-Z").orders) == 1
+        assert len(_account_of(crm, "ERP-Y").orders) == 1
+
+        # importing either file again stores nothing new
+        head = _head(crm)
+        again_a = _import(crm, tmp_path, FILE_A, "a.csv", batch_size=1)
+        again_b = _import(crm, tmp_path, FILE_B, "b.csv", batch_size=1)
+        assert _head(crm) == head
+        assert (again_a.customers, again_a.skipped, again_a.orders) == (0, 2, 0)
+        assert again_a.orders_skipped == 4
+        assert (again_b.customers, again_b.skipped, again_b.orders) == (0, 2, 0)
+        assert (again_b.orders_skipped, again_b.events) == (6, 0)
+        from crm_domain.audit.verify import verify_log
+
+        assert verify_log(crm).finding.value == "intact"
+    finally:
+        crm.close()
+
+
+def test_identical_purchases_of_one_day_are_counted_by_occurrence(tmp_path: Path) -> None:
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    same = "X,2024-03-01,2,5.00\n"
+    header = "customer,date,quantity,amount\n"
+    try:
+        assert _import(crm, tmp_path, header + same * 2, "a.csv").orders == 2
+        # the same two again, and a third: the third is a new order
+        third = _import(crm, tmp_path, header + same * 3, "b.csv")
+        assert (third.orders, third.orders_skipped) == (1, 2)
+        # the ambiguity: a file repeating ONE of them takes it as the same order
+        one = _import(crm, tmp_path, header + same, "c.csv")
+        assert (one.orders, one.orders_skipped) == (0, 1)
+        # another quantity, amount or day is another order; so is an amount that does not
+        # divide into cents (stored as one line of the total)
+        other = _import(
+            crm,
+            tmp_path,
+            header
+            + "X,2024-03-01,1,5.00\nX,2024-03-01,2,6.00\nX,2024-03-02,2,5.00\n"
+            + "X,2024-03-01,3,10.00\nX,2024-03-01,3,10.00\n",
+            "d.csv",
+        )
+        assert (other.orders, other.orders_skipped) == (5, 0)
+        again = _import(
+            crm, tmp_path, header + "X,2024-03-01,3,10.00\nX,2024-03-01,3,10.00\n", "e.csv"
+        )
+        assert (again.orders, again.orders_skipped) == (0, 2)
+        assert len(_account_of(crm, "ERP-X").orders) == 8
+    finally:
+        crm.close()
+
+
+def test_an_order_reference_is_per_customer(tmp_path: Path) -> None:
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    header = "customer,date,quantity,amount,order\n"
+    try:
+        _import(crm, tmp_path, header + "X,2024-01-05,1,10.00,SO-9\n", "a.csv")
+        # SO-9 of Y is another order; SO-9 of X on another day is X's SO-9 (already there)
+        b = _import(
+            crm,
+            tmp_path,
+            header + "Y,2024-01-05,1,10.00,SO-9\nX,2024-05-05,1,99.00,SO-9\n",
+            "b.csv",
+        )
+        assert (b.customers, b.skipped, b.orders, b.orders_skipped) == (1, 1, 1, 1)
+    finally:
+        crm.close()
+
+
+def test_a_failed_batch_of_a_second_file_stores_nothing_and_its_rerun_completes_it(
+    store_url: str, tmp_path: Path
+) -> None:
+    crm = CRM(store_url)
+    try:
+        _import(crm, tmp_path, FILE_A, "a.csv")
+        head = _head(crm)
+        # Z's amount has too many digits for Money: refused after X's new orders were
+        # decided in the same batch (one transaction): none of them is stored
+        bad = FILE_B.replace("Z,2024-02-05,1,7.50", "Z,2024-02-05,1,100000000000000")
+        with pytest.raises(MalformedRowError, match=r"b\.csv:9: "):
+            _import(crm, tmp_path, bad, "b.csv")
+        assert _head(crm) == head
+        assert len(_account_of(crm, "ERP-X").orders) == 3
+
+        # interrupted after its first batch (X's new orders): the rerun stores the rest
+        def interrupt(progress: ImportProgress, total: int) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            import_orders(
+                crm, read_csv(_file(tmp_path, FILE_B, "b.csv")), batch_size=5, on_progress=interrupt
+            )
+        assert len(_account_of(crm, "ERP-X").orders) == 5
+        with pytest.raises(CustomerNotFoundError):
+            crm.customer_by_code("ERP-Z")
+        rest = _import(crm, tmp_path, FILE_B, "b.csv", batch_size=5)
+        assert (rest.customers, rest.skipped, rest.orders, rest.orders_skipped) == (1, 1, 1, 5)
+        done = _head(crm)
+        assert _import(crm, tmp_path, FILE_B, "b.csv").events == 0
+        assert _head(crm) == done
+    finally:
+        crm.close()
+    # the same store as one uninterrupted run of A then B
+    whole = CRM(f"sqlite:///{tmp_path / 'whole.sqlite'}")
+    try:
+        _import(whole, tmp_path, FILE_A, "a.csv")
+        _import(whole, tmp_path, FILE_B, "b.csv")
+        assert _head(whole) == done
+    finally:
+        whole.close()
+
+
+def test_a_first_import_reads_nothing_more_and_known_customers_one_load_each(
+    tmp_path: Path,
+) -> None:
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    scans: list[object] = []
+    select = crm.app.recorder.select_notifications
+
+    def counted_select(*args: object, **kwargs: object) -> object:
+        scans.append(args)
+        return select(*args, **kwargs)  # type: ignore[arg-type]
+
+    crm.app.recorder.select_notifications = counted_select  # type: ignore[method-assign]
+    loads: list[object] = []
+    get = crm.app.repository.get
+
+    def counted_get(aggregate_id: object, **kwargs: object) -> object:
+        loads.append(aggregate_id)
+        return get(aggregate_id, **kwargs)  # type: ignore[arg-type]
+
+    crm.app.repository.get = counted_get  # type: ignore[method-assign]
+    try:
+        _import(crm, tmp_path, FILE_A, "a.csv", batch_size=2)
+        assert (scans, loads) == ([], [])  # new customers: no reads beyond the code look-up
+        x, y = _account_of(crm, "ERP-X").id, _account_of(crm, "ERP-Y").id
+        scans.clear()
+        loads.clear()
+        _import(crm, tmp_path, FILE_A, "a.csv", batch_size=2)
+        # known customers, nothing new: their account loaded once each (not per row)
+        assert sorted(map(str, loads)) == sorted(map(str, [x, y]))
+    finally:
+        crm.close()
+
+
+def test_new_orders_of_a_known_customer_go_on_their_open_account_every_rule_on(
+    tmp_path: Path,
+) -> None:
+    crm = CRM(f"sqlite:///{tmp_path / 'crm.sqlite'}")
+    try:
+        _import(crm, tmp_path, FILE_A, "a.csv")
+        first = _account_of(crm, "ERP-X").id
+        crm.close_account(first, reason="moved to the key-account team")
+        # a closed account takes no orders: the rule refuses B's first new order of X
+        with pytest.raises(MalformedRowError, match=r"b\.csv:7: .*closed"):
+            _import(crm, tmp_path, FILE_B, "b.csv")
+        # X gets a second account: the new orders go there; A's orders on the closed one
+        # are still found (the identity is per customer, over all their accounts)
+        x = crm.customer_by_code("ERP-X").id
+        second = crm.open_account(customer_id=x, name="X key account")
+        b = _import(crm, tmp_path, FILE_B, "b.csv")
+        assert (b.orders, b.orders_skipped) == (3, 3)
+        assert len(crm.account(first).orders) == 3
+        assert len(crm.account(second).orders) == 2
     finally:
         crm.close()

@@ -525,6 +525,29 @@ def test_the_rules_hold_on_a_real_store(store_url: str) -> None:
         again.close()
 
 
+def test_an_order_keeps_the_erp_reference_it_was_confirmed_with(store_url: str) -> None:
+    """What an order import needs to know whether ERP's order is already there: the
+    reference lives on the order's state, also through a snapshot."""
+    app = CRM(store_url, snapshot_interval=2)
+    try:
+        customer = app.register_customer(kind="enterprise", name="Acme", code="ACME")
+        account = app.open_account(customer_id=customer, name="Acme")
+        order = confirmed(app, account, 10)
+        unconfirmed = order_of(app, account, 20)
+        app.ship_order(account, order)
+    finally:
+        app.close()
+    again = CRM(store_url, snapshot_interval=2)
+    try:
+        acc = again.account(account)
+        assert (acc.order(order).erp_reference, acc.order(unconfirmed).erp_reference) == (
+            "SO-1",
+            "",
+        )
+    finally:
+        again.close()
+
+
 def test_a_confirmation_request_stored_before_the_credit_check_still_loads(app: CRM) -> None:
     """Events stored before the new fields read them as None (no upcaster needed)."""
     originator = uuid4()

@@ -39,8 +39,8 @@ def cdnow(
     """Import the public CDNOW purchase log as customers with delivered, paid orders.
 
     A shortcut for ``crm import orders FILE --format cdnow`` with customers coded
-    ``CDNOW-<id>``. Each customer is imported whole or not at all, so an interrupted
-    import can simply be run again: customers already there are skipped.
+    ``CDNOW-<id>``. A re-run (also after an interrupted run) stores nothing twice: of
+    customers already there, only purchases not imported yet are stored.
     """
     from adapters.cdnow import import_purchases, read_purchases
     from crm_domain.application import CRM
@@ -56,7 +56,9 @@ def cdnow(
             )
         console.print(
             f"imported {summary.customers:,} customers and {summary.purchases:,} purchases "
-            f"({summary.revenue:,.2f} USD); {summary.skipped:,} customers were already there"
+            f"({summary.revenue:,.2f} USD); {summary.skipped:,} customers were already there, "
+            f"{summary.purchases_skipped:,} purchases were already imported",
+            soft_wrap=True,
         )
         console.print(f"database: {settings.store.display}", soft_wrap=True)
     finally:
@@ -98,9 +100,11 @@ def orders(
 ) -> None:
     """Import an ERP order history: one row per order line, many customers per transaction.
 
-    Every rule is checked, in an ERP-source context. A re-run (also after an interrupted
-    run) stores nothing twice: customers already imported are skipped. A malformed row
-    is named by file and line, and nothing of its batch is stored.
+    Every rule is checked, in an ERP-source context. Idempotent per order: a re-run (also
+    after an interrupted run), or a later file with new orders of customers imported
+    before, stores only the orders not there yet (by order reference, else by customer,
+    day, quantity, amount and occurrence; see docs/orders.md). A malformed row is named
+    by file and line, and nothing of its batch is stored.
     """
     from adapters.orders_import import CustomerNaming, import_orders, parse_map, read_rows
     from crm_domain.application import CRM
@@ -134,7 +138,8 @@ def orders(
             f"imported {summary.customers:,} customers, {summary.orders:,} orders from "
             f"{summary.rows:,} rows: {summary.events:,} events in {summary.seconds:.1f}s "
             f"({summary.events / max(summary.seconds, 1e-9):,.0f} events/s); "
-            f"{summary.skipped:,} customers were already there",
+            f"{summary.skipped:,} customers were already there, "
+            f"{summary.orders_skipped:,} orders were already imported",
             soft_wrap=True,
         )
         console.print(f"database: {settings.store.display}", soft_wrap=True)

@@ -164,13 +164,13 @@ class CRMEventStore(Application[UUID]):
         return recordings
 
     def notifications_of(
-        self, *event_classes: type[Any], page: int = 5000
+        self, *event_classes: type[Any], page: int = 5000, start: int = 1
     ) -> Iterator[Notification]:
-        """The stored events of these classes, in log order, read in pages filtered by topic
-        in the database (the scans for SLA breaches, lapsed quotes, the lifecycle and a
-        handover's portfolio look at a few event types of a large log)."""
+        """The stored events of these classes, in log order from position ``start``, read in
+        pages filtered by topic in the database (the scans for SLA breaches, lapsed quotes,
+        the lifecycle and a handover's portfolio look at a few event types of a large log;
+        an order import brings its customer directory up to date from where it left off)."""
         topics = [get_topic(c) for c in event_classes]
-        start = 1
         while True:
             found = self.recorder.select_notifications(start, page, topics=topics)
             yield from found

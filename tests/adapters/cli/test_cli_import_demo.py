@@ -30,7 +30,15 @@ def test_import_shows_counts_and_is_safe_to_rerun(
     assert "importing CDNOW_master.txt: 3/3 customers (100.0%)" in captured.err
     assert "imported 3 customers and 5 purchases (142.29 USD)" in captured.out
     assert main(["import", "cdnow", str(log), "--store", store]) == 0
-    assert "3 customers were already there" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "imported 0 customers and 0 purchases (0.00 USD)" in out
+    assert "3 customers were already there, 5 purchases were already imported" in out
+    # the next log: a new purchase of customer 00003 is stored, beside a new customer
+    log.write_text(SAMPLE + "00003 19970410 1 9.99\n00004 19970411 1 5.00\n")
+    assert main(["import", "cdnow", str(log), "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "imported 1 customers and 2 purchases (14.99 USD)" in out
+    assert "3 customers were already there, 5 purchases were already imported" in out
 
 
 def test_a_malformed_purchase_log_names_the_line(

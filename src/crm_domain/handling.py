@@ -95,6 +95,17 @@ def _guarded(decide: Callable[[], R]) -> R:
         raise invalid(exc) from exc
 
 
+def replay_events(aggregate: Any, events: Iterable[Any]) -> Any:
+    """Apply stored events, in order, to an aggregate (None before the first): what
+    eventsourcing's ``project_aggregate`` does, without its per-event ``isinstance`` check
+    against a runtime protocol. That check costs about 17 µs an event, a third of loading
+    a long history (an audit's replay to a version, a customer without snapshots); every
+    event the mapper gives back here is one of the domain's event classes, which mutate."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 class CommandHandling:
     """The command pipeline of :class:`~crm_domain.CRM` (private methods only)."""
 
@@ -369,7 +380,9 @@ class CommandHandling:
         if uid is None:
             return None  # not an id (a PostgreSQL uuid column would refuse to compare it)
         try:
-            aggregate: Aggregate = self.app.repository.get(uid, version=version)
+            aggregate: Aggregate = self.app.repository.get(
+                uid, version=version, projector_func=replay_events
+            )
         except AggregateNotFoundError:
             return None
         except OriginatorVersionError as exc:

@@ -175,19 +175,13 @@ def test_a_row_missing_columns_is_written_with_nulls() -> None:
     assert one({}) == (None,)
 
 
-def test_many_rows_are_inserted_in_key_order_and_read_back_as_written() -> None:
+def _promises(contacts: int) -> list[dict[str, Any]]:
+    """Handover commitment rows: two promises (seq 1, then 0) for each of ``contacts``
+    contacts of one customer, in no key order."""
     import uuid
 
-    from sqlalchemy import create_engine, select
-    from sqlalchemy.orm import Session
-
-    from projections.handover import commitments, metadata
-    from projections.rows import KEY_ORDER_MIN_ROWS, execute_many
-
-    engine = create_engine("sqlite://")
-    metadata.create_all(engine)
     customer = uuid.uuid4()
-    rows = [
+    return [
         {
             "contact_id": uuid.uuid4(),
             "seq": seq,
@@ -198,9 +192,22 @@ def test_many_rows_are_inserted_in_key_order_and_read_back_as_written() -> None:
             "logged_by": "desk",
             "logged_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
         }
-        for i in range(KEY_ORDER_MIN_ROWS + 10)
+        for i in range(contacts)
         for seq in (1, 0)
     ]
+
+
+def test_many_rows_are_inserted_in_key_order_and_read_back_as_written() -> None:
+
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from projections.handover import commitments, metadata
+    from projections.rows import KEY_ORDER_MIN_ROWS, execute_many
+
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    rows = _promises(KEY_ORDER_MIN_ROWS + 10)
     with Session(engine) as session:
         execute_many(session, commitments, "insert", rows)
         found = [dict(r) for r in session.execute(select(commitments)).mappings()]
@@ -252,7 +259,6 @@ def test_many_rows_are_sent_a_slice_at_a_time_in_key_order(
     """A rebuild's chunk of rows becomes parameters a slice at a time (not all rows twice
     over at once); the slices go in primary-key order, and updates and deletes of that many
     rows reach every row."""
-    import uuid
 
     from sqlalchemy import create_engine, event, select
     from sqlalchemy.orm import Session
@@ -271,21 +277,7 @@ def test_many_rows_are_sent_a_slice_at_a_time_in_key_order(
         if many:
             sent.append(len(params))
 
-    customer = uuid.uuid4()
-    rows = [
-        {
-            "contact_id": uuid.uuid4(),
-            "seq": seq,
-            "position": i,
-            "customer_id": customer,
-            "description": f"promise {i}",
-            "owner": "li.wei",
-            "logged_by": "desk",
-            "logged_at": datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
-        }
-        for i in range(1_005)
-        for seq in (1, 0)
-    ]
+    rows = _promises(1_005)
     with Session(engine) as session:
         execute_many(session, commitments, "insert", rows)
         assert sent == [100] * 20 + [10]

@@ -111,7 +111,8 @@ def rebuild(
             "--workers",
             metavar="N",
             min=1,
-            help="processes rebuilding read models side by side [default: one per CPU]",
+            help="processes rebuilding read models side by side, on PostgreSQL (each group "
+            "committed on its own) [default: 1, all or nothing]",
             show_default=False,
         ),
     ] = None,
@@ -128,8 +129,8 @@ def rebuild(
     store: Store = None,
     views: Views = None,
 ) -> None:
-    """Drop read models and rebuild them from the whole history."""
-    from projections.rebuild import default_workers
+    """Drop read models and rebuild them from the whole history: in one process by default,
+    all or nothing (a failed or killed rebuild leaves the old rows and positions)."""
     from projections.rebuild import rebuild as rebuild_read_models
 
     if all_ == (name is not None):
@@ -144,7 +145,7 @@ def rebuild(
             read_models=models,
             views_url=views,
             on_progress=show,
-            workers=workers or default_workers(),
+            workers=workers or 1,
             row_budget=row_budget,
         )
     Console().print(

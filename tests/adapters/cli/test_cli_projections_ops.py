@@ -96,7 +96,8 @@ def test_skip_needs_the_parked_position_and_a_reason(
 def test_rebuild_takes_a_row_budget_and_refuses_a_useless_one(
     sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``--row-budget`` reaches the rebuild (a tiny budget writes in chunks, same rows)."""
+    """``--row-budget`` reaches the rebuild (a tiny budget writes in chunks, same rows); the
+    rebuild runs in one process (all or nothing) unless ``--workers`` says otherwise."""
     import projections.rebuild as rebuild_module
 
     crm = CRM(sqlite_url)
@@ -105,10 +106,12 @@ def test_rebuild_takes_a_row_budget_and_refuses_a_useless_one(
         crm.log_contact(customer, channel="sms", direction="inbound", summary="hi")
     crm.close()
     budgets: list[int] = []
+    workers: list[int] = []
     real = rebuild_module.rebuild
 
     def recording(*args: object, **kwargs: object) -> rebuild_module.RebuildResult:
         budgets.append(kwargs["row_budget"])  # type: ignore[arg-type]
+        workers.append(kwargs["workers"])  # type: ignore[arg-type]
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(rebuild_module, "rebuild", recording)
@@ -131,6 +134,12 @@ def test_rebuild_takes_a_row_budget_and_refuses_a_useless_one(
     assert rows() == whole
     assert len(whole) == 4
     assert budgets == [rebuild_module.DEFAULT_ROW_BUDGET, 3]
+    assert workers == [1, 1]
+    code, _, err = run(
+        ["projections", "rebuild", "--all", "--workers", "2", "--store", sqlite_url], capsys
+    )
+    assert code == 0, err
+    assert workers[-1] == 2
     code, _, err = run(
         ["projections", "rebuild", "--all", "--row-budget", "0", "--store", sqlite_url], capsys
     )

@@ -45,17 +45,27 @@ def test_rebuild_beside_a_live_runner_and_new_events(store_url: str, tmp_path: P
         runner.wait_until_current(timeout=60)
         writer = threading.Thread(target=keep_writing)
         writer.start()
+
+        def wait_for_writes(count: int) -> None:
+            # Commands before and after each rebuild, whatever the machine's load (a
+            # count reached in time would depend on it); a dead writer fails below.
+            deadline = time.monotonic() + 60
+            while len(written) < count and not errors and time.monotonic() < deadline:
+                time.sleep(0.01)
+
         try:
-            # one process, then worker processes (as `crm projections rebuild --all`)
+            # one process, then worker processes (`crm projections rebuild --workers 2`)
             for names, workers in ((None, 1), (["customer360", "timeline"], 2)):
+                wait_for_writes(len(written) + 3)
                 rebuild(store_url, read_models=names, workers=workers)
                 assert not runner.is_interrupted.is_set()
                 runner.run_forever(timeout=0.01)  # re-raises a runner error, if any
+            wait_for_writes(len(written) + 3)
         finally:
             stop.set()
             writer.join()
         assert not errors, errors
-        assert len(written) > 5
+        assert len(written) >= 9
         runner.wait_until_current(timeout=60)
         assert not runner.is_interrupted.is_set()
         runner.run_forever(timeout=0.01)

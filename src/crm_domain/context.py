@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -120,6 +120,22 @@ def current_context() -> CommandContext:
 def context_is_set() -> bool:
     """Whether a context is in force (set by :func:`command_context`), not the fresh default."""
     return _current.get() is not None
+
+
+def context_in_force() -> CommandContext | None:
+    """The context in force, or None when none is set (no fresh default made)."""
+    return _current.get()
+
+
+def enter_context(ctx: CommandContext) -> Token[CommandContext | None]:
+    """Put ``ctx`` in force (a command's own context, made by the command path); hand the
+    token back to :func:`leave_context` when the command ends, error or not."""
+    return _current.set(ctx)
+
+
+def leave_context(token: Token[CommandContext | None]) -> None:
+    """Restore the context that was in force before :func:`enter_context`."""
+    _current.reset(token)
 
 
 def current_metadata() -> dict[str, str]:

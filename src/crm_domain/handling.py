@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -31,6 +31,7 @@ from crm_domain.commands.base import Command
 from crm_domain.context import (
     CommandContext,
     context_in_force,
+    derive_context,
     enter_context,
     leave_context,
 )
@@ -179,7 +180,7 @@ class CommandHandling:
             command_id = command.command_id or outer.command_id
             if command_id == outer.command_id and not ctx_kwargs:
                 return self._execute_in(outer, command)  # the context in force is the command's
-            ctx = replace(outer, command_id=command_id, **ctx_kwargs)
+            ctx = derive_context(outer, command_id=command_id, **ctx_kwargs)
         token = enter_context(ctx)
         try:
             return self._execute_in(ctx, command)

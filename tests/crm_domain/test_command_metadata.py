@@ -10,6 +10,7 @@ Correlation ids made by the CRM are random: they are named by first appearance
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -19,8 +20,8 @@ import pytest
 from crm_domain import CRM
 from crm_domain.bookkeeping import CommandProcessed
 from crm_domain.commands.customer import AssignGrade
-from crm_domain.context import context_is_set, current_context
-from crm_domain.errors import CustomerNotFoundError
+from crm_domain.context import CommandContext, context_is_set, current_context, derive_context
+from crm_domain.errors import CustomerNotFoundError, InvalidCommandError
 
 
 def _stored(app: CRM) -> list[tuple[str, dict[str, Any]]]:
@@ -172,3 +173,67 @@ def test_a_repeated_command_returns_the_first_result_and_stores_nothing() -> Non
     assert app.app.recorder.max_notification_id() == head
     record = app.app.repository.get(CommandProcessed.id_for("m-9"))
     assert record.command == "assign_grade"
+
+
+BASE = CommandContext(
+    actor="li.wei",
+    source_system="call-centre",
+    correlation_id="call-42",
+    causation_id="ivr-3",
+    command_id="req-1",
+    occurred_at=datetime(2024, 3, 1, 9, 30, tzinfo=UTC),
+    roles=("sales",),
+)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"command_id": None},
+        {"command_id": "req-2", "source_system": "erp"},
+        {"actor": "wang.fang", "roles": ("auditor", "sales")},
+        {"occurred_at": datetime(2023, 1, 2, tzinfo=UTC), "causation_id": "c-9"},
+        {"correlation_id": "other"},
+    ],
+)
+def test_a_derived_context_is_the_replaced_one(changes: dict[str, Any]) -> None:
+    derived = derive_context(BASE, **changes)
+    assert derived == replace(BASE, **changes)
+    assert derived.as_metadata() == replace(BASE, **changes).as_metadata()
+    assert hash(derived) == hash(replace(BASE, **changes))
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"actor": "x" * 101}, "actor"),
+        ({"command_id": "a\x00b"}, "command_id"),
+        ({"source_system": ""}, "source_system"),
+        ({"roles": ("sales", "bad\nrole")}, "role"),
+        ({"occurred_at": datetime(2024, 3, 1)}, "occurred_at"),
+        ({"correlation_id": 42}, "correlation_id"),
+    ],
+)
+def test_a_derived_context_checks_what_changed(changes: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidCommandError, match=match):
+        derive_context(BASE, **changes)
+    with pytest.raises(InvalidCommandError, match=match):
+        replace(BASE, **changes)  # as a context made in full refuses it
+
+
+def test_nested_contexts_check_what_they_are_given() -> None:
+    app = CRM("memory://")
+    with app.context(actor="li.wei"):
+        with (
+            pytest.raises(InvalidCommandError, match="occurred_at"),
+            app.context(occurred_at=datetime(2024, 3, 1)),
+        ):
+            pass
+        with pytest.raises(InvalidCommandError, match="actor"), app.context(actor="a\x00"):
+            pass
+        with app.context(occurred_at=BASE.occurred_at) as inner:
+            assert (inner.actor, inner.occurred_at) == ("li.wei", BASE.occurred_at)
+        assert current_context().occurred_at is None
+    with pytest.raises(TypeError, match="not context fields"):
+        derive_context(BASE, colour="red")

@@ -11,7 +11,7 @@ for you. The event store itself is ``crm.app`` (:mod:`crm_domain.infrastructure.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, TypeVar
@@ -198,7 +198,6 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
                 self.handle(item) if isinstance(item, Command) else item(self) for item in commands
             ]
 
-    @contextmanager
     def context(
         self,
         *,
@@ -209,14 +208,14 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
         command_id: str | None = None,
         occurred_at: datetime | None = None,
         roles: Iterable[str] | None = None,
-    ) -> Iterator[CommandContext]:
+    ) -> AbstractContextManager[CommandContext]:
         """Metadata for the commands inside the block: who, from where, why, and when.
 
         ``command_id`` makes the (single) command inside idempotent. ``occurred_at`` records
         business time when it differs from now (an offline visit synced later, an import).
         ``roles`` are the actor's roles, which the access policy (``crm.access``) reads.
         """
-        with command_context(
+        return command_context(  # itself: one generator per block, not two
             actor=actor,
             source_system=source_system,
             correlation_id=correlation_id,
@@ -224,8 +223,7 @@ class CRM(CustomerMethods, AccountMethods, ProcessMethods, CommandHandling):
             command_id=command_id,
             occurred_at=occurred_at,
             roles=roles,
-        ) as ctx:
-            yield ctx
+        )
 
     def authorize(self, action: str, *, customer_id: UUID | None = None) -> None:
         """Check that the context's actor may perform ``action``, one of

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from uuid import uuid4
 
 from eventsourcing.domain import datetime_now_with_tzinfo
@@ -63,20 +64,53 @@ class CommandContext:
         return metadata
 
 
-def _check_context(ctx: CommandContext) -> None:
+#: The fields of a context, in the order they are checked.
+_CHECKED = (
+    "actor",
+    "source_system",
+    "correlation_id",
+    "causation_id",
+    "command_id",
+    "roles",
+    "occurred_at",
+)
+
+#: The fields that may be None (not given).
+_OPTIONAL = frozenset({"causation_id", "command_id", "occurred_at"})
+
+
+def _check_context(ctx: CommandContext, names: Iterable[str] = _CHECKED) -> None:
     """Refuse metadata the stores and read models cannot hold (the timeline keeps the
-    actor in ``varchar(100)``; PostgreSQL text takes no NUL), before any event has it."""
-    _check_text("actor", ctx.actor)
-    _check_text("source_system", ctx.source_system)
-    _check_text("correlation_id", ctx.correlation_id)
-    if ctx.causation_id is not None:
-        _check_text("causation_id", ctx.causation_id)
-    if ctx.command_id is not None:
-        _check_text("command_id", ctx.command_id)
-    for role in ctx.roles:
-        _check_text("role", role)
-    if ctx.occurred_at is not None:
-        _business_time()(ctx.occurred_at, "occurred_at")
+    actor in ``varchar(100)``; PostgreSQL text takes no NUL), before any event has it.
+    ``names``: the fields to check (all of them, unless the others were checked before)."""
+    state = ctx.__dict__
+    for name in names:
+        value = state[name]
+        if value is None and name in _OPTIONAL:
+            continue  # not given
+        if name == "roles":
+            for role in value:
+                _check_text("role", role)
+        elif name == "occurred_at":
+            _business_time()(value, "occurred_at")
+        else:
+            _check_text(name, value)
+
+
+def derive_context(base: CommandContext, **changes: Any) -> CommandContext:
+    """``dataclasses.replace(base, **changes)``, checking only the changed fields: the
+    others are ``base``'s, checked when it was made (a context is immutable). A nested
+    context (an import's order, with its business time) or a command's own context
+    (its command id) is made this way for every command."""
+    made: CommandContext = object.__new__(CommandContext)
+    state = made.__dict__
+    inherited = base.__dict__
+    for name in _CHECKED:
+        state[name] = changes[name] if name in changes else inherited[name]
+    if len(changes) != len(changes.keys() & state.keys()):
+        raise TypeError(f"not context fields: {sorted(changes.keys() - state.keys())}")
+    _check_context(made, [n for n in _CHECKED if n in changes])
+    return made
 
 
 @lru_cache(maxsize=1)
@@ -122,6 +156,22 @@ def context_is_set() -> bool:
     return _current.get() is not None
 
 
+def context_in_force() -> CommandContext | None:
+    """The context in force, or None when none is set (no fresh default made)."""
+    return _current.get()
+
+
+def enter_context(ctx: CommandContext) -> Token[CommandContext | None]:
+    """Put ``ctx`` in force (a command's own context, made by the command path); hand the
+    token back to :func:`leave_context` when the command ends, error or not."""
+    return _current.set(ctx)
+
+
+def leave_context(token: Token[CommandContext | None]) -> None:
+    """Restore the context that was in force before :func:`enter_context`."""
+    _current.reset(token)
+
+
 def current_metadata() -> dict[str, str]:
     """Metadata for an event being created now (default factory of ``DomainEvent.metadata``)."""
     return current_context().as_metadata()
@@ -154,18 +204,22 @@ def command_context(
     actor over 100 characters, a NUL, a naive or out-of-range ``occurred_at``) is an
     :class:`~crm_domain.errors.InvalidCommandError` here, before any command runs.
     """
+    changes: dict[str, Any] = {"command_id": command_id}  # never inherited
+    if actor is not None:
+        changes["actor"] = actor
+    if source_system is not None:
+        changes["source_system"] = source_system
+    if correlation_id is not None:
+        changes["correlation_id"] = correlation_id
+    if causation_id is not None:
+        changes["causation_id"] = causation_id
+    if occurred_at is not None:
+        changes["occurred_at"] = occurred_at
+    if roles is not None:
+        changes["roles"] = _roles(roles)
     outer = _current.get()
-    base = outer if outer is not None else CommandContext()
-    ctx = replace(
-        base,
-        actor=actor if actor is not None else base.actor,
-        source_system=source_system if source_system is not None else base.source_system,
-        correlation_id=correlation_id if correlation_id is not None else base.correlation_id,
-        causation_id=causation_id if causation_id is not None else base.causation_id,
-        command_id=command_id,
-        occurred_at=occurred_at if occurred_at is not None else base.occurred_at,
-        roles=_roles(roles) if roles is not None else base.roles,
-    )
+    # Without a context in force: a fresh one (actor ``system``, a new correlation id).
+    ctx = CommandContext(**changes) if outer is None else derive_context(outer, **changes)
     token = _current.set(ctx)
     try:
         yield ctx

@@ -30,9 +30,10 @@ from crm_domain.bookkeeping import CommandProcessed, CustomerCodeClaim, encode_r
 from crm_domain.commands.base import Command
 from crm_domain.context import (
     CommandContext,
-    command_context,
-    context_is_set,
-    current_context,
+    context_in_force,
+    derive_context,
+    enter_context,
+    leave_context,
 )
 from crm_domain.errors import (
     AccountNotFoundError,
@@ -132,8 +133,10 @@ class CommandHandling:
 
     def _now(self) -> datetime:
         """The business time of the command running (the context's), else now."""
-        ctx = current_context()
-        return ctx.occurred_at or datetime_now_with_tzinfo()
+        ctx = context_in_force()
+        if ctx is not None and ctx.occurred_at is not None:
+            return ctx.occurred_at
+        return datetime_now_with_tzinfo()
 
     # ----- the chain --------------------------------------------------------------------
     def _dispatch(self, command: Command[Any]) -> Any:
@@ -176,15 +179,24 @@ class CommandHandling:
     def _execute(self, command: Command[R]) -> R:
         """Checks, idempotency, metadata, decide, one transaction, retries."""
         command.check(self)  # type: ignore[arg-type]
-        outer = current_context()
-        ctx_kwargs: dict[str, Any] = {}
-        if outer.source_system == "crm-core" and self.source_system != "crm-core":
-            ctx_kwargs["source_system"] = self.source_system
-        command_id = command.command_id or outer.command_id
-        if command_id == outer.command_id and not ctx_kwargs and context_is_set():
-            return self._execute_in(outer, command)  # the context in force is the command's
-        with command_context(command_id=command_id, **ctx_kwargs) as ctx:
+        outer = context_in_force()
+        if outer is None:
+            # No context set: the command's own, as ``command_context`` would derive it
+            # from a fresh default (actor ``system``, a new correlation id), made once.
+            ctx = CommandContext(source_system=self.source_system, command_id=command.command_id)
+        else:
+            ctx_kwargs: dict[str, Any] = {}
+            if outer.source_system == "crm-core" and self.source_system != "crm-core":
+                ctx_kwargs["source_system"] = self.source_system
+            command_id = command.command_id or outer.command_id
+            if command_id == outer.command_id and not ctx_kwargs:
+                return self._execute_in(outer, command)  # the context in force is the command's
+            ctx = derive_context(outer, command_id=command_id, **ctx_kwargs)
+        token = enter_context(ctx)
+        try:
             return self._execute_in(ctx, command)
+        finally:
+            leave_context(token)
 
     def _execute_in(self, ctx: CommandContext, command: Command[R]) -> R:
         batch = self._batch.get()

@@ -262,3 +262,41 @@ def test_a_snapshot_of_another_state_shape_is_passed_over_for_the_events() -> No
     snapshots.recorder.insert_events([snapshots.mapper.to_stored_event(stale)])
     assert app.customer(cid).manager == "li.wei"
     assert [s.originator_version for s in snapshots.get(cid)] == [2]
+
+
+def test_a_bulk_save_writes_its_snapshots_in_one_transaction(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import saves thousands of aggregates per bulk block: their snapshots (one per
+    aggregate past a snapshot point, of the saved aggregate) go to the store in one write,
+    not one transaction (and commit) each, and are the same snapshots."""
+    app = CRM(store_url, snapshot_interval=2)
+    try:
+        assert app.app.snapshots is not None
+        recorder = app.app.snapshots.recorder
+        writes: list[int] = []
+        insert = recorder.insert_events
+
+        def counted(stored: Any, **kwargs: Any) -> Any:
+            writes.append(len(stored))
+            return insert(stored, **kwargs)
+
+        monkeypatch.setattr(recorder, "insert_events", counted)
+        with app.bulk():
+            ids = [
+                app.register_customer(kind="individual", name=f"Snap {n}", code=f"SNAP-{n}")
+                for n in range(3)
+            ]
+            for cid in ids:
+                app.log_contact(cid, channel="phone", direction="inbound", summary="v2")
+            app.log_contact(ids[0], channel="phone", direction="inbound", summary="v3")
+        assert writes == [3]
+        assert [[s.originator_version for s in app.app.snapshots.get(c)] for c in ids] == [
+            [3],  # the saved aggregate at its version, past the point (as before)
+            [2],
+            [2],
+        ]
+        for cid in ids:
+            assert state(app.customer(cid)) == state(replay(app, cid))
+    finally:
+        app.close()

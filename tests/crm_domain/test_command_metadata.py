@@ -237,3 +237,13 @@ def test_nested_contexts_check_what_they_are_given() -> None:
         assert current_context().occurred_at is None
     with pytest.raises(TypeError, match="not context fields"):
         derive_context(BASE, colour="red")
+
+
+def test_every_context_field_is_derived_and_checked() -> None:
+    """A field added to CommandContext must be carried over by derive_context (which builds
+    a context field by field) and checked: the list both use names every field."""
+    from dataclasses import fields
+
+    from crm_domain.context import _CHECKED
+
+    assert sorted(_CHECKED) == sorted(f.name for f in fields(CommandContext))

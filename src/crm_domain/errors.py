@@ -64,7 +64,7 @@ class, so they can be shown to a user as they are::
             ├── UnknownReadModelError    (also a ConfigurationError)
             ├── UnhandledEventError      a read model cannot apply an event
             ├── ReadModelParkedError     retry/skip asked of a read model in the wrong state
-            ├── ReadModelRebuildingError a report asked for read models a rebuild holds
+            ├── ReadModelRebuildingError read models a running rebuild holds
             └── ProjectionLagError       read models did not catch up in time
 
 :func:`invalid` is the one place where pydantic's ``ValidationError`` becomes an
@@ -833,8 +833,9 @@ class ReadModelParkedError(ProjectionError):
 
 
 class ReadModelRebuildingError(ProjectionError):
-    """Read models a report reads are being rebuilt (a running rebuild holds them): try
-    again once it has finished; nothing was read from them."""
+    """Read models are being rebuilt (a running rebuild holds them): a report cannot read
+    them, nor (on SQLite, whose write lock the rebuild holds) another rebuild claim them,
+    until it has finished; nothing was read or changed. Try again then."""
 
 
 class ProjectionLagError(ProjectionError, TimeoutError):

@@ -42,9 +42,10 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crm_domain.errors import UnhandledEventError
+from crm_domain.errors import ReadModelRebuildingError, UnhandledEventError
 from projections.sqltypes import UTCDateTime
 
 metadata = MetaData()
@@ -380,24 +381,45 @@ def claim_for_rebuild(engine: Engine, names: Collection[str]) -> str:
     claim waits for its lock). A second rebuild takes them over; the first one's writes
     are then refused."""
     token = new_claim_token()
-    with Session(engine) as session, session.begin():
-        _ensure_rows(session, names)
-        lock_states(session, names)
-        session.execute(
-            update(control)
-            .where(control.c.read_model.in_(list(names)))
-            .values(
-                generation=control.c.generation + 1,
-                rebuild_token=token,
-                rebuild_started_at=datetime.now(UTC),
-                parked_position=None,
-                parked_topic=None,
-                parked_originator_id=None,
-                parked_error=None,
-                parked_at=None,
+    try:
+        with Session(engine) as session, session.begin():
+            _ensure_rows(session, names)
+            lock_states(session, names)
+            session.execute(
+                update(control)
+                .where(control.c.read_model.in_(list(names)))
+                .values(
+                    generation=control.c.generation + 1,
+                    rebuild_token=token,
+                    rebuild_started_at=datetime.now(UTC),
+                    parked_position=None,
+                    parked_topic=None,
+                    parked_originator_id=None,
+                    parked_error=None,
+                    parked_at=None,
+                )
             )
-        )
+    except OperationalError as exc:
+        if engine.dialect.name != "sqlite" or "locked" not in str(exc.orig):
+            raise
+        # SQLite: a rebuild folding in chunks holds the database's write lock until it
+        # commits (a reader still sees the control rows), so say who, not "locked".
+        with Session(engine) as session:
+            held = {n: s for n, s in read_states(session, names).items() if s.rebuilding}
+        who = "; ".join(held_by(n, s) for n, s in sorted(held.items()))
+        raise ReadModelRebuildingError(
+            (f"being rebuilt: {who}" if who else "the read models' database is locked")
+            + ". Another rebuild holds the database's write lock until it commits: run this "
+            "one again when it is done (`crm projections status` shows it)"
+        ) from exc
     return token
+
+
+def held_by(name: str, state: ControlState) -> str:
+    """Which rebuild holds a read model, and since when, in words."""
+    since = state.rebuild_started_at
+    when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
+    return f"read model {name!r} by {state.holder}{when}"
 
 
 def release_from_rebuild(engine: Engine, names: Collection[str], token: str) -> None:

@@ -434,3 +434,26 @@ def test_verify_releases_a_killed_rebuilds_claim_and_verifies(
         assert view.control_states()["handover"].rebuild_token == live
     finally:
         view.engine.dispose()
+
+
+def test_a_second_rebuild_on_sqlite_says_which_rebuild_holds_the_lock(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rebuild folding in chunks holds SQLite's write lock until it commits: a second
+    rebuild cannot claim the read models meanwhile, and says which rebuild holds them
+    (not the driver's "database is locked"), with nothing changed."""
+    _store(sqlite_url)
+    proc = _start_rebuild(sqlite_url, "fast")
+    try:
+        before = {s.name: s.generation for s in status(sqlite_url)}
+        capsys.readouterr()
+        code = main(["projections", "rebuild", "--all", "--store", sqlite_url])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert "being rebuilt: read model 'customer360'" in err
+        assert f"by process {proc.pid}" in err
+        assert "database is locked" not in err
+        assert {s.name: s.generation for s in status(sqlite_url)} == before
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -29,7 +29,7 @@ from crm_domain.errors import CustomerNotFoundError, ProjectionLagError, ReadMod
 from crm_domain.processes import end_of_day
 from crm_domain.settings import CRMSettings
 from crm_domain.sla import CalendarSettings
-from projections.control import ControlState
+from projections.control import held_by
 from projections.runner import ReadModelRunner
 from projections.views import ReadModelView
 
@@ -372,18 +372,12 @@ def _refuse_rebuilding(view: ReadModelView, read_models: Collection[str] | None)
     held = view.rebuilding()
     wanted = sorted(n for n in held if read_models is None or n in read_models)
     if wanted:
-        who = "; ".join(_held_by(n, held[n]) for n in wanted)
+        who = "; ".join(held_by(n, held[n]) for n in wanted)
         raise ReadModelRebuildingError(
             f"being rebuilt: {who}. Run the report again when the rebuild is done "
             "(`crm projections status` shows it)"
         )
     return set(held)
-
-
-def _held_by(name: str, state: ControlState) -> str:
-    since = state.rebuild_started_at
-    when = f" since {since.isoformat(timespec='seconds')}" if since is not None else ""
-    return f"read model {name!r} by {state.holder}{when}"
 
 
 def _fold_if_far_behind(store_url: str, views_url: str | None, console: Console) -> None:
